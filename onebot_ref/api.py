@@ -1,0 +1,321 @@
+"""One explicit method per standard OneBot 11 action (spec ``api/public.md``).
+
+:class:`OneBotApi` is a mixin: every mode that can call actions (``HttpClient``,
+``WsClient``, ``WsServer``) provides ``call(action, **params)`` and inherits
+these methods, so ``bot.send_group_msg(group_id=1, message="hi")`` reads the
+same in all of them, IDEs complete it, and a typo fails loudly instead of
+inventing an action.
+
+Every documented parameter is sent explicitly, defaults included, because
+implementations disagree on defaults (go-cqhttp's ``set_group_anonymous_ban``
+sends 0 when ``duration`` is omitted). Each method returns the response's
+``data`` and raises :class:`~onebot_ref.errors.ActionFailed` on failure.
+Anything not written out here (extensions such as ``send_group_forward_msg``)
+goes through ``call("action_name", ...)``.
+"""
+
+from typing import Any
+
+from .message import normalize, text
+
+__all__ = ["STANDARD_ACTIONS", "OneBotApi"]
+
+Message = str | dict[str, Any] | list[Any]
+Id = int | str
+
+
+class OneBotApi:
+    """Mixin of the standard actions on top of ``call(action, **params)``."""
+
+    def call(self, action: str, /, **params: Any) -> Any:
+        """Call ``action`` and return the response's ``data``; transports implement it."""
+        raise NotImplementedError
+
+    def call_for(self, event: dict[str, Any], action: str, /, **params: Any) -> Any:
+        """Call ``action`` on behalf of the bot that received ``event``.
+
+        The default is a plain :meth:`call`; the reverse-WS server routes by
+        the event's ``self_id`` so that a reply leaves from the right account.
+        """
+        return self.call(action, **params)
+
+    def call_async(self, action: str, /, **params: Any) -> None:
+        """Fire and forget: call ``<action>_async``.
+
+        The spec answers ``status: async``; go-cqhttp runs it synchronously and
+        answers ``ok``. Both count as accepted. NapCat and Lagrange do not know
+        the suffix and answer "not found" (:class:`ApiNotAvailable`).
+        """
+        self.call(f"{action}_async", **params)
+
+    def reply(
+        self,
+        event: dict[str, Any],
+        message: Message,
+        *,
+        at_sender: bool = False,
+        auto_escape: bool = False,
+    ) -> Any:
+        """Answer a message event in the chat it came from.
+
+        Picks ``send_group_msg`` or ``send_private_msg`` from the event and
+        sends from the account that received it. ``at_sender`` mentions the
+        sender first (group chats only).
+
+        Raises:
+            ValueError: ``event`` is not a private or group message event.
+        """
+        if event.get("message_type") == "group" and "group_id" in event:
+            if at_sender and "user_id" in event:
+                body = (
+                    [text(message)]
+                    if auto_escape and isinstance(message, str)
+                    else normalize(message)
+                )
+                message = [{"type": "at", "data": {"qq": str(event["user_id"])}}, *body]
+            return self.call_for(
+                event,
+                "send_group_msg",
+                group_id=event["group_id"],
+                message=message,
+                auto_escape=auto_escape,
+            )
+        if "user_id" in event:
+            return self.call_for(
+                event,
+                "send_private_msg",
+                user_id=event["user_id"],
+                message=message,
+                auto_escape=auto_escape,
+            )
+        raise ValueError(f"cannot reply to an event of kind {event.get('post_type')!r}")
+
+    # -- messages ---------------------------------------------------------------
+
+    def send_private_msg(self, user_id: Id, message: Message, *, auto_escape: bool = False) -> Any:
+        """Send a private message; returns ``{"message_id": ...}``."""
+        return self.call(
+            "send_private_msg", user_id=user_id, message=message, auto_escape=auto_escape
+        )
+
+    def send_group_msg(self, group_id: Id, message: Message, *, auto_escape: bool = False) -> Any:
+        """Send a group message; returns ``{"message_id": ...}``."""
+        return self.call(
+            "send_group_msg", group_id=group_id, message=message, auto_escape=auto_escape
+        )
+
+    def send_msg(
+        self,
+        message: Message,
+        *,
+        message_type: str | None = None,
+        user_id: Id | None = None,
+        group_id: Id | None = None,
+        auto_escape: bool = False,
+    ) -> Any:
+        """Send a message; ``message_type`` is inferred from the id given if omitted."""
+        if message_type is None:
+            message_type = "group" if group_id is not None else "private"
+        params: dict[str, Any] = {"message_type": message_type}
+        if user_id is not None:
+            params["user_id"] = user_id
+        if group_id is not None:
+            params["group_id"] = group_id
+        return self.call("send_msg", message=message, auto_escape=auto_escape, **params)
+
+    def delete_msg(self, message_id: Id) -> Any:
+        """Recall a message."""
+        return self.call("delete_msg", message_id=message_id)
+
+    def get_msg(self, message_id: Id) -> Any:
+        """Fetch a message by id."""
+        return self.call("get_msg", message_id=message_id)
+
+    def get_forward_msg(self, id: str) -> Any:
+        """Fetch a merged-forward message (the reply key is ``message`` or ``messages``)."""
+        return self.call("get_forward_msg", id=id)
+
+    def send_like(self, user_id: Id, times: int = 1) -> Any:
+        """Send profile likes (at most 10 per friend per day)."""
+        return self.call("send_like", user_id=user_id, times=times)
+
+    # -- group administration ----------------------------------------------------
+
+    def set_group_kick(self, group_id: Id, user_id: Id, reject_add_request: bool = False) -> Any:
+        """Remove a member from a group."""
+        return self.call(
+            "set_group_kick",
+            group_id=group_id,
+            user_id=user_id,
+            reject_add_request=reject_add_request,
+        )
+
+    def set_group_ban(self, group_id: Id, user_id: Id, duration: int = 1800) -> Any:
+        """Mute a member for ``duration`` seconds (0 lifts the mute)."""
+        return self.call("set_group_ban", group_id=group_id, user_id=user_id, duration=duration)
+
+    def set_group_anonymous_ban(
+        self,
+        group_id: Id,
+        *,
+        anonymous: dict[str, Any] | None = None,
+        anonymous_flag: str | None = None,
+        flag: str | None = None,
+        duration: int = 1800,
+    ) -> Any:
+        """Mute an anonymous sender; pass the event's ``anonymous`` object or its flag."""
+        params: dict[str, Any] = {"group_id": group_id, "duration": duration}
+        if anonymous is not None:
+            params["anonymous"] = anonymous
+        if anonymous_flag is not None:
+            params["anonymous_flag"] = anonymous_flag
+        if flag is not None:
+            params["flag"] = flag
+        return self.call("set_group_anonymous_ban", **params)
+
+    def set_group_whole_ban(self, group_id: Id, enable: bool = True) -> Any:
+        """Mute or unmute the whole group."""
+        return self.call("set_group_whole_ban", group_id=group_id, enable=enable)
+
+    def set_group_admin(self, group_id: Id, user_id: Id, enable: bool = True) -> Any:
+        """Grant or revoke admin."""
+        return self.call("set_group_admin", group_id=group_id, user_id=user_id, enable=enable)
+
+    def set_group_anonymous(self, group_id: Id, enable: bool = True) -> Any:
+        """Allow or forbid anonymous chat."""
+        return self.call("set_group_anonymous", group_id=group_id, enable=enable)
+
+    def set_group_card(self, group_id: Id, user_id: Id, card: str = "") -> Any:
+        """Set a member's group card (empty removes it)."""
+        return self.call("set_group_card", group_id=group_id, user_id=user_id, card=card)
+
+    def set_group_name(self, group_id: Id, group_name: str) -> Any:
+        """Rename a group."""
+        return self.call("set_group_name", group_id=group_id, group_name=group_name)
+
+    def set_group_leave(self, group_id: Id, is_dismiss: bool = False) -> Any:
+        """Leave a group (an owner must set ``is_dismiss`` to dismiss it)."""
+        return self.call("set_group_leave", group_id=group_id, is_dismiss=is_dismiss)
+
+    def set_group_special_title(
+        self, group_id: Id, user_id: Id, special_title: str = "", duration: int = -1
+    ) -> Any:
+        """Set a member's special title (empty removes it)."""
+        return self.call(
+            "set_group_special_title",
+            group_id=group_id,
+            user_id=user_id,
+            special_title=special_title,
+            duration=duration,
+        )
+
+    # -- requests ---------------------------------------------------------------
+
+    def set_friend_add_request(self, flag: str, approve: bool = True, remark: str = "") -> Any:
+        """Answer a friend request (``flag`` from the request event)."""
+        return self.call("set_friend_add_request", flag=flag, approve=approve, remark=remark)
+
+    def set_group_add_request(
+        self, flag: str, sub_type: str, approve: bool = True, reason: str = ""
+    ) -> Any:
+        """Answer a group join request or invitation (``sub_type`` is ``add`` or ``invite``)."""
+        return self.call(
+            "set_group_add_request", flag=flag, sub_type=sub_type, approve=approve, reason=reason
+        )
+
+    # -- information ------------------------------------------------------------
+
+    def get_login_info(self) -> Any:
+        """The bot account: ``{"user_id", "nickname"}``."""
+        return self.call("get_login_info")
+
+    def get_stranger_info(self, user_id: Id, no_cache: bool = False) -> Any:
+        """Public profile of any user."""
+        return self.call("get_stranger_info", user_id=user_id, no_cache=no_cache)
+
+    def get_friend_list(self) -> Any:
+        """Friends: ``[{"user_id", "nickname", "remark"}]``."""
+        return self.call("get_friend_list")
+
+    def get_group_info(self, group_id: Id, no_cache: bool = False) -> Any:
+        """One group's info."""
+        return self.call("get_group_info", group_id=group_id, no_cache=no_cache)
+
+    def get_group_list(self) -> Any:
+        """Every group the bot is in."""
+        return self.call("get_group_list")
+
+    def get_group_member_info(self, group_id: Id, user_id: Id, no_cache: bool = False) -> Any:
+        """One member's info."""
+        return self.call(
+            "get_group_member_info", group_id=group_id, user_id=user_id, no_cache=no_cache
+        )
+
+    def get_group_member_list(self, group_id: Id) -> Any:
+        """Every member of a group."""
+        return self.call("get_group_member_list", group_id=group_id)
+
+    def get_group_honor_info(self, group_id: Id, type: str = "all") -> Any:
+        """Group honours; ``type`` is ``talkative``, ``performer``, ``legend``… or ``all``."""
+        return self.call("get_group_honor_info", group_id=group_id, type=type)
+
+    def get_cookies(self, domain: str = "") -> Any:
+        """Cookies for a QQ web domain."""
+        return self.call("get_cookies", domain=domain)
+
+    def get_csrf_token(self) -> Any:
+        """The CSRF token for QQ web APIs."""
+        return self.call("get_csrf_token")
+
+    def get_credentials(self, domain: str = "") -> Any:
+        """Cookies and CSRF token together."""
+        return self.call("get_credentials", domain=domain)
+
+    def get_record(self, file: str, out_format: str) -> Any:
+        """Convert a received voice file (``mp3``, ``amr``, ``wav``…); needs ffmpeg."""
+        return self.call("get_record", file=file, out_format=out_format)
+
+    def get_image(self, file: str) -> Any:
+        """Download a received image; returns its local path."""
+        return self.call("get_image", file=file)
+
+    def can_send_image(self) -> Any:
+        """``{"yes": bool}``."""
+        return self.call("can_send_image")
+
+    def can_send_record(self) -> Any:
+        """``{"yes": bool}``."""
+        return self.call("can_send_record")
+
+    def get_status(self) -> Any:
+        """``{"online", "good", ...}``; rely only on ``online`` and ``good``."""
+        return self.call("get_status")
+
+    def get_version_info(self) -> Any:
+        """``{"app_name", "app_version", "protocol_version", ...}``."""
+        return self.call("get_version_info")
+
+    def set_restart(self, delay: int = 0) -> Any:
+        """Restart the implementation after ``delay`` ms (always answers ``async``)."""
+        return self.call("set_restart", delay=delay)
+
+    def clean_cache(self) -> Any:
+        """Clear the implementation's cache."""
+        return self.call("clean_cache")
+
+    def handle_quick_operation(self, context: dict[str, Any], operation: dict[str, Any]) -> Any:
+        """Hidden action ``.handle_quick_operation``: a quick operation over WebSocket."""
+        return self.call(".handle_quick_operation", context=context, operation=operation)
+
+
+# The action names of spec api/public.md, in its order; tests check the
+# methods above against this list.
+STANDARD_ACTIONS = (
+    "send_private_msg send_group_msg send_msg delete_msg get_msg get_forward_msg send_like "
+    "set_group_kick set_group_ban set_group_anonymous_ban set_group_whole_ban set_group_admin "
+    "set_group_anonymous set_group_card set_group_name set_group_leave set_group_special_title "
+    "set_friend_add_request set_group_add_request get_login_info get_stranger_info "
+    "get_friend_list get_group_info get_group_list get_group_member_info get_group_member_list "
+    "get_group_honor_info get_cookies get_csrf_token get_credentials get_record get_image "
+    "can_send_image can_send_record get_status get_version_info set_restart clean_cache"
+).split()

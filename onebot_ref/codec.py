@@ -1,0 +1,245 @@
+"""The wire envelopes shared by all four modes: JSON, API requests and responses, auth.
+
+Every OneBot 11 payload is one UTF-8 JSON object (spec ``communication/README.md``).
+Three shapes cross the wire:
+
+* an **event**, which always has ``post_type``::
+
+      {"time": 1700000000, "self_id": 10001, "post_type": "message", ...}
+
+* an **action request** (WebSocket; over HTTP the action is the URL path)::
+
+      {"action": "send_private_msg", "params": {"user_id": 1, "message": "hi"}, "echo": "7"}
+
+* an **action response**, whose ``echo`` is copied from the request over WebSocket::
+
+      {"status": "ok", "retcode": 0, "data": {"message_id": 5}, "echo": "7"}
+
+Success is decided from ``status`` alone (``ok``; or ``async`` with retcode 1),
+never from ``retcode`` alone: Lagrange sends free text in ``status`` with retcode 0,
+and NapCat sends retcode 200 with status ``failed``.
+
+Ids are never coerced: Python ints are unbounded and ``json`` never routes them
+through float, so large, negative and string ids pass through unchanged.
+
+This module is pure: no sockets, no threads, stdlib only.
+"""
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from .errors import ActionFailed, ApiNotAvailable, AuthError, DecodeError
+
+__all__ = [
+    "action_request",
+    "check_signature",
+    "dumps",
+    "event_name",
+    "http_error",
+    "is_event",
+    "loads",
+    "mask_token",
+    "parse_authorization",
+    "sign",
+    "token_matches",
+    "unwrap_response",
+]
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_decoder = json.JSONDecoder()
+_lenient_decoder = json.JSONDecoder(strict=False)
+
+# retcodes meaning "no such action": go-cqhttp and Lagrange send 404 even over
+# WebSocket, where the spec (communication/ws.md) says 1404.
+NOT_FOUND_RETCODES = (404, 1404)
+# retcodes meaning "authentication failed"; NapCat sends 1403 on forward WS.
+AUTH_RETCODES = (1401, 1403)
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as compact UTF-8 JSON (non-ASCII text is kept, not ``\\u``-escaped)."""
+    return _encoder.encode(obj).encode("utf-8")
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Decode one JSON value from ``data``.
+
+    Surrounding whitespace is ignored (go-cqhttp ends replies with a newline).
+    Raw control characters inside strings, which NapCat emits in ``raw_info``,
+    are accepted on a second, lenient try.
+
+    Raises:
+        DecodeError: not UTF-8, or not JSON; the message has the offset and an excerpt.
+    """
+    if isinstance(data, str):
+        text = data
+    else:
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"payload is not valid UTF-8 at byte {exc.start}") from None
+    text = text.strip()
+    try:
+        return _decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        first = exc
+    except (ValueError, RecursionError) as exc:  # e.g. an int of 5000 digits, deep nesting
+        raise DecodeError(f"payload is not usable JSON: {exc}") from None
+    try:
+        return _lenient_decoder.decode(text)
+    except (ValueError, RecursionError):
+        pass
+    excerpt = text[max(0, first.pos - 20) : first.pos + 20]
+    raise DecodeError(
+        f"payload is not JSON: {first.msg} at offset {first.pos} (near {excerpt!r})"
+    ) from None
+
+
+def is_event(obj: Any) -> bool:
+    """Tell an event from an action response: events always carry ``post_type``."""
+    return isinstance(obj, dict) and "post_type" in obj
+
+
+def action_request(action: str, params: dict[str, Any] | None, echo: Any) -> dict[str, Any]:
+    """Build the WebSocket action frame ``{"action", "params", "echo"}``."""
+    return {"action": action, "params": params if params is not None else {}, "echo": echo}
+
+
+def response_text(resp: dict[str, Any]) -> str:
+    """The human text of a response: the first non-empty of ``wording``, ``message``, ``msg``."""
+    for key in ("wording", "message", "msg"):
+        value = resp.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def unwrap_response(resp: Any, action: str) -> Any:
+    """Return the ``data`` of a successful response, or raise the matching error.
+
+    ``status == "ok"`` is success, and so is ``status == "async"`` with retcode 1
+    (the action was queued). Anything else raises:
+
+    * retcode 404 / 1404: :class:`ApiNotAvailable`;
+    * retcode 1401 / 1403: :class:`AuthError` (NapCat's in-band auth failure);
+    * any other status: :class:`ActionFailed` with retcode and text.
+
+    Raises:
+        DecodeError: ``resp`` is not a JSON object.
+    """
+    if not isinstance(resp, dict):
+        raise DecodeError(f"response to {action!r} is not a JSON object: {resp!r:.80}")
+    status = resp.get("status")
+    retcode = resp.get("retcode")
+    if status == "ok" or (status == "async" and retcode == 1):
+        return resp.get("data")
+    text = response_text(resp)
+    if status not in ("failed", None) and not text:
+        text = str(status)  # Lagrange puts the reason in "status"
+    if retcode in NOT_FOUND_RETCODES:
+        raise ApiNotAvailable(action, retcode, text or "the implementation does not know it", resp)
+    if retcode in AUTH_RETCODES:
+        raise AuthError(
+            f"{action}: authentication failed (retcode {retcode}): {text or 'no reason given'}; "
+            "compare the access token on both sides"
+        )
+    if status is None and not text:
+        text = "the response has no status field"
+    raise ActionFailed(action, retcode, text, resp)
+
+
+def http_error(status: int, action: str, body: bytes = b"") -> Exception:
+    """The error for a non-200 HTTP API status (spec ``communication/http.md``).
+
+    401/403 become :class:`AuthError`, 404 :class:`ApiNotAvailable`, and the rest
+    :class:`ActionFailed` with ``retcode = 1000 + status``, the WebSocket mirror
+    the spec defines, so both transports raise the same error for the same failure.
+    """
+    excerpt = body[:200].decode("utf-8", "replace").strip()
+    detail = f" ({excerpt})" if excerpt else ""
+    if status == 401:
+        return AuthError(
+            f"HTTP 401 for {action!r}: the implementation wants an access token and got none; "
+            f"set access_token= to the token configured on the OneBot side{detail}",
+            status,
+        )
+    if status == 403:
+        return AuthError(
+            f"HTTP 403 for {action!r}: the access token was refused; check that the token "
+            f"is the same on both sides (NapCat answers 403 for a missing one too){detail}",
+            status,
+        )
+    if status == 404:
+        return ApiNotAvailable(action, 1404, f"HTTP 404: no such action or path{detail}")
+    return ActionFailed(action, 1000 + status, f"HTTP {status}{detail}")
+
+
+def event_name(event: dict[str, Any]) -> str:
+    """The dotted name handlers register for: ``post_type.detail_type.sub_type``.
+
+    Examples: ``message.group.normal``, ``notice.notify.poke``,
+    ``meta_event.heartbeat``, ``notice.group_increase.approve``. Missing or
+    non-string parts end the name early, so unknown kinds still get a name.
+    The detail type of ``message_sent`` (go-cqhttp, NapCat) is its ``message_type``.
+    """
+    post_type = event.get("post_type")
+    if not isinstance(post_type, str) or not post_type:
+        return ""
+    parts = [post_type]
+    detail = event.get(f"{post_type}_type")
+    if detail is None and post_type == "message_sent":
+        detail = event.get("message_type")
+    if isinstance(detail, str) and detail:
+        parts.append(detail)
+        sub_type = event.get("sub_type")
+        if isinstance(sub_type, str) and sub_type:
+            parts.append(sub_type)
+    return ".".join(parts)
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The ``X-Signature`` value for ``body``: ``sha1=`` + HMAC-SHA1 hex over the raw bytes."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha1).hexdigest()
+    return f"sha1={digest}"
+
+
+def check_signature(body: bytes, secret: str, header: str | None) -> bool:
+    """Check an ``X-Signature`` header against the raw body, in constant time."""
+    if not header:
+        return False
+    return hmac.compare_digest(sign(body, secret).encode(), header.strip().lower().encode())
+
+
+def parse_authorization(header: str | None) -> str | None:
+    """The token in an ``Authorization`` header, or None if there is none.
+
+    Accepts ``Bearer x`` (spec, NapCat, Lagrange), ``Token x`` (CQHTTP,
+    go-cqhttp), either in any case, and a bare token. NapCat sends ``Bearer ``
+    with nothing after it when no token is configured: that is "no token".
+    """
+    if not header:
+        return None
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() in ("bearer", "token"):
+        token = rest.strip()
+    elif rest:
+        token = header.strip()  # unknown scheme word: keep all of it, it cannot match by accident
+    else:
+        token = scheme
+    return token or None
+
+
+def token_matches(expected: str, presented: str | None) -> bool:
+    """Compare a presented token with the configured one in constant time."""
+    if presented is None:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), presented.encode("utf-8"))
+
+
+def mask_token(token: str | None) -> str:
+    """A fingerprint safe for logs: the first two characters and the length."""
+    if not token:
+        return "<none>"
+    return f"{token[:2]}…({len(token)} chars)"

@@ -1,0 +1,105 @@
+"""Every exception onebot_ref raises, in one tree.
+
+::
+
+    OneBotError
+    ├── NetworkError (also OSError)       the transport failed: refused, reset, closed
+    │   └── NotConnected                  no live connection to send this call on
+    ├── ApiTimeout (also TimeoutError)    no response in time; the action MAY have run
+    ├── AuthError                         401 missing / 403 wrong token or signature
+    ├── ActionFailed                      the implementation answered status "failed"
+    │   └── ApiNotAvailable               unknown action (HTTP 404, retcode 404 / 1404)
+    ├── ProtocolError                     the peer broke the wire protocol (.close_code)
+    └── DecodeError (also ValueError)     bytes that are not the JSON we expect
+
+Catch ``OneBotError`` for "anything from this library", or a built-in base
+(``OSError``, ``TimeoutError``, ``ValueError``) if you only know the stdlib.
+"""
+
+from typing import Any
+
+__all__ = [
+    "ActionFailed",
+    "ApiNotAvailable",
+    "ApiTimeout",
+    "AuthError",
+    "DecodeError",
+    "NetworkError",
+    "NotConnected",
+    "OneBotError",
+    "ProtocolError",
+]
+
+
+class OneBotError(Exception):
+    """Base class of every error raised by onebot_ref."""
+
+
+class NetworkError(OneBotError, OSError):
+    """The connection to the peer failed or was lost."""
+
+
+class NotConnected(NetworkError):
+    """There is no live connection to send the call on (or it dropped while we waited)."""
+
+
+class ApiTimeout(OneBotError, TimeoutError):
+    """No response arrived in time. The action may still have been carried out."""
+
+    def __init__(self, action: str, elapsed: float, echo: Any = None) -> None:
+        self.action = action
+        self.elapsed = elapsed
+        self.echo = echo
+        super().__init__(
+            f"no response to {action!r} after {elapsed:.1f}s; "
+            "the implementation may still have carried it out, so check before retrying"
+        )
+
+
+class AuthError(OneBotError):
+    """Authentication failed: 401 (no credential) or 403 (wrong token or signature)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ActionFailed(OneBotError):
+    """The implementation ran the action and reported failure.
+
+    Attributes:
+        action: the action name that was called.
+        retcode: the envelope's ``retcode`` (informational; implementations disagree).
+        message: the first non-empty of ``wording``, ``message`` and ``msg``.
+        response: the raw response dict, unchanged.
+    """
+
+    def __init__(
+        self,
+        action: str,
+        retcode: Any = None,
+        message: str = "",
+        response: dict[str, Any] | None = None,
+    ) -> None:
+        self.action = action
+        self.retcode = retcode
+        self.message = message
+        self.response = response if response is not None else {}
+        text = f"{action} failed with retcode {retcode}"
+        super().__init__(f"{text}: {message}" if message else text)
+
+
+class ApiNotAvailable(ActionFailed):
+    """The implementation does not know this action (HTTP 404, retcode 404 or 1404)."""
+
+
+class ProtocolError(OneBotError):
+    """The peer broke the protocol; ``close_code`` is the WebSocket close code to send."""
+
+    def __init__(self, message: str, close_code: int = 1002) -> None:
+        self.close_code = close_code
+        super().__init__(message)
+
+
+class DecodeError(OneBotError, ValueError):
+    """Input that is not valid UTF-8 JSON of the expected shape."""
