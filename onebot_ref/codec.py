@@ -182,15 +182,17 @@ def event_name(event: dict[str, Any]) -> str:
     Examples: ``message.group.normal``, ``notice.notify.poke``,
     ``meta_event.heartbeat``, ``notice.group_increase.approve``. Missing or
     non-string parts end the name early, so unknown kinds still get a name.
-    The detail type of ``message_sent`` (go-cqhttp, NapCat) is its ``message_type``.
+    The detail type of ``message_sent`` (go-cqhttp, NapCat) is its ``message_type``,
+    so own group messages are ``message_sent.group.normal``.
     """
     post_type = event.get("post_type")
     if not isinstance(post_type, str) or not post_type:
         return ""
     parts = [post_type]
-    detail = event.get(f"{post_type}_type")
-    if detail is None and post_type == "message_sent":
-        detail = event.get("message_type")
+    # message_sent (go-cqhttp, NapCat) names its chat kind in message_type;
+    # NapCat's message_sent_type is always "self".
+    key = "message_type" if post_type == "message_sent" else f"{post_type}_type"
+    detail = event.get(key)
     if isinstance(detail, str) and detail:
         parts.append(detail)
         sub_type = event.get("sub_type")

@@ -1,0 +1,324 @@
+"""codec: JSON, envelopes, event names, signatures and tokens, against real-world vectors."""
+
+import json
+
+import pytest
+from conftest import load_vectors
+from hypothesis import given
+from hypothesis import strategies as st
+
+from onebot_ref import codec
+from onebot_ref.errors import (
+    ActionFailed,
+    ApiNotAvailable,
+    AuthError,
+    DecodeError,
+    OneBotError,
+)
+
+# -- dumps / loads ---------------------------------------------------------------
+
+
+def test_dumps_is_compact_utf8_and_keeps_big_ids():
+    obj = {"nickname": "小明😀", "user_id": 144115218731218202, "neg": -2147483648, "s": "123"}
+    data = codec.dumps(obj)
+    assert data == json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    assert "小明😀".encode() in data
+    assert codec.loads(data) == obj
+    assert codec.loads(data)["user_id"] == 144115218731218202
+
+
+def test_loads_accepts_str_bytes_and_whitespace():
+    assert codec.loads('  {"a":1}\n') == {"a": 1}
+    assert codec.loads(b'{"a":1}\r\n') == {"a": 1}
+    assert codec.loads(bytearray(b"[1]")) == [1]
+
+
+def test_loads_retries_with_raw_control_characters():
+    # NapCat's raw_info carries raw \x11 / \x10 inside strings.
+    assert codec.loads('{"raw_info":"a\x11b\x10"}') == {"raw_info": "a\x11b\x10"}
+
+
+def test_loads_go_html_escapes():
+    assert codec.loads(r'{"url":"a\u0026b\u003c"}') == {"url": "a&b<"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"", b"{", b"authorization failed", b'{"a":1}x', b"\xff\xfe{}", b"[" * 100000],
+)
+def test_loads_raises_decode_error_with_a_useful_message(bad):
+    with pytest.raises(DecodeError) as info:
+        codec.loads(bad)
+    assert isinstance(info.value, ValueError)
+    assert str(info.value)
+
+
+def test_loads_error_has_offset_and_excerpt():
+    with pytest.raises(DecodeError, match=r"offset 9 .*near"):
+        codec.loads('{"a": 1, oops}')
+
+
+def test_loads_huge_int_is_a_decode_error_not_a_bare_value_error():
+    with pytest.raises(DecodeError):
+        codec.loads("1" * 10000)
+
+
+@given(st.binary(max_size=200))
+def test_loads_only_ever_raises_decode_error(data):
+    try:
+        codec.loads(data)
+    except DecodeError:
+        pass
+
+
+@pytest.mark.parametrize(
+    "vector", [v for v in load_vectors() if "raw_text" in v], ids=lambda v: v["id"]
+)
+def test_every_raw_text_vector_decodes_to_its_payload(vector):
+    assert codec.loads(vector["raw_text"].encode("utf-8")) == vector["payload"]
+
+
+# -- events ------------------------------------------------------------------------
+
+EXPECTED_NAMES = {
+    "gocq-meta-lifecycle-forward-ws-001": "meta_event.lifecycle.connect",
+    "gocq-msg-group-anonymous-001": "message.group.anonymous",
+    "gocq-msg-group-at-string-001": "message.group.normal",
+    "gocq-msg-group-negative-id-001": "message.group.normal",
+    "gocq-msg-private-image-u0026-001": "message.private.friend",
+    "gocq-notice-group-decrease-kickme-001": "notice.group_decrease.kick_me",
+    "gocq-notice-group-decrease-leave-self-001": "notice.group_decrease.leave",
+    "gocq-notice-poke-friend-001": "notice.notify.poke",
+    "gocq-notice-poke-group-001": "notice.notify.poke",
+    "gocq-request-friend-001": "request.friend",
+    "gocq-request-friend-002": "request.friend",
+    "gocq-request-group-invite-001": "request.group.invite",
+    "lagrange-meta-heartbeat-001": "meta_event.heartbeat",
+    "lagrange-msg-group-001": "message.group.normal",
+    "llonebot-msg-group-image-001": "message.group.normal",
+    "llonebot-msg-private-temp-001": "message.private.group",
+    "llonebot-request-group-add-invitor-001": "request.group.add",
+    "misc-lifecycle-self-ID-typo-001": "meta_event.lifecycle.connect",
+    "napcat-meta-lifecycle-connect-001": "meta_event.lifecycle.connect",
+    "napcat-msg-group-debug-raw-001": "message.group.normal",
+    "napcat-msg-group-image-001": "message.group.normal",
+    "napcat-msg-group-self-sent-001": "message_sent.group.normal",
+    "napcat-msg-private-friend-001": "message.private.friend",
+    "napcat-notice-emoji-like-001": "notice.group_msg_emoji_like",
+    "napcat-notice-friend-poke-001": "notice.notify.poke",
+    "napcat-notice-group-ban-001": "notice.group_ban.ban",
+    "napcat-notice-group-decrease-kickme-001": "notice.group_decrease.kick_me",
+    "napcat-notice-group-recall-001": "notice.group_recall",
+    "napcat-notice-group-upload-001": "notice.group_upload",
+    "napcat-notice-input-status-001": "notice.notify.input_status",
+    "napcat-notice-poke-ctrlchars-001": "notice.notify.poke",
+    "napcat-notice-poke-target0-001": "notice.notify.poke",
+    "napcat-request-friend-001": "request.friend",
+}
+
+
+def test_expected_names_cover_every_event_vector():
+    assert {v["id"] for v in load_vectors("event")} == set(EXPECTED_NAMES)
+
+
+@pytest.mark.parametrize("vector", load_vectors("event"), ids=lambda v: v["id"])
+def test_event_vectors(vector):
+    event = vector["payload"]
+    assert codec.is_event(event)
+    assert codec.event_name(event) == EXPECTED_NAMES[vector["id"]]
+
+
+def test_event_name_tolerates_missing_and_odd_keys():
+    assert codec.event_name({}) == ""
+    assert codec.event_name({"post_type": None}) == ""
+    assert codec.event_name({"post_type": "notice"}) == "notice"
+    assert codec.event_name({"post_type": "notice", "notice_type": 5}) == "notice"
+    assert codec.event_name({"post_type": "meta_event", "meta_event_type": "heartbeat"}) == (
+        "meta_event.heartbeat"
+    )
+    assert codec.event_name({"post_type": "notice", "notice_type": "x", "sub_type": ""}) == (
+        "notice.x"
+    )
+
+
+def test_is_event_tells_events_from_responses():
+    assert not codec.is_event({"status": "ok", "retcode": 0, "data": None})
+    assert not codec.is_event("authorization failed")
+    assert not codec.is_event([{"post_type": "x"}])
+
+
+# -- responses ---------------------------------------------------------------------
+
+# What each response vector must do: unwrap to data, or raise this error class.
+EXPECTED_OUTCOMES = {
+    "gocq-api-resp-invalid-flag-001": (ActionFailed, 100, "无效的flag"),
+    "gocq-api-resp-mojibake-001": "ok",
+    "gocq-api-resp-retcode151-001": (ActionFailed, 100, "retcode 151"),
+    "gocq-api-resp-send-ok-001": "ok",
+    "lagrange-api-resp-exception-001": (ActionFailed, 200, ""),
+    "lagrange-api-resp-get-msg-private-001": "ok",
+    "lagrange-api-resp-send-9000-001": (ActionFailed, 9000, ""),
+    "lagrange-api-resp-status-freetext-001": (ActionFailed, 0, "user not found in the buffer"),
+    "llonebot-api-resp-get-msg-001": "ok",
+    "napcat-api-resp-http-403-001": "http",
+    "napcat-api-resp-http-hello-001": "ok",
+    "napcat-api-resp-http-unknown-action-001": (ActionFailed, 200, "不支持的Api send_msg_async"),
+    "napcat-api-resp-json-parse-error-001": (ActionFailed, 1400, "json解析失败,请检查数据格式"),
+    "napcat-api-resp-schema-error-001": (ActionFailed, 1400, "Key: group_id"),
+    "napcat-api-resp-set-group-add-request-001": "ok",
+    "napcat-api-resp-token-refused-001": (AuthError, 1403, "token验证失败"),
+    "napcat-api-resp-unknown-action-001": (ApiNotAvailable, 1404, "不支持的Api undefined"),
+    "napcat-api-resp-ws-unknown-async-001": (ApiNotAvailable, 1404, "send_group_msg_async"),
+}
+
+
+def test_expected_outcomes_cover_every_response_vector():
+    assert {v["id"] for v in load_vectors("api_response")} == set(EXPECTED_OUTCOMES)
+
+
+@pytest.mark.parametrize("vector", load_vectors("api_response"), ids=lambda v: v["id"])
+def test_response_vectors(vector):
+    resp, expected = vector["payload"], EXPECTED_OUTCOMES[vector["id"]]
+    if expected == "ok":
+        assert codec.unwrap_response(resp, "get_x") == resp.get("data")
+    elif expected == "http":
+        err = codec.http_error(vector["http_status"], "send_msg", json.dumps(resp).encode())
+        assert isinstance(err, AuthError) and err.status == 403
+        assert "token verify failed" in str(err)
+    else:
+        cls, retcode, text = expected
+        with pytest.raises(cls) as info:
+            codec.unwrap_response(resp, "get_x")
+        assert text in str(info.value)
+        if isinstance(info.value, ActionFailed):
+            assert type(info.value) is cls
+            assert info.value.retcode == retcode
+            assert info.value.response is resp
+            assert info.value.action == "get_x"
+
+
+def test_async_counts_as_accepted_and_judged_by_status_not_retcode():
+    assert codec.unwrap_response({"status": "async", "retcode": 1, "data": None}, "a") is None
+    with pytest.raises(ActionFailed):
+        codec.unwrap_response({"status": "failed", "retcode": 0, "data": None}, "a")
+    with pytest.raises(ActionFailed, match="no status"):
+        codec.unwrap_response({"retcode": 0, "data": {}}, "a")
+    assert codec.unwrap_response({"status": "ok", "retcode": 0}, "a") is None
+
+
+def test_error_text_prefers_wording_then_message_then_msg():
+    resp = {
+        "status": "failed",
+        "retcode": 100,
+        "msg": "EMPTY_MSG_ERROR",
+        "message": "",
+        "wording": "",
+    }
+    with pytest.raises(ActionFailed) as info:
+        codec.unwrap_response(resp, "send_msg")
+    assert info.value.message == "EMPTY_MSG_ERROR"
+    resp["message"] = "消息为空"
+    with pytest.raises(ActionFailed) as info:
+        codec.unwrap_response(resp, "send_msg")
+    assert info.value.message == "消息为空"
+    assert str(info.value) == "send_msg failed with retcode 100: 消息为空"
+
+
+@pytest.mark.parametrize("resp", [None, [], "authorization failed", 3])
+def test_unwrap_rejects_non_objects_with_a_onebot_error(resp):
+    with pytest.raises(DecodeError):
+        codec.unwrap_response(resp, "a")
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "retcode"),
+    [
+        (401, AuthError, None),
+        (403, AuthError, None),
+        (404, ApiNotAvailable, 1404),
+        (400, ActionFailed, 1400),
+        (406, ActionFailed, 1406),
+        (500, ActionFailed, 1500),
+    ],
+)
+def test_http_error_mapping(status, cls, retcode):
+    err = codec.http_error(status, "send_msg", b"")
+    assert type(err) is cls
+    assert isinstance(err, OneBotError)
+    if retcode is not None:
+        assert err.retcode == retcode
+    if cls is AuthError:
+        assert err.status == status
+        assert "token" in str(err)
+
+
+def test_action_request_shape():
+    assert codec.action_request("get_status", None, "1") == {
+        "action": "get_status",
+        "params": {},
+        "echo": "1",
+    }
+
+
+# -- signatures and tokens ---------------------------------------------------------
+
+HMAC_BODY = (
+    b'{"post_type":"meta_event","meta_event_type":"heartbeat","time":1700000000,'
+    b'"self_id":10001,"status":{"online":true,"good":true},"interval":5000}'
+)
+
+
+def test_hmac_vector_from_the_spec_digest():
+    expected = "sha1=7758adebaa151001028d0affd2ec057493c8c679"
+    assert codec.sign(HMAC_BODY, "my-secret") == expected
+    assert codec.check_signature(HMAC_BODY, "my-secret", expected)
+    assert codec.check_signature(HMAC_BODY, "my-secret", expected.upper().replace("SHA1", "sha1"))
+    assert not codec.check_signature(HMAC_BODY + b" ", "my-secret", expected)
+    assert not codec.check_signature(HMAC_BODY, "other", expected)
+    assert not codec.check_signature(HMAC_BODY, "my-secret", None)
+    assert not codec.check_signature(HMAC_BODY, "my-secret", "")
+    assert not codec.check_signature(HMAC_BODY, "my-secret", "sha1=zz")
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc", "abc"),
+        ("bearer abc", "abc"),
+        ("BEARER   abc ", "abc"),
+        ("Token abc", "abc"),
+        ("token abc", "abc"),
+        ("abc", "abc"),
+        ("Bearer ", None),
+        ("Bearer", None),
+        ("Token", None),
+        ("", None),
+        (None, None),
+        ("Basic abc", "Basic abc"),
+    ],
+)
+def test_parse_authorization(header, token):
+    assert codec.parse_authorization(header) == token
+
+
+def test_handshake_vectors_authorization_headers():
+    seen = {}
+    for vector in load_vectors("handshake"):
+        headers = vector["payload"].get("headers", {})
+        for name, value in headers.items():
+            if name.lower() == "authorization":
+                seen[vector["id"]] = codec.parse_authorization(value)
+    assert seen["napcat-handshake-reverse-ws-notoken-001"] is None
+    assert seen["lagrange-handshake-reverse-ws-001"] is None
+    assert seen["misc-coolq-http-api-headers-001"] == "s3cr3t"
+
+
+def test_token_matches_and_mask():
+    assert codec.token_matches("s3cr3t", "s3cr3t")
+    assert not codec.token_matches("s3cr3t", "s3cr3T")
+    assert not codec.token_matches("s3cr3t", None)
+    assert codec.token_matches("令牌", "令牌")
+    assert codec.mask_token("s3cr3t") == "s3…(6 chars)"
+    assert "cr3t" not in codec.mask_token("s3cr3t")
+    assert codec.mask_token(None) == "<none>"

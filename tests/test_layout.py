@@ -1,0 +1,71 @@
+"""The package's shape: pure core imports only the stdlib, __all__ is honest, no print()."""
+
+import ast
+import importlib
+import pathlib
+import sys
+
+import pytest
+
+import onebot_ref
+
+PACKAGE = pathlib.Path(onebot_ref.__file__).parent
+PURE = ["errors", "codec", "message", "registry", "api", "calls", "framer"]
+MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+
+
+def imports_of(path):
+    tree = ast.parse(path.read_text("utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name.split(".")[0], 0
+        elif isinstance(node, ast.ImportFrom):
+            yield (node.module or "").split(".")[0], node.level
+
+
+@pytest.mark.parametrize("name", [m for m in PURE if (PACKAGE / f"{m}.py").exists()])
+def test_pure_modules_import_only_the_stdlib_and_each_other(name):
+    for module, level in imports_of(PACKAGE / f"{name}.py"):
+        if level:  # relative import: must stay inside the pure core
+            assert module in PURE or module == "", f"{name} imports .{module}"
+        else:
+            assert module in sys.stdlib_module_names, f"{name} imports {module}"
+            assert module not in ("socket", "ssl", "http", "socketserver"), f"{name} does I/O"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_has_an_all_that_exists(name):
+    module = importlib.import_module(f"onebot_ref.{name}")
+    assert module.__doc__, f"{name} has no docstring"
+    for export in getattr(module, "__all__", []):
+        assert hasattr(module, export), f"{name}.__all__ lists missing {export}"
+
+
+def test_package_all_is_importable():
+    for name in onebot_ref.__all__:
+        assert hasattr(onebot_ref, name)
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_library_never_prints(path):
+    if path.stem in ("demo", "doctor", "__main__"):
+        pytest.skip("command-line front ends print by design")
+    tree = ast.parse(path.read_text("utf-8"))
+    calls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
+    ]
+    if calls and 'if __name__ == "__main__"' in path.read_text("utf-8"):
+        pytest.skip("module has a command-line entry point")
+    assert not calls, f"{path.name} calls print()"
+
+
+def test_no_module_installs_logging_handlers():
+    for path in PACKAGE.glob("*.py"):
+        text = path.read_text("utf-8")
+        if path.stem in ("demo", "doctor"):
+            continue
+        assert "basicConfig" not in text.split('if __name__ == "__main__"')[0], path.name
+        assert "addHandler" not in text, path.name

@@ -1,0 +1,263 @@
+"""message: CQ escaping, parsing, rendering and builders."""
+
+import pytest
+from conftest import load_vectors
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from onebot_ref import message as m
+
+# -- escaping (spec message/string.md, ONEBOT11.md §7.3) ----------------------------
+
+
+def test_escape_examples_from_the_spec():
+    assert m.escape("- [x] use &data") == "- &#91;x&#93; use &amp;data"
+    assert m.escape("a,b") == "a,b"
+    assert m.escape("a,b", comma=True) == "a&#44;b"
+    assert m.escape("&#91;") == "&amp;#91;"
+
+
+def test_unescape_amp_last():
+    # The classic bug: unescaping &amp; first turns "&amp;#91;" into "[".
+    assert m.unescape("&amp;#91;x&amp;#93;") == "&#91;x&#93;"
+    assert m.unescape("&#91;x&#93;&#44;&amp;") == "[x],&"
+    assert m.unescape("&amp;amp;") == "&amp;"
+    assert m.unescape("no entities & here") == "no entities & here"
+
+
+@given(st.text())
+@example("&#91;")
+@example("&amp;#91;")
+@example("[CQ:at,qq=1]")
+def test_escape_unescape_round_trip(text):
+    assert m.unescape(m.escape(text)) == text
+    assert m.unescape(m.escape(text, comma=True)) == text
+    assert "[" not in m.escape(text) and "]" not in m.escape(text)
+    assert "," not in m.escape(text, comma=True)
+
+
+# -- parsing -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [v for v in load_vectors("cq_string") if "expected_segments" in v],
+    ids=lambda v: v["id"],
+)
+def test_cq_vectors(vector):
+    assert m.parse_cq(vector["payload"]) == vector["expected_segments"]
+
+
+def test_json_card_vector_unescapes_to_valid_json():
+    import json
+
+    (vector,) = [v for v in load_vectors("cq_string") if v["id"] == "cq-json-music-card-001"]
+    segments = m.parse_cq(vector["payload"])
+    assert segments[0]["type"] == "json"
+    card = json.loads(segments[0]["data"]["data"])
+    assert "&amp;" not in card["meta"]["music"]["jumpUrl"]
+
+
+@pytest.mark.parametrize(
+    ("string", "segments"),
+    [
+        ("", []),
+        ("hello", [m.text("hello")]),
+        ("[CQ:face,id=1]", [m.face(1)]),
+        ("[CQ:shake]", [{"type": "shake", "data": {}}]),
+        ("a [b] c", [m.text("a [b] c")]),  # unmatched / non-CQ brackets stay text
+        ("[CQ:at,qq=1", [m.text("[CQ:at,qq=1")]),  # unterminated
+        ("x]y[CQ:", [m.text("x]y[CQ:")]),
+        (
+            "[CQ:share,title=a=b,url=http://x]",
+            [{"type": "share", "data": {"title": "a=b", "url": "http://x"}}],
+        ),
+        ("[CQ:face,id=]", [{"type": "face", "data": {"id": ""}}]),
+        ("[CQ:face, id=1]", [m.text("[CQ:face, id=1]")]),  # bad key: stays text, not dropped
+        ("[CQ:face,id]", [m.text("[CQ:face,id]")]),  # piece without "="
+        ("[CQ:fa ce,id=1]", [m.text("[CQ:fa ce,id=1]")]),  # bad type name
+        ("a[CQ:text,text=b&#44;c]d", [m.text("ab,cd")]),  # [CQ:text] is just text
+        ("[[CQ:at,qq=all]]", [m.text("["), m.at("all"), m.text("]")]),
+        ("&#91;CQ:at,qq=1&#93;", [m.text("[CQ:at,qq=1]")]),  # escaped code is text, not a segment
+        ("[CQ:my-ext.type_1,k_1=v]", [{"type": "my-ext.type_1", "data": {"k_1": "v"}}]),
+    ],
+)
+def test_parse_cq_tolerant_cases(string, segments):
+    assert m.parse_cq(string) == segments
+
+
+def test_parse_never_turns_escaped_text_into_a_segment():
+    # go-cqhttp#2147: text that looks like CQ code must round trip as text.
+    looks_like_code = "[CQ:image,file=http://evil/x.png]"
+    rendered = m.to_cq([m.text(looks_like_code)])
+    assert m.parse_cq(rendered) == [m.text(looks_like_code)]
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+def test_to_cq_examples():
+    assert m.to_cq([m.text("- [x] use &data")]) == "- &#91;x&#93; use &amp;data"
+    share = {"type": "share", "data": {"title": "a,b", "url": "http://h/?a=1&b=2"}}
+    assert m.to_cq([share]) == "[CQ:share,title=a&#44;b,url=http://h/?a=1&amp;b=2]"
+    assert m.to_cq({"type": "face", "data": None}) == "[CQ:face]"
+    assert (
+        m.to_cq([{"type": "x", "data": {"b": True, "n": 3, "z": None}}]) == "[CQ:x,b=true,n=3,z=]"
+    )
+    assert m.to_cq("already [CQ:face,id=1]") == "already [CQ:face,id=1]"
+
+
+def test_to_cq_nested_node_content():
+    node = m.custom_node(10001, "小明", [m.text("hi, [you]"), m.face(1)])
+    rendered = m.to_cq([node])
+    assert m.parse_cq(rendered) == [
+        {
+            "type": "node",
+            "data": {
+                "user_id": "10001",
+                "nickname": "小明",
+                "content": "hi, &#91;you&#93;[CQ:face,id=1]",
+            },
+        }
+    ]
+
+
+# Canonical segment lists: what parse_cq produces. Text segments are non-empty
+# and never adjacent; other segments have string values and CQ-legal names.
+_names = st.from_regex(r"[A-Za-z0-9_.\-]{1,8}", fullmatch=True).filter(lambda s: s != "text")
+_keys = st.from_regex(r"[A-Za-z0-9_.\-]{1,8}", fullmatch=True)
+_adversarial = st.text(
+    alphabet=st.sampled_from(list("&[],=;#amp913 4CQ:x\\\n\t\x00\x1f😀中")) | st.characters(),
+    max_size=30,
+)
+_text_seg = st.builds(m.text, _adversarial.filter(bool))
+_other_seg = st.builds(
+    lambda t, d: {"type": t, "data": d}, _names, st.dictionaries(_keys, _adversarial, max_size=4)
+)
+
+
+def _canonical(segments):
+    out = []
+    for seg in segments:
+        if seg["type"] == "text" and out and out[-1]["type"] == "text":
+            out[-1] = m.text(out[-1]["data"]["text"] + seg["data"]["text"])
+        else:
+            out.append(seg)
+    return out
+
+
+@given(st.lists(st.one_of(_text_seg, _other_seg), max_size=8).map(_canonical))
+@example([m.text("&amp;#91;")])
+@example([m.text("[CQ:at,qq=1]"), m.at(1)])
+@example([{"type": "json", "data": {"data": '{"a":[1,2],"b":"&#44;"}'}}])
+def test_round_trip_property(segments):
+    assert m.parse_cq(m.to_cq(segments)) == segments
+
+
+@given(st.text(max_size=200))
+def test_parse_cq_never_raises_and_keeps_all_text(string):
+    segments = m.parse_cq(string)
+    assert all(isinstance(s["data"], dict) for s in segments)
+    if "[CQ:" not in string:
+        assert m.plain_text(segments) == m.unescape(string)
+
+
+# -- normalize / plain_text / builders -------------------------------------------------
+
+
+def test_normalize_forms():
+    assert m.normalize("hi[CQ:face,id=1]") == [m.text("hi"), m.face(1)]
+    assert m.normalize(m.at(1)) == [m.at(1)]
+    assert m.normalize(["a", m.face(2)]) == [m.text("a"), m.face(2)]
+    assert m.normalize((m.face(2),)) == [m.face(2)]
+    with pytest.raises(TypeError):
+        m.normalize(5)
+    with pytest.raises(TypeError):
+        m.normalize([5])
+
+
+def test_plain_text():
+    assert m.plain_text("hi [CQ:at,qq=1] &#91;x&#93;") == "hi  [x]"
+    assert m.plain_text([m.image("a.png"), {"type": "text", "data": None}]) == ""
+
+
+def test_builders_send_string_values():
+    assert m.at(2351200988) == {"type": "at", "data": {"qq": "2351200988"}}
+    assert m.image("base64://AAAA", flash=True, timeout=5)["data"] == {
+        "file": "base64://AAAA",
+        "cache": "1",
+        "proxy": "1",
+        "timeout": "5",
+        "type": "flash",
+    }
+    assert m.record("a.amr", magic=True)["data"]["magic"] == "1"
+    assert m.video("v.mp4")["data"] == {"file": "v.mp4", "cache": "1", "proxy": "1"}
+    assert m.reply(-635735050) == {"type": "reply", "data": {"id": "-635735050"}}
+    assert m.poke(1, 10000)["data"] == {"type": "1", "id": "10000"}
+    assert m.anonymous(ignore=True)["data"] == {"ignore": "1"}
+    assert m.location(39.9, 116.3)["data"] == {"lat": "39.9", "lon": "116.3"}
+    assert m.custom_music("u", "a", "t")["data"] == {
+        "type": "custom",
+        "url": "u",
+        "audio": "a",
+        "title": "t",
+    }
+    assert m.music("163", 28949129)["data"] == {"type": "163", "id": "28949129"}
+    assert m.contact("group", 1)["data"] == {"type": "group", "id": "1"}
+    assert m.json_card({"app": "x"})["data"] == {"data": '{"app":"x"}'}
+    assert m.xml("<x/>")["data"] == {"data": "<x/>"}
+    assert m.share("u", "t", content="c")["data"] == {"url": "u", "title": "t", "content": "c"}
+    assert m.node(5)["data"] == {"id": "5"}
+    assert m.forward("123")["data"] == {"id": "123"}
+    for builder in (m.rps, m.dice, m.shake):
+        assert builder()["data"] == {}
+
+
+STANDARD_SEGMENT_TYPES = {
+    "text",
+    "face",
+    "image",
+    "record",
+    "video",
+    "at",
+    "rps",
+    "dice",
+    "shake",
+    "poke",
+    "anonymous",
+    "share",
+    "contact",
+    "location",
+    "music",
+    "reply",
+    "forward",
+    "node",
+    "xml",
+    "json",
+}
+
+
+def test_a_builder_for_every_standard_segment_type():
+    built = {
+        m.text("x")["type"],
+        m.face(1)["type"],
+        m.image("f")["type"],
+        m.record("f")["type"],
+        m.video("f")["type"],
+        m.at(1)["type"],
+        m.rps()["type"],
+        m.dice()["type"],
+        m.shake()["type"],
+        m.poke(1, 1)["type"],
+        m.anonymous()["type"],
+        m.share("u", "t")["type"],
+        m.contact("qq", 1)["type"],
+        m.location(0, 0)["type"],
+        m.music("qq", 1)["type"],
+        m.reply(1)["type"],
+        m.forward("1")["type"],
+        m.node(1)["type"],
+        m.xml("x")["type"],
+        m.json_card("{}")["type"],
+    }
+    assert built == STANDARD_SEGMENT_TYPES

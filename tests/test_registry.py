@@ -1,0 +1,175 @@
+"""registry: dispatch order, failure isolation, quick-op results and the worker pool."""
+
+import logging
+import threading
+
+import pytest
+from conftest import load_vectors
+
+from onebot_ref.registry import Registry
+
+GROUP_MSG = {
+    "post_type": "message",
+    "message_type": "group",
+    "sub_type": "normal",
+    "group_id": 1,
+    "user_id": 2,
+    "message": "hi",
+    "self_id": 3,
+}
+
+
+def test_on_returns_the_function_unchanged():
+    reg = Registry()
+
+    def handler(event):
+        return None
+
+    assert reg.on("message")(handler) is handler
+    assert reg.handlers == {"message": [handler]}
+
+
+def test_most_specific_first_then_registration_order():
+    reg = Registry()
+    calls = []
+    for name in ["*", "message", "message.group", "message.group.normal", "message.private"]:
+        for n in (1, 2):
+            reg.add(name, lambda e, name=name, n=n: calls.append(f"{name}#{n}"))
+    reg.dispatch(GROUP_MSG)
+    assert calls == [
+        "message.group.normal#1",
+        "message.group.normal#2",
+        "message.group#1",
+        "message.group#2",
+        "message#1",
+        "message#2",
+        "*#1",
+        "*#2",
+    ]
+
+
+def test_a_raising_handler_is_logged_and_the_others_still_run(caplog):
+    reg = Registry()
+    ran = []
+
+    @reg.on("message")
+    def boom(event):
+        raise RuntimeError("kaput")
+
+    @reg.on("*")
+    def fine(event):
+        ran.append(event)
+
+    with caplog.at_level(logging.ERROR, logger="onebot_ref.registry"):
+        assert reg.dispatch(GROUP_MSG) == []
+    assert ran == [GROUP_MSG]
+    assert reg.handler_errors == 1
+    assert "kaput" in caplog.text and "Traceback" in caplog.text
+
+
+def test_non_none_results_are_collected_in_order():
+    reg = Registry()
+    reg.add("message.group", lambda e: {"reply": "a"})
+    reg.add("message", lambda e: None)
+    reg.add("*", lambda e: {"reply": "b"})
+    assert reg.dispatch(GROUP_MSG) == [{"reply": "a"}, {"reply": "b"}]
+    assert (reg.received, reg.handled) == (1, 1)
+
+
+@pytest.mark.parametrize("vector", load_vectors("event"), ids=lambda v: v["id"])
+def test_every_real_event_reaches_the_catch_all(vector):
+    reg = Registry()
+    seen = []
+    reg.add("*", seen.append)
+    reg.dispatch(vector["payload"])
+    assert seen == [vector["payload"]]
+
+
+def test_unknown_kinds_and_garbage_are_delivered_not_raised():
+    reg = Registry()
+    seen = []
+    reg.add("*", seen.append)
+    reg.add("notice.bot_offline", seen.append)
+    reg.dispatch({"post_type": "notice", "notice_type": "bot_offline", "message": "x"})
+    reg.dispatch({"post_type": "message_sent", "message_type": "private"})
+    reg.dispatch({})
+    assert len(seen) == 4
+
+
+def test_submit_runs_handlers_off_the_calling_thread(no_thread_leak):
+    reg = Registry(workers=2)
+    done = threading.Event()
+    where = []
+
+    @reg.on("message")
+    def handler(event):
+        where.append(threading.current_thread().name)
+        done.set()
+
+    assert reg.submit(GROUP_MSG)
+    assert done.wait(5)
+    assert where[0].startswith("onebot-handler-")
+    assert where[0] != threading.current_thread().name
+    reg.close()
+
+
+def test_a_handler_can_block_on_another_thread_without_deadlock(no_thread_leak):
+    # What a blocking API call inside a handler looks like: it waits for a
+    # response that the (still free) receiving thread delivers.
+    reg = Registry(workers=1)
+    response = threading.Event()
+    finished = threading.Event()
+
+    @reg.on("message")
+    def handler(event):
+        assert response.wait(5)
+        finished.set()
+
+    reg.submit(GROUP_MSG)
+    response.set()  # the "receive thread" was never blocked by the handler
+    assert finished.wait(5)
+    reg.close()
+
+
+def test_bounded_queue_drops_and_counts(no_thread_leak, caplog):
+    reg = Registry(workers=1, max_pending=3)
+    gate = threading.Event()
+    reg.add("*", lambda e: gate.wait(5))
+    accepted = [reg.submit({"post_type": "x", "n": n}) for n in range(10)]
+    assert accepted.count(True) in (3, 4)  # one may already be taken by the worker
+    assert reg.dropped == 10 - accepted.count(True)
+    assert "dropped" in caplog.text
+    gate.set()
+    assert reg.join(5)
+    assert reg.handled == accepted.count(True)
+    reg.close()
+
+
+def test_close_stops_workers_and_later_submits_are_dropped(no_thread_leak):
+    reg = Registry(workers=4)
+    handled = []
+    reg.add("*", handled.append)
+    for n in range(20):
+        reg.submit({"post_type": "x", "n": n})
+    reg.close()
+    assert len(handled) == 20  # queued events were handled before the workers stopped
+    assert not reg.submit({"post_type": "x"})
+    assert reg.dropped == 1
+
+
+def test_close_is_bounded_when_a_handler_hangs(caplog):
+    reg = Registry(workers=1)
+    gate = threading.Event()
+    reg.add("*", lambda e: gate.wait(10))
+    reg.submit({"post_type": "x"})
+    reg.close(timeout=0.2)
+    assert "still busy" in caplog.text
+    gate.set()
+
+
+def test_slow_handler_is_reported(caplog):
+    reg = Registry(slow_handler=0.0)
+    reg.add("*", lambda e: None)
+    with caplog.at_level(logging.WARNING, logger="onebot_ref.registry"):
+        reg.dispatch(GROUP_MSG)
+    assert "took" in caplog.text
