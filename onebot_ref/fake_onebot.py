@@ -1,0 +1,353 @@
+"""FakeOneBot: a working OneBot 11 implementation in-process, for offline tests and demos.
+
+Not a mock: it speaks the implementation's side of all four modes over real
+loopback sockets, so a bot written with onebot_ref (or any other library)
+runs against it exactly as against NapCat or go-cqhttp::
+
+    fake = FakeOneBot(flavor="napcat", access_token="t")
+    api_url = fake.start_http_api()           # mode 1: our HttpClient calls it
+    fake.add_http_post("http://127.0.0.1:8080/", secret="s")   # mode 2: it POSTs to us
+    ws_url = fake.start_ws_server()           # mode 3: our WsClient connects here
+    fake.connect_reverse("ws://127.0.0.1:8081/")               # mode 4: it dials us
+    fake.push_message(user_id=20001, text="hi")                # an event, to every sink
+    fake.wait_for_sent(1, timeout=5)          # what the bot sent back
+
+Behind every mode stands one :class:`~onebot_ref.fake_world.World` (accounts,
+groups, message store, all standard actions). ``flavor`` reproduces the quirks
+of ``"spec"``, ``"go-cqhttp"`` or ``"napcat"`` (auth failures, envelopes,
+unknown actions, message format, echo handling). :attr:`FakeOneBot.faults`
+injects the failures real deployments have (delays, lost or mangled echoes,
+connections dropped mid-call, silent heartbeats, malformed frames).
+
+Teaching shortcuts: one bot account per FakeOneBot; quick operations
+implement ``reply``/``at_sender``/``auto_escape``/``approve`` only.
+"""
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+import requests
+
+from . import codec
+from .errors import DecodeError
+from .fake_http import FakeHttpApi
+from .fake_world import World
+
+__all__ = ["FakeOneBot", "Faults"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Faults:
+    """Failures to inject; change the fields at any time, from any thread.
+
+    Attributes:
+        delay: seconds to wait before answering each action.
+        drop: answer the next ``drop`` actions with nothing at all.
+        echo: ``"keep"``, ``"omit"``, ``"null"``, ``"number"`` (``"7"`` → 7) or
+            ``"mangle"`` (a different string) for WebSocket responses.
+        close_mid_call: close the connection instead of answering the next N actions.
+        heartbeats: send heartbeat events (when an interval is set).
+        lifecycle: send the lifecycle ``connect`` event on WebSocket connections.
+        malformed: send N malformed WebSocket frames (bad opcode) on the next action.
+    """
+
+    delay: float = 0.0
+    drop: int = 0
+    echo: str = "keep"
+    close_mid_call: int = 0
+    heartbeats: bool = True
+    lifecycle: bool = True
+    malformed: int = 0
+
+    def take(self, name: str) -> bool:
+        """Consume one unit of a counted fault; True if it fires now."""
+        count: int = getattr(self, name)
+        if count > 0:
+            setattr(self, name, count - 1)
+            return True
+        return False
+
+
+class FakeOneBot:
+    """The implementation side of OneBot 11, in-process.
+
+    Args:
+        self_id: the fake bot account's QQ number.
+        flavor: ``"spec"``, ``"go-cqhttp"`` or ``"napcat"``.
+        access_token: the token clients must present (HTTP API, forward WS) and
+            that the reverse-WS client sends.
+        heartbeat_interval: seconds between heartbeat events on WebSocket
+            connections; None turns heartbeats off (the spec default).
+        message_format: ``"string"`` or ``"array"``; default per flavour.
+        host: where servers listen.
+    """
+
+    def __init__(
+        self,
+        self_id: int = 10001,
+        *,
+        flavor: str = "spec",
+        access_token: str | None = None,
+        heartbeat_interval: float | None = None,
+        message_format: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.world = World(self_id, flavor=flavor, message_format=message_format)
+        self.flavor = flavor
+        self.access_token = access_token
+        self.heartbeat_interval = heartbeat_interval
+        self.host = host
+        self.faults = Faults()
+        self.post_targets: list[tuple[str, str | None]] = []
+        self.post_log: list[tuple[int, Any]] = []  # (status, quick operation) per POST
+        self.http_api: FakeHttpApi | None = None
+        self.ws_server: Any = None  # FakeWsServer, started by start_ws_server()
+        self.reverse: list[Any] = []  # ReverseClient per connect_reverse() call
+        self._session = requests.Session()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    # -- what tests and demos read ----------------------------------------------------
+
+    @property
+    def self_id(self) -> int:
+        return self.world.self_id
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """Every message the bot sent, in order (``message_type``, ids, ``message``, ``text``)."""
+        return self.world.sent
+
+    @property
+    def calls(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every action the bot called, in order, with its parameters."""
+        return self.world.calls
+
+    def wait_for_sent(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Block until the bot has sent ``n`` messages (TimeoutError otherwise)."""
+        return self.world.wait_for_sent(n, timeout)
+
+    # -- answering actions, shared by every transport ------------------------------
+
+    def answer(self, request: Any, transport: str) -> dict[str, Any] | None:
+        """The response frame to a WebSocket action request, or None to stay silent.
+
+        Applies the flavour's echo rules and the delay / drop / echo faults.
+        """
+        if self.faults.delay:
+            time.sleep(self.faults.delay)
+        if self.faults.take("drop"):
+            return None
+        if not isinstance(request, dict) or not isinstance(request.get("action"), str):
+            response = self.world.failed(1400, "request is not an action object")
+            has_echo = False
+            echo = None
+        else:
+            params = request.get("params")
+            resp = self.world.handle(
+                request["action"], params if isinstance(params, dict) else {}, transport
+            )
+            response = resp if resp is not None else self.world.failed(1404, "unknown action")
+            has_echo = "echo" in request and request["echo"] is not None
+            echo = request.get("echo")
+        if has_echo:
+            response["echo"] = self._mangle_echo(echo)
+        elif self.flavor == "napcat":
+            response["echo"] = "" if transport == "ws" else None
+        return response
+
+    def _mangle_echo(self, echo: Any) -> Any:
+        mode = self.faults.echo
+        if mode == "omit":
+            return None
+        if mode == "null":
+            return None
+        if mode == "number" and isinstance(echo, str) and echo.isdigit():
+            return int(echo)
+        if mode == "mangle":
+            return f"{echo}-mangled"
+        return echo
+
+    def check_token(self, authorization: str | None, query: str) -> int:
+        """0 if the credential is acceptable, else the HTTP status to refuse with."""
+        if not self.access_token:
+            return 0
+        query_token = dict(parse_qsl(query)).get("access_token")
+        if self.flavor == "napcat":  # the query wins; only the literal "Bearer " is stripped
+            presented = query_token
+            if presented is None and authorization:
+                presented = authorization.removeprefix("Bearer ").strip() or None
+        else:  # CQHTTP and go-cqhttp: the header wins over the query
+            presented = codec.parse_authorization(authorization)
+            if presented is None:
+                presented = query_token
+        if presented is None:
+            return 403 if self.flavor == "napcat" else 401
+        return 0 if codec.token_matches(self.access_token, presented) else 403
+
+    # -- mode 1: HTTP API ---------------------------------------------------------------
+
+    def start_http_api(self, port: int = 0) -> str:
+        """Serve the HTTP API on ``host:port``; return its base URL."""
+        self.http_api = FakeHttpApi(self, (self.host, port))
+        return self.http_api.start()
+
+    # -- mode 2: HTTP POST --------------------------------------------------------------
+
+    def add_http_post(self, url: str, *, secret: str | None = None) -> None:
+        """POST every event to ``url`` from now on, signed with ``secret`` if given."""
+        self.post_targets.append((url, secret))
+
+    def _post(self, event: dict[str, Any], url: str, secret: str | None) -> None:
+        body = codec.dumps(event)
+        header_case = str.lower if self.flavor == "napcat" else str
+        headers = {"Content-Type": "application/json", header_case("X-Self-ID"): str(self.self_id)}
+        if self.flavor != "napcat":
+            headers["User-Agent"] = "CQHttp/4.15.0"
+        if secret:
+            headers[header_case("X-Signature")] = codec.sign(body, secret)
+        try:
+            resp = self._session.post(url, data=body, headers=headers, timeout=10)
+        except requests.RequestException as exc:
+            log.warning("HTTP POST to %s failed: %s", url, exc)
+            self.post_log.append((0, None))
+            return
+        operation = None
+        if resp.content and (200 <= resp.status_code < 300 or self.flavor == "go-cqhttp"):
+            try:
+                operation = codec.loads(resp.content)
+            except DecodeError:
+                log.warning("quick operation from %s is not JSON: %.80r", url, resp.content)
+        self.post_log.append((resp.status_code, operation))
+        if operation is not None:
+            self.world.quick_operation(event, operation)
+
+    # -- events to every sink -----------------------------------------------------------
+
+    def push(self, event: dict[str, Any]) -> None:
+        """Deliver ``event`` to every sink: HTTP POST targets (synchronously, applying
+        the quick-operation reply, as CQHTTP does) and every event-capable WebSocket."""
+        for url, secret in list(self.post_targets):
+            self._post(event, url, secret)
+        for conn in self.event_connections():
+            conn.send_json(event)
+
+    def push_message(
+        self, user_id: int = 20001, text: str = "hello", group_id: int | None = None
+    ) -> dict[str, Any]:
+        """Push a private (or group, with ``group_id``) message event; return it."""
+        event = self.world.message_event(user_id, text, group_id)
+        self.push(event)
+        return event
+
+    def event_connections(self) -> list[Any]:
+        """Every live WebSocket connection that carries events."""
+        conns: list[Any] = []
+        if self.ws_server is not None:
+            conns.extend(self.ws_server.event_connections())
+        for client in self.reverse:
+            conns.extend(client.event_connections())
+        return conns
+
+    def lifecycle_event(self) -> dict[str, Any]:
+        event = self.world.meta_event("lifecycle", sub_type="connect")
+        if self.flavor == "go-cqhttp":
+            event["_post_method"] = 2
+        return event
+
+    # -- WebSocket modes (see fake_ws) ----------------------------------------------------
+
+    def start_ws_server(self, port: int = 0) -> str:
+        """Serve forward WebSocket (``/``, ``/api``, ``/event``); return its URL."""
+        from .fake_ws import FakeWsServer  # noqa: PLC0415  (fake_ws imports this module)
+
+        self.ws_server = FakeWsServer(self, (self.host, port))
+        url: str = self.ws_server.start()
+        self._start_heartbeats()
+        return url
+
+    def connect_reverse(
+        self,
+        url: str | None = None,
+        *,
+        api_url: str | None = None,
+        event_url: str | None = None,
+        reconnect_interval: float = 3.0,
+        scheme: str | None = None,
+    ) -> Any:
+        """Dial the bot's reverse-WS server: one Universal connection to ``url``, or an
+        API and an Event connection to ``api_url``/``event_url``. Reconnects every
+        ``reconnect_interval`` seconds, forever, as real implementations do.
+        ``scheme`` is the Authorization scheme (``Token`` for go-cqhttp, else ``Bearer``)."""
+        from .fake_ws import ReverseClient  # noqa: PLC0415
+
+        client = ReverseClient(
+            self, url, api_url=api_url, event_url=event_url,
+            reconnect_interval=reconnect_interval, scheme=scheme,
+        )  # fmt: skip
+        self.reverse.append(client)
+        client.start()
+        self._start_heartbeats()
+        return client
+
+    def _start_heartbeats(self) -> None:
+        if self.heartbeat_interval is None or self._heartbeat is not None:
+            return
+        self._heartbeat = threading.Thread(target=self._beat, name="fake-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        assert self.heartbeat_interval is not None
+        interval_ms = int(self.heartbeat_interval * 1000)
+        while not self._stop.wait(self.heartbeat_interval):
+            if self.faults.heartbeats:
+                for conn in self.event_connections():
+                    conn.send_json(self.world.heartbeat(interval_ms))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def restart(self, downtime: float = 0.2) -> None:
+        """Drop every connection and server, wait ``downtime``, then come back on the
+        same ports (reverse clients redial on their own schedule)."""
+        api_port = self.http_api.port if self.http_api else None
+        ws_port = self.ws_server.port if self.ws_server else None
+        self._close_servers()
+        for client in self.reverse:
+            client.drop()
+        time.sleep(downtime)
+        if api_port is not None:
+            self.start_http_api(api_port)
+        if ws_port is not None:
+            self.start_ws_server(ws_port)
+
+    def _close_servers(self) -> None:
+        if self.http_api is not None:
+            self.http_api.close()
+            self.http_api = None
+        if self.ws_server is not None:
+            self.ws_server.close()
+            self.ws_server = None
+
+    def close(self) -> None:
+        """Stop every server, client and thread."""
+        self._stop.set()
+        self._close_servers()
+        for client in self.reverse:
+            client.close()
+        self.reverse.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.join(2)
+            self._heartbeat = None
+        self._session.close()
+
+    def __enter__(self) -> "FakeOneBot":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

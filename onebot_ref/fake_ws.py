@@ -1,0 +1,186 @@
+"""FakeOneBot's WebSocket sides: the reverse-WS client it dials and the forward-WS server.
+
+Reverse WebSocket (spec ``communication/ws-reverse.md``): the implementation
+dials the bot with ``X-Self-ID``, ``X-Client-Role`` (``Universal``, or
+``API`` + ``Event`` on two sockets) and ``Authorization``, and redials every
+``reconnect_interval`` forever, like every real implementation. Built on
+``websocket-client`` so that it is a different WebSocket implementation from
+the bot's ``ws_server`` it talks to.
+
+Forward WebSocket (spec ``communication/ws.md``): ``/`` is universal, ``/api``
+carries actions only, ``/event`` events only. Built on our own :mod:`framer`.
+
+Both answer actions through :meth:`FakeOneBot.answer` and push events and
+heartbeats to every event-capable connection.
+"""
+
+import logging
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+import websocket
+
+from . import codec
+from .errors import DecodeError
+
+if TYPE_CHECKING:
+    from .fake_onebot import FakeOneBot
+
+__all__ = ["ReverseClient"]
+
+log = logging.getLogger(__name__)
+
+# Frames with a reserved opcode (0xF), RFC 6455 section 5.2: what
+# faults.malformed sends. A client's frames are masked, a server's are not.
+MALFORMED_CLIENT_FRAME = b"\x8f\x80\x00\x00\x00\x00"
+MALFORMED_SERVER_FRAME = b"\x8f\x00"
+
+
+class ReverseConn:
+    """One live reverse-WS connection (websocket-client underneath)."""
+
+    def __init__(self, ws: websocket.WebSocket, role: str) -> None:
+        self.ws = ws
+        self.role = role
+        self.events = role in ("Universal", "Event")
+        self._lock = threading.Lock()
+
+    def send_json(self, obj: Any) -> None:
+        try:
+            with self._lock:
+                self.ws.send(codec.dumps(obj).decode("utf-8"))
+        except (OSError, websocket.WebSocketException) as exc:
+            log.debug("reverse send failed: %s", exc)
+
+    def send_raw(self, data: bytes) -> None:
+        with self._lock:
+            self.ws.sock.sendall(data)
+
+    def abort(self) -> None:
+        """Hang up at the TCP level, with no close frame."""
+        try:
+            self.ws.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+
+
+class ReverseClient:
+    """The connections FakeOneBot keeps open to one bot's reverse-WS server."""
+
+    def __init__(
+        self,
+        fake: "FakeOneBot",
+        url: str | None,
+        *,
+        api_url: str | None,
+        event_url: str | None,
+        reconnect_interval: float,
+        scheme: str | None,
+    ) -> None:
+        if url is not None:
+            self.targets = [(url, "Universal")]
+        elif api_url is not None and event_url is not None:
+            self.targets = [(api_url, "API"), (event_url, "Event")]
+        else:
+            raise ValueError("give url, or both api_url and event_url")
+        self.fake = fake
+        self.reconnect_interval = reconnect_interval
+        self.scheme = scheme or ("Token" if fake.flavor == "go-cqhttp" else "Bearer")
+        self.conns: list[ReverseConn] = []
+        self.attempts = 0  # dial attempts, successful or not
+        self.connected = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def headers(self, role: str) -> list[str]:
+        napcat = self.fake.flavor == "napcat"
+        headers = [f"X-Self-ID: {self.fake.self_id}"]
+        headers.append(f"{'x-client-role' if napcat else 'X-Client-Role'}: {role}")
+        token = self.fake.access_token or ""
+        if token or napcat:  # NapCat sends "Bearer " even with no token
+            headers.append(f"Authorization: {self.scheme} {token}")
+        headers.append(f"User-Agent: {'OneBot/11' if napcat else 'CQHttp/4.15.0'}")
+        return headers
+
+    def start(self) -> None:
+        for url, role in self.targets:
+            thread = threading.Thread(
+                target=self._dial_loop, args=(url, role), name=f"fake-reverse-{role}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def wait_connected(self, n: int | None = None, timeout: float = 5.0) -> bool:
+        """Wait until ``n`` connections (default: all roles) are up."""
+        want = len(self.targets) if n is None else n
+        with self.connected:
+            return self.connected.wait_for(lambda: len(self.conns) >= want, timeout)
+
+    def event_connections(self) -> list[ReverseConn]:
+        return [c for c in list(self.conns) if c.events]
+
+    def _dial_loop(self, url: str, role: str) -> None:
+        while not self._stop.is_set():
+            self.attempts += 1
+            try:
+                ws = websocket.create_connection(url, header=self.headers(role), timeout=5)
+            except (OSError, websocket.WebSocketException) as exc:
+                log.debug("reverse dial %s failed: %s", url, exc)
+            else:
+                self._serve(ReverseConn(ws, role))
+            self._stop.wait(self.reconnect_interval)
+
+    def _serve(self, conn: ReverseConn) -> None:
+        fake = self.fake
+        with self.connected:
+            self.conns.append(conn)
+            self.connected.notify_all()
+        try:
+            if conn.events and fake.faults.lifecycle:
+                conn.send_json(fake.lifecycle_event())
+            conn.ws.settimeout(1.0)  # so that close() is noticed within a second
+            while not self._stop.is_set():
+                try:
+                    text = conn.ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue
+                if not text:
+                    break  # the bot closed the connection
+                self._handle(conn, text)
+        except (OSError, websocket.WebSocketException) as exc:
+            log.debug("reverse connection %s ended: %s", conn.role, exc)
+        finally:
+            with self.connected:
+                if conn in self.conns:
+                    self.conns.remove(conn)
+            conn.ws.close(timeout=0.5)
+
+    def _handle(self, conn: ReverseConn, text: str | bytes) -> None:
+        fake = self.fake
+        if conn.role == "Event":
+            return  # like go-cqhttp, the Event role ignores what the bot sends
+        if fake.faults.take("close_mid_call"):
+            conn.abort()
+            return
+        if fake.faults.take("malformed"):
+            conn.send_raw(MALFORMED_CLIENT_FRAME)
+            return
+        try:
+            request = codec.loads(text)
+        except DecodeError:
+            request = None
+        response = fake.answer(request, "ws")
+        if response is not None:
+            conn.send_json(response)
+
+    def drop(self) -> None:
+        """Hang up every connection now (they redial after ``reconnect_interval``)."""
+        for conn in list(self.conns):
+            conn.abort()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.drop()
+        for thread in self._threads:
+            thread.join(3)
