@@ -136,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        response = fake.answer({"action": action, "params": params}, "http")
+        response = fake.answer({"action": action, "params": params}, "http-client")
         if response is None:  # dropped: say nothing and hang up
             self.close_connection = True
             return

@@ -27,6 +27,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -109,6 +110,11 @@ class FakeOneBot:
         self.http_api: FakeHttpApi | None = None
         self.ws_server: Any = None  # FakeWsServer, started by start_ws_server()
         self.reverse: list[Any] = []  # ReverseClient per connect_reverse() call
+        # Every frame that crossed the wire: (direction, mode, JSON value). Bounded.
+        self.transcript: list[tuple[str, str, Any]] = []
+        self.max_transcript = 10_000
+        self.on_wire: Callable[[str, str, Any], None] | None = None
+        self._transcript_lock = threading.Lock()
         self._session = requests.Session()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -135,11 +141,15 @@ class FakeOneBot:
 
     # -- answering actions, shared by every transport ------------------------------
 
-    def answer(self, request: Any, transport: str) -> dict[str, Any] | None:
-        """The response frame to a WebSocket action request, or None to stay silent.
+    def answer(self, request: Any, mode: str) -> dict[str, Any] | None:
+        """The response to an action request arriving over ``mode``, or None to stay silent.
 
-        Applies the flavour's echo rules and the delay / drop / echo faults.
+        ``mode`` names the bot's module on the other end (``http-client``,
+        ``ws-client`` or ``ws-server``). Applies the flavour's echo rules and
+        the delay / drop / echo faults, and records both frames in the transcript.
         """
+        transport = "http" if mode.startswith("http") else "ws"
+        self.record("bot → onebot", mode, request)
         if self.faults.delay:
             time.sleep(self.faults.delay)
         if self.faults.take("drop"):
@@ -160,7 +170,18 @@ class FakeOneBot:
             response["echo"] = self._mangle_echo(echo)
         elif self.flavor == "napcat":
             response["echo"] = "" if transport == "ws" else None
+        self.record("onebot → bot", mode, response)
         return response
+
+    def record(self, direction: str, mode: str, obj: Any) -> None:
+        """Note one frame that crossed the wire (see :attr:`transcript` and :attr:`on_wire`)."""
+        entry = (direction, mode, obj)
+        with self._transcript_lock:
+            self.transcript.append(entry)
+            if len(self.transcript) > self.max_transcript:
+                del self.transcript[: len(self.transcript) // 2]
+        if self.on_wire is not None:
+            self.on_wire(*entry)
 
     def _mangle_echo(self, echo: Any) -> Any:
         mode = self.faults.echo
@@ -205,6 +226,7 @@ class FakeOneBot:
         self.post_targets.append((url, secret))
 
     def _post(self, event: dict[str, Any], url: str, secret: str | None) -> None:
+        self.record("onebot → bot", "http-server", event)
         body = codec.dumps(event)
         header_case = str.lower if self.flavor == "napcat" else str
         headers = {"Content-Type": "application/json", header_case("X-Self-ID"): str(self.self_id)}
@@ -225,6 +247,7 @@ class FakeOneBot:
             except DecodeError:
                 log.warning("quick operation from %s is not JSON: %.80r", url, resp.content)
         self.post_log.append((resp.status_code, operation))
+        self.record("bot → onebot", "http-server", operation if operation else resp.status_code)
         if operation is not None:
             self.world.quick_operation(event, operation)
 
@@ -236,6 +259,7 @@ class FakeOneBot:
         for url, secret in list(self.post_targets):
             self._post(event, url, secret)
         for conn in self.event_connections():
+            self.record("onebot → bot", conn.mode, event)
             conn.send_json(event)
 
     def push_message(

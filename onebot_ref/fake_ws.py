@@ -43,6 +43,7 @@ class ReverseConn:
     def __init__(self, ws: websocket.WebSocket, role: str) -> None:
         self.ws = ws
         self.role = role
+        self.mode = "ws-server"  # the bot's module on the other end
         self.events = role in ("Universal", "Event")
         self._lock = threading.Lock()
 
@@ -170,7 +171,7 @@ class ReverseClient:
             request = codec.loads(text)
         except DecodeError:
             request = None
-        response = fake.answer(request, "ws")
+        response = fake.answer(request, conn.mode)
         if response is not None:
             conn.send_json(response)
 
