@@ -120,17 +120,37 @@ class HttpClient(OneBotApi):
             DecodeError: a 200 response whose body is not JSON.
         """
         url = f"{self.base_url}/{action}"
-        wait = self.timeout if timeout is None else timeout
+        status, body = self._post(action, url, params, self.timeout if timeout is None else timeout)
+        if status != 200:
+            raise http_error(status, action, body)
+        try:
+            envelope = loads(body)
+        except DecodeError:
+            hint = " (a web page: is this the OneBot HTTP API port?)" if body[:1] == b"<" else ""
+            raise DecodeError(
+                f"{action}: HTTP 200 from {url} but the body is not JSON: {body[:80]!r}{hint}"
+            ) from None
+        return unwrap_response(envelope, action)
+
+    def _post(
+        self, action: str, url: str, params: dict[str, Any], wait: float
+    ) -> tuple[int, bytes]:
+        """Send one request; return its status and body, or raise the transport's error.
+
+        A separate function so that no exception we raise keeps the response (and
+        with it the socket) alive until the garbage collector finds the cycle.
+        """
         started = time.monotonic()
         try:
             # No redirects: following one would turn our POST into a GET.
-            response = self.session.post(
+            with self.session.post(
                 url,
                 data=dumps(params),
                 headers=self.headers,
                 timeout=(min(wait, CONNECT_TIMEOUT), wait),
                 allow_redirects=False,
-            )
+            ) as response:
+                return response.status_code, response.content
         except requests.ConnectTimeout as exc:
             raise NetworkError(
                 f"{action}: connecting to {url} timed out; is the host right, "
@@ -140,17 +160,6 @@ class HttpClient(OneBotApi):
             raise ApiTimeout(action, time.monotonic() - started) from None
         except requests.RequestException as exc:
             raise NetworkError(f"{action}: {url}: {_explain(exc)}") from exc
-        body = response.content
-        if response.status_code != 200:
-            raise http_error(response.status_code, action, body)
-        try:
-            envelope = loads(body)
-        except DecodeError:
-            hint = " (a web page: is this the OneBot HTTP API port?)" if body[:1] == b"<" else ""
-            raise DecodeError(
-                f"{action}: HTTP 200 from {url} but the body is not JSON: {body[:80]!r}{hint}"
-            ) from None
-        return unwrap_response(envelope, action)
 
     def close(self) -> None:
         """Close the pooled connections (unless the session was passed in)."""
