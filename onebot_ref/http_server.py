@@ -332,7 +332,7 @@ class HttpServer(ThreadingHTTPServer, OneBotApi):
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def serve_forever(self, poll_interval: float = 0.2) -> None:
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
         """Accept connections until :meth:`close`; one daemon thread per connection."""
         with self._lock:
             if self._closing:
