@@ -205,7 +205,8 @@ class EventHandler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = method_not_allowed  # noqa: N815
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - " + format, self.address_string(), *args)
+        if log.isEnabledFor(logging.DEBUG):  # called for every request: keep it cheap
+            log.debug("%s - " + format, self.address_string(), *args)
 
     def log_error(self, format: str, *args: Any) -> None:
         log.info("%s - " + format, self.address_string(), *args)
