@@ -45,7 +45,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .api import STANDARD_ACTIONS, OneBotApi
-from .codec import check_signature, dumps, loads, parse_authorization, token_matches
+from .codec import (
+    check_signature,
+    dumps,
+    loads,
+    mask_token,
+    parse_authorization,
+    token_matches,
+)
 from .errors import DecodeError, NetworkError, NotConnected
 from .registry import Handler, Registry
 
@@ -75,7 +82,9 @@ class EventHandler(BaseHTTPRequestHandler):
             hint = ""
             if path.rsplit("/", 1)[-1] in STANDARD_ACTIONS:
                 hint = " (to call an action, point HttpClient at OneBot, not at this server)"
-            self.respond(404, f"no receiver at {path}; events go to {self.server.path}{hint}")
+            # The body stays unread, so this connection cannot carry another request.
+            reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
+            self.refuse(404, reason, close=True)
             return
         # 2) Read the body, bounded by Content-Length and max_body.
         body = self.read_body()
@@ -86,31 +95,32 @@ class EventHandler(BaseHTTPRequestHandler):
         if event is None:
             return
         # 4) Run the handlers here and answer with their quick operation.
-        operation = self.server.handle_event(event)
-        if operation:
-            self.respond(200, dumps(operation), "application/json")
+        reply = self.server.handle_event(event)
+        if reply:
+            self.respond(200, reply, "application/json")
         else:
             self.respond(204)
 
     def read_body(self) -> bytes | None:
         """The request body, or None after answering 400/411/413 (or on a dead peer)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.respond(411, "chunked bodies are not supported; send Content-Length", close=True)
+            self.refuse(411, "chunked bodies are not supported", close=True)
             return None
         length_header = self.headers.get("Content-Length")
         if length_header is None:
-            self.respond(411, "Content-Length is required", close=True)
+            self.refuse(411, "Content-Length is required", close=True)
             return None
         try:
             length = int(length_header)
             if length < 0:
                 raise ValueError(length_header)
         except ValueError:
-            self.respond(400, f"bad Content-Length {length_header!r}", close=True)
+            self.refuse(400, f"bad Content-Length {length_header!r}", close=True)
             return None
         if length > self.server.max_body:
             # We do not read the body, so the connection cannot carry another request.
-            self.respond(413, f"body of {length} bytes exceeds {self.server.max_body}", close=True)
+            reason = f"body of {length} bytes exceeds max_body={self.server.max_body}"
+            self.refuse(413, reason, close=True)
             return None
         body = self.rfile.read(length)
         if len(body) < length:  # the peer went away mid-body
@@ -119,49 +129,23 @@ class EventHandler(BaseHTTPRequestHandler):
         return body
 
     def check_event(self, body: bytes) -> dict[str, Any] | None:
-        """The decoded event, or None after answering 401/403/415/400."""
-        server = self.server
+        """The decoded event, or None after answering 415/401/403/400."""
         media_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if media_type and media_type not in JSON_TYPES:
-            self.respond(415, f"Content-Type {media_type} is not supported; send application/json")
+            reason = f"Content-Type {media_type} is not supported; send application/json"
+            self.refuse(415, reason)
             return None
-        if server.access_token:
-            presented = parse_authorization(self.headers.get("Authorization"))
-            if presented is None:
-                presented = parse_qs(urlsplit(self.path).query).get("access_token", [None])[0]
-            if not token_matches(server.access_token, presented):
-                status = 401 if presented is None else 403
-                reason = "access token missing" if status == 401 else "wrong access token"
-                server.auth_failed(status, reason)
-                self.respond(status, reason)
-                return None
-        if server.secret:
-            signature = self.headers.get("X-Signature")
-            if not signature:
-                server.auth_failed(
-                    401,
-                    "no X-Signature: does the OneBot side sign at all? Set the "
-                    "same secret there (NapCat: the HTTP client's token)",
-                )
-                self.respond(401, "X-Signature missing")
-                return None
-            if not check_signature(body, server.secret, signature):
-                server.auth_failed(
-                    403,
-                    "X-Signature does not match: the OneBot side signs, "
-                    "but with a different secret",
-                )
-                self.respond(403, "X-Signature does not match")
-                return None
+        refusal = self.server.check_credentials(self.headers, self.path, body)
+        if refusal is not None:
+            self.refuse(*refusal)
+            return None
         try:
             event = loads(body)
         except DecodeError as exc:
-            self.respond(400, str(exc))
+            self.refuse(400, str(exc))
             return None
         if not isinstance(event, dict) or "post_type" not in event:
-            self.respond(
-                400, f"expected an event (a JSON object with post_type), got {body[:40]!r}"
-            )
+            self.refuse(400, f"not an event (an object with post_type): {body[:40]!r}")
             return None
         # X-Self-ID is the bot's identity (NapCat sends it lowercase; headers
         # are case-insensitive). Some implementations leave self_id out.
@@ -169,6 +153,11 @@ class EventHandler(BaseHTTPRequestHandler):
         if "self_id" not in event and self_id:
             event["self_id"] = int(self_id) if self_id.isdigit() else self_id
         return event
+
+    def refuse(self, status: int, reason: str, *, close: bool = False) -> None:
+        """Answer an error status with a one-line reason."""
+        log.debug("%s %s -> %d %s", self.command, self.path, status, reason)
+        self.respond(status, reason, close=close)
 
     def respond(
         self,
@@ -182,8 +171,6 @@ class EventHandler(BaseHTTPRequestHandler):
         """Send a complete response (buffered: it leaves in one write)."""
         if isinstance(body, str):
             body, content_type = (body + "\n").encode(), "text/plain; charset=utf-8"
-        if status >= 400:
-            log.debug("%s %s -> %d %s", self.command, self.path, status, body[:200])
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -311,25 +298,51 @@ class HttpServer(ThreadingHTTPServer, OneBotApi):
             )
         return self.api.call(action, **params)
 
-    def handle_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        """Run the handlers for ``event`` in this thread; return the quick operation."""
+    def handle_event(self, event: dict[str, Any]) -> bytes:
+        """Run the handlers for ``event`` in this thread; return the quick operation as JSON.
+
+        The first dict a handler returns is the quick operation; b"" means none.
+        """
         try:
             results = self.registry.dispatch(event)
-        except Exception:  # the registry logs handler errors; this is a bug guard
-            log.exception("dispatching an event failed")
-            return None
-        for result in results:
-            if isinstance(result, dict):
-                return result
-            log.debug("ignoring handler result %.60r: a quick operation is a dict", result)
+            operation = next((r for r in results if isinstance(r, dict)), None)
+            return dumps(operation) if operation else b""
+        except Exception:  # handler errors are logged by the registry; this is the rest
+            log.exception("cannot answer %s with a quick operation", event.get("post_type"))
+            return b""
+
+    def check_credentials(self, headers: Any, path: str, body: bytes) -> tuple[int, str] | None:
+        """``(401 or 403, reason)`` if ``access_token`` or ``secret`` refuse the request."""
+        if self.access_token:
+            presented = parse_authorization(headers.get("Authorization"))
+            if presented is None:
+                presented = parse_qs(urlsplit(path).query).get("access_token", [None])[0]
+            if presented is None:
+                return self.auth_failed(401, "access token missing")
+            if not token_matches(self.access_token, presented):
+                return self.auth_failed(403, f"wrong access token {mask_token(presented)}")
+        if self.secret:
+            signature = headers.get("X-Signature")
+            if not signature:
+                hint = "does the OneBot side sign at all? (NapCat: set the HTTP client's token)"
+                return self.auth_failed(401, f"X-Signature missing; {hint}")
+            if not check_signature(body, self.secret, signature):
+                hint = "the OneBot side signs, but with a different secret"
+                return self.auth_failed(403, f"X-Signature does not match; {hint}")
         return None
 
-    def auth_failed(self, status: int, reason: str) -> None:
-        """Log a rejected request: the 1st, 10th, 100th… so a retrying peer cannot flood the log."""
+    def auth_failed(self, status: int, reason: str) -> tuple[int, str]:
+        """Log a refusal: the 1st, 10th, 100th… so a peer that retries cannot flood the log."""
         self.auth_failures += 1
         count = self.auth_failures
         if str(count).rstrip("0") == "1":
-            log.warning("rejected an event with %d (%d so far): %s", status, count, reason)
+            log.warning("refused an event with %d (%d so far): %s", status, count, reason)
+        return status, reason.partition(";")[0]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints these to stderr; a peer that hangs up is routine.
+        level = logging.DEBUG if isinstance(sys.exc_info()[1], OSError) else logging.ERROR
+        log.log(level, "error on the connection from %s", client_address, exc_info=True)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -225,6 +225,26 @@ def test_unknown_path_is_404_with_the_reason(no_thread_leak: None) -> None:
             assert requests.post(base + path, json=MESSAGE, timeout=5).status_code == 204
 
 
+def test_refusals_before_the_body_is_read_do_not_desync_keep_alive(server: HttpServer) -> None:
+    # An unread body must not be parsed as the next request on the same connection.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    for path, status in [("/elsewhere", 404), ("/", 204), ("/elsewhere", 404), ("/", 204)]:
+        conn.request("POST", path, json.dumps(MESSAGE), JSON)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == status
+    conn.close()
+
+
+def test_quick_operation_that_is_not_json_gives_204_and_a_log(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.on("message")(lambda event: {"reply": {1, 2}})  # a set: not JSON
+    with caplog.at_level(logging.ERROR):
+        assert post(server, MESSAGE).status_code == 204
+    assert "quick operation" in caplog.text
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD"])
 def test_other_methods_are_405(server: HttpServer, method: str) -> None:
     response = requests.request(method, server.url, timeout=5)
