@@ -1,0 +1,414 @@
+"""Mode 2 of 4 — HTTP POST. OneBot is the HTTP client; we are the HTTP server.
+Spec: communication/http-post.md.
+
+The implementation POSTs every event, one JSON object per request, to the URL
+configured on its side (go-cqhttp: ``servers: - http: post: - url:``; NapCat:
+an "HTTP client" network entry)::
+
+    POST / HTTP/1.1
+    Content-Type: application/json
+    X-Self-ID: 10001
+    X-Signature: sha1=7758ad…   (only when a secret is set on both sides)
+
+    {"time":1700000000,"self_id":10001,"post_type":"message",...}
+
+We answer ``204 No Content``, or ``200`` with a JSON object: the *quick
+operation* to apply to the event (``{"reply": "hi"}``, ``{"approve": true}``…,
+spec ``event/*.md``). Our handlers produce it: the request thread runs them
+(:meth:`Registry.dispatch`) and the first dict one returns is the answer. So
+handlers here should be quick: go-cqhttp gives up after 5 s and posts the same
+event again, up to three times. A handler that raises is logged and we answer
+204, never 500, which go-cqhttp would also retry.
+
+Checks, in order, each with its own status and a one-line reason: method (405),
+path (404), ``Content-Length`` (411/400) and ``max_body`` (413), Content-Type
+(415; the spec's HTTP API table says 406 for the same thing), ``X-Signature``
+(401 missing / 403 wrong; HMAC-SHA1 over the raw bytes), JSON (400).
+
+The stdlib answers each keep-alive request with two writes (headers, then
+body) on a socket that still has Nagle's algorithm on; with the peer's delayed
+ACK that stalls every response by ~40 ms on Linux. We disable Nagle and buffer
+the response so that it leaves in one write. Threads: one per connection
+(``ThreadingHTTPServer``), all stopped by :meth:`HttpServer.close`.
+"""
+
+import logging
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .api import STANDARD_ACTIONS, OneBotApi
+from .codec import (
+    check_signature,
+    dumps,
+    loads,
+    mask_token,
+    parse_authorization,
+    token_matches,
+)
+from .errors import DecodeError, NetworkError, NotConnected
+from .registry import Handler, Registry
+
+__all__ = ["EventHandler", "HttpServer"]
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES = ("application/json", "text/json")
+
+
+class EventHandler(BaseHTTPRequestHandler):
+    """One connection: reads each POSTed event, dispatches it, writes the quick operation."""
+
+    server: "HttpServer"
+    protocol_version = "HTTP/1.1"  # keep-alive: one connection carries many events
+    disable_nagle_algorithm = True  # see the module docstring
+    wbufsize = 64 * 1024  # headers and body collect here; handle_one_request flushes once
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)  # bounds every read and idle wait
+
+    def do_POST(self) -> None:
+        # 1) Is this our path?
+        path = urlsplit(self.path).path
+        if path.rstrip("/") != self.server.path.rstrip("/"):
+            hint = ""
+            if path.rsplit("/", 1)[-1] in STANDARD_ACTIONS:
+                hint = " (to call an action, point HttpClient at OneBot, not at this server)"
+            # The body stays unread, so this connection cannot carry another request.
+            reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
+            self.refuse(404, reason, close=True)
+            return
+        # 2) Read the body, bounded by Content-Length and max_body.
+        body = self.read_body()
+        if body is None:
+            return
+        # 3) Content-Type, signature and JSON; each failure gets its own status.
+        event = self.check_event(body)
+        if event is None:
+            return
+        # 4) Run the handlers here and answer with their quick operation.
+        reply = self.server.handle_event(event)
+        if reply:
+            self.respond(200, reply, "application/json")
+        else:
+            self.respond(204)
+
+    def read_body(self) -> bytes | None:
+        """The request body, or None after answering 400/411/413 (or on a dead peer)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.refuse(411, "chunked bodies are not supported", close=True)
+            return None
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            self.refuse(411, "Content-Length is required", close=True)
+            return None
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError(length_header)
+        except ValueError:
+            self.refuse(400, f"bad Content-Length {length_header!r}", close=True)
+            return None
+        if length > self.server.max_body:
+            # We do not read the body, so the connection cannot carry another request.
+            reason = f"body of {length} bytes exceeds max_body={self.server.max_body}"
+            self.refuse(413, reason, close=True)
+            return None
+        body = self.rfile.read(length)
+        if len(body) < length:  # the peer went away mid-body
+            self.close_connection = True
+            return None
+        return body
+
+    def check_event(self, body: bytes) -> dict[str, Any] | None:
+        """The decoded event, or None after answering 415/401/403/400."""
+        media_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type and media_type not in JSON_TYPES:
+            reason = f"Content-Type {media_type} is not supported; send application/json"
+            self.refuse(415, reason)
+            return None
+        refusal = self.server.check_credentials(self.headers, self.path, body)
+        if refusal is not None:
+            self.refuse(*refusal)
+            return None
+        try:
+            event = loads(body)
+        except DecodeError as exc:
+            self.refuse(400, str(exc))
+            return None
+        if not isinstance(event, dict) or "post_type" not in event:
+            self.refuse(400, f"not an event (an object with post_type): {body[:40]!r}")
+            return None
+        # X-Self-ID is the bot's identity (NapCat sends it lowercase; headers
+        # are case-insensitive). Some implementations leave self_id out.
+        self_id = self.headers.get("X-Self-ID")
+        if "self_id" not in event and self_id:
+            event["self_id"] = int(self_id) if self_id.isdigit() else self_id
+        return event
+
+    def refuse(self, status: int, reason: str, *, close: bool = False) -> None:
+        """Answer an error status with a one-line reason."""
+        log.debug("%s %s -> %d %s", self.command, self.path, status, reason)
+        self.respond(status, reason, close=close)
+
+    def respond(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        content_type: str = "",
+        *,
+        close: bool = False,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Send a complete response (buffered: it leaves in one write)."""
+        if isinstance(body, str):
+            body, content_type = (body + "\n").encode(), "text/plain; charset=utf-8"
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        if status != 204:  # RFC 9110 §8.6: no Content-Length on 204
+            self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def method_not_allowed(self) -> None:
+        reason = f"{self.command} is not allowed here; OneBot POSTs events"
+        self.respond(405, reason, close=True, extra={"Allow": "POST"})
+
+    # The stdlib finds handlers by name: do_<METHOD>.
+    do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = method_not_allowed  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG):  # called for every request: keep it cheap
+            log.debug("%s - " + format, self.address_string(), *args)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.info("%s - " + format, self.address_string(), *args)
+
+
+class HttpServer(ThreadingHTTPServer, OneBotApi):
+    """Receive OneBot events over HTTP POST and answer with quick operations.
+
+    Args:
+        host: the address to listen on; 127.0.0.1 unless OneBot runs on another
+            machine or in another container (then ``0.0.0.0``).
+        port: the port; 0 picks a free one (read it back from ``.port``).
+        path: the URL path OneBot posts to (a trailing slash does not matter).
+        secret: verify ``X-Signature`` with this secret (the implementation's
+            ``secret``; NapCat calls it ``token``). None accepts unsigned events.
+        access_token: also require ``Authorization: Bearer`` or ``?access_token=``
+            (not part of the spec for this mode; for proxies that add it).
+        registry: the handlers; by default a new one, closed by :meth:`close`.
+        api: where :meth:`call` (and ``reply``, ``send_group_msg``…) send
+            actions, usually an ``HttpClient`` for the same implementation.
+        max_body: the largest event accepted, in bytes (413 beyond it).
+        idle_timeout: seconds a connection may sit idle (or stall mid-request).
+
+    Raises:
+        NetworkError: the port cannot be bound; the message says why.
+    """
+
+    daemon_threads = True  # a stuck handler must not keep the interpreter alive
+    block_on_close = False  # close() joins the threads itself, with a deadline
+    # On Windows SO_REUSEADDR lets a second server bind the same port silently.
+    allow_reuse_address = sys.platform != "win32"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        path: str = "/",
+        secret: str | None = None,
+        access_token: str | None = None,
+        registry: Registry | None = None,
+        api: OneBotApi | None = None,
+        max_body: int = 4 * 1024 * 1024,
+        idle_timeout: float = 60.0,
+    ) -> None:
+        self.path = path if path.startswith("/") else f"/{path}"
+        self.secret = secret
+        self.access_token = access_token
+        self._own_registry = registry is None
+        self.registry = registry if registry is not None else Registry()
+        self.api = api
+        self.max_body = max_body
+        self.idle_timeout = idle_timeout
+        self.auth_failures = 0
+        self._lock = threading.Lock()
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._closing = False
+        self._serving = False
+        self._thread: threading.Thread | None = None
+        try:
+            super().__init__((host, port), EventHandler)
+        except OSError as exc:
+            raise NetworkError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another program "
+                "(or another copy of this bot) using the port, or is it reserved?"
+            ) from exc
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind also calls socket.getfqdn(), a reverse DNS
+        # lookup that can stall for seconds; nothing here needs the name.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]
+
+    @property
+    def port(self) -> int:
+        """The port we listen on (the real one when 0 was asked for)."""
+        return int(self.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The URL to configure on the OneBot side as its HTTP POST target."""
+        host = str(self.server_address[0])
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}{self.path}"
+
+    def __repr__(self) -> str:
+        return f"HttpServer({self.url!r})"
+
+    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
+        """Decorator: handle events named ``name`` (see :class:`Registry`)."""
+        return self.registry.on(name)
+
+    def call(self, action: str, /, **params: Any) -> Any:
+        """Call an action through ``api``: HTTP POST itself can only answer events.
+
+        Raises:
+            NotConnected: the server was made without ``api=``.
+        """
+        if self.api is None:
+            raise NotConnected(
+                f"cannot call {action!r}: HTTP POST only receives events; "
+                "pass api=HttpClient(<OneBot HTTP API URL>) to make calls"
+            )
+        return self.api.call(action, **params)
+
+    def handle_event(self, event: dict[str, Any]) -> bytes:
+        """Run the handlers for ``event`` in this thread; return the quick operation as JSON.
+
+        The first dict a handler returns is the quick operation; b"" means none.
+        """
+        try:
+            results = self.registry.dispatch(event)
+            operation = next((r for r in results if isinstance(r, dict)), None)
+            return dumps(operation) if operation else b""
+        except Exception:  # handler errors are logged by the registry; this is the rest
+            log.exception("cannot answer %s with a quick operation", event.get("post_type"))
+            return b""
+
+    def check_credentials(self, headers: Any, path: str, body: bytes) -> tuple[int, str] | None:
+        """``(401 or 403, reason)`` if ``access_token`` or ``secret`` refuse the request."""
+        if self.access_token:
+            presented = parse_authorization(headers.get("Authorization"))
+            if presented is None:
+                presented = parse_qs(urlsplit(path).query).get("access_token", [None])[0]
+            if presented is None:
+                return self.auth_failed(401, "access token missing")
+            if not token_matches(self.access_token, presented):
+                return self.auth_failed(403, f"wrong access token {mask_token(presented)}")
+        if self.secret:
+            signature = headers.get("X-Signature")
+            if not signature:
+                hint = "does the OneBot side sign at all? (NapCat: set the HTTP client's token)"
+                return self.auth_failed(401, f"X-Signature missing; {hint}")
+            if not check_signature(body, self.secret, signature):
+                hint = "the OneBot side signs, but with a different secret"
+                return self.auth_failed(403, f"X-Signature does not match; {hint}")
+        return None
+
+    def auth_failed(self, status: int, reason: str) -> tuple[int, str]:
+        """Log a refusal: the 1st, 10th, 100th… so a peer that retries cannot flood the log."""
+        self.auth_failures += 1
+        count = self.auth_failures
+        if str(count).rstrip("0") == "1":
+            log.warning("refused an event with %d (%d so far): %s", status, count, reason)
+        return status, reason.partition(";")[0]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints these to stderr; a peer that hangs up is routine.
+        level = logging.DEBUG if isinstance(sys.exc_info()[1], OSError) else logging.ERROR
+        log.log(level, "error on the connection from %s", client_address, exc_info=True)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
+        """Accept connections until :meth:`close`; one daemon thread per connection."""
+        with self._lock:
+            if self._closing:
+                return
+            self._serving = True
+        log.info("receiving OneBot events at %s", self.url)
+        super().serve_forever(poll_interval)
+
+    def start(self) -> "HttpServer":
+        """Serve in a daemon thread and return (the port is already bound)."""
+        self._thread = threading.Thread(
+            target=self.serve_forever, name=f"onebot-http-server-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # Runs in the connection's thread: remember it so close() can end it.
+        me = threading.current_thread()
+        with self._lock:
+            if self._closing:
+                return
+            self._connections[me] = request
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            with self._lock:
+                self._connections.pop(me, None)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, end every connection thread, then close the registry we made."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            serving = self._serving
+        if serving:
+            self.shutdown()  # returns once serve_forever has left its loop
+        self.server_close()
+        with self._lock:
+            connections = dict(self._connections)
+        for conn in connections.values():
+            try:  # wakes a thread blocked reading an idle keep-alive connection
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in [*connections, self._thread]:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    log.warning("thread %s still busy after close()", thread.name)
+        if self._own_registry:
+            self.registry.close(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> "HttpServer":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
