@@ -56,13 +56,15 @@ class ReverseConn:
 
     def send_raw(self, data: bytes) -> None:
         with self._lock:
-            self.ws.sock.sendall(data)
+            if self.ws.sock is not None:
+                self.ws.sock.sendall(data)
 
     def abort(self) -> None:
         """Hang up at the TCP level, with no close frame."""
         try:
-            self.ws.sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
+            if self.ws.sock is not None:
+                self.ws.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
             pass
 
 

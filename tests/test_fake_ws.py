@@ -30,7 +30,7 @@ class Bot:
 
     def next(self, skip_heartbeats=True):
         while True:
-            role, frame = self.frames.get(timeout=5)
+            _role, frame = self.frames.get(timeout=5)
             if not (skip_heartbeats and frame.get("meta_event_type") == "heartbeat"):
                 return frame
 
