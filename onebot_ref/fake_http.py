@@ -21,13 +21,13 @@ unknown action         404       200+404     200, retcode 200
 import json
 import logging
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import codec
 from .errors import DecodeError
+from .http_server import ManagedHTTPServer
 
 if TYPE_CHECKING:
     from .fake_onebot import FakeOneBot
@@ -146,51 +146,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.reply(200, codec.dumps(response))
 
 
-class FakeHttpApi(ThreadingHTTPServer):
-    """A ThreadingHTTPServer bound to one FakeOneBot."""
-
-    daemon_threads = True
-    block_on_close = True  # server_close() joins the handler threads (after close() hung up)
+class FakeHttpApi(ManagedHTTPServer):
+    """A ManagedHTTPServer bound to one FakeOneBot."""
 
     def __init__(self, fake: "FakeOneBot", address: tuple[str, int]) -> None:
         self.fake = fake
-        self.allow_reuse_address = True
-        super().__init__(address, _Handler)
-        self.port: int = self.server_address[1]
-        self._thread: threading.Thread | None = None
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._lock:
-            self._sockets.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._lock:
-            self._sockets.discard(request)
-        super().shutdown_request(request)
+        super().__init__(address, _Handler, "fake-http-api")
 
     def start(self) -> str:
-        self._thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="fake-http-api",
-            daemon=True,
-        )
-        self._thread.start()
+        """Serve in a thread; return the base URL."""
+        self.start_thread()
         return f"http://{self.fake.host}:{self.port}"
-
-    def close(self) -> None:
-        """Stop accepting, hang up on keep-alive clients, and stop the threads."""
-        self.shutdown()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:  # wakes handler threads blocked reading the next request
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.server_close()
-        if self._thread is not None:
-            self._thread.join(2)

@@ -56,7 +56,7 @@ from .codec import (
 from .errors import DecodeError, NetworkError, NotConnected
 from .registry import Handler, Registry
 
-__all__ = ["EventHandler", "HttpServer"]
+__all__ = ["EventHandler", "HttpServer", "ManagedHTTPServer"]
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,118 @@ class EventHandler(BaseHTTPRequestHandler):
         log.info("%s - " + format, self.address_string(), *args)
 
 
-class HttpServer(ThreadingHTTPServer, OneBotApi):
+class ManagedHTTPServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer whose :meth:`close` ends every thread it started, in bounded time.
+
+    The stdlib either forgets its connection threads (``daemon_threads``) or
+    joins them with no limit (``block_on_close``), and a thread serving an idle
+    keep-alive connection sits in a read until the peer hangs up. We remember
+    each connection's socket and shut it down on close, which wakes the read.
+    FakeOneBot's HTTP API server reuses this class.
+    """
+
+    daemon_threads = True  # a stuck handler must not keep the interpreter alive
+    block_on_close = False  # close() joins the threads itself, with a deadline
+    # On Windows SO_REUSEADDR lets a second server bind the same port silently.
+    allow_reuse_address = sys.platform != "win32"
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], name: str
+    ) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._closing = False
+        self._serving = False
+        self._thread: threading.Thread | None = None
+        try:
+            super().__init__(address, handler)
+        except OSError as exc:
+            raise NetworkError(
+                f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}; is another "
+                "program (or another copy of this bot) using the port, or is it reserved?"
+            ) from exc
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind also calls socket.getfqdn(), a reverse DNS
+        # lookup that can stall for seconds; nothing here needs the name.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]
+
+    @property
+    def port(self) -> int:
+        """The port we listen on (the real one when 0 was asked for)."""
+        return int(self.server_address[1])
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints these to stderr; a peer that hangs up is routine.
+        level = logging.DEBUG if isinstance(sys.exc_info()[1], OSError) else logging.ERROR
+        log.log(level, "error on the connection from %s", client_address, exc_info=True)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
+        """Accept connections until :meth:`close`; one daemon thread per connection."""
+        with self._lock:
+            if self._closing:
+                return
+            self._serving = True
+        super().serve_forever(poll_interval)
+
+    def start_thread(self) -> None:
+        """Serve in a daemon thread and return (the port is already bound)."""
+        self._thread = threading.Thread(
+            target=self.serve_forever, name=f"{self.name}-{self.port}", daemon=True
+        )
+        self._thread.start()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # Runs in the connection's thread: remember it so close() can end it.
+        me = threading.current_thread()
+        with self._lock:
+            if self._closing:
+                return
+            self._connections[me] = request
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            with self._lock:
+                self._connections.pop(me, None)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting and end every connection thread within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            serving = self._serving
+        if serving:
+            self.shutdown()  # returns once serve_forever has left its loop
+        self.server_close()
+        with self._lock:
+            connections = dict(self._connections)
+        for conn in connections.values():
+            try:  # wakes a thread blocked reading an idle keep-alive connection
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in [*connections, self._thread]:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    log.warning("thread %s still busy after close()", thread.name)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class HttpServer(ManagedHTTPServer, OneBotApi):
     """Receive OneBot events over HTTP POST and answer with quick operations.
 
     Args:
@@ -220,11 +331,6 @@ class HttpServer(ThreadingHTTPServer, OneBotApi):
     Raises:
         NetworkError: the port cannot be bound; the message says why.
     """
-
-    daemon_threads = True  # a stuck handler must not keep the interpreter alive
-    block_on_close = False  # close() joins the threads itself, with a deadline
-    # On Windows SO_REUSEADDR lets a second server bind the same port silently.
-    allow_reuse_address = sys.platform != "win32"
 
     def __init__(
         self,
@@ -248,29 +354,7 @@ class HttpServer(ThreadingHTTPServer, OneBotApi):
         self.max_body = max_body
         self.idle_timeout = idle_timeout
         self.auth_failures = 0
-        self._lock = threading.Lock()
-        self._connections: dict[threading.Thread, socket.socket] = {}
-        self._closing = False
-        self._serving = False
-        self._thread: threading.Thread | None = None
-        try:
-            super().__init__((host, port), EventHandler)
-        except OSError as exc:
-            raise NetworkError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another program "
-                "(or another copy of this bot) using the port, or is it reserved?"
-            ) from exc
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind also calls socket.getfqdn(), a reverse DNS
-        # lookup that can stall for seconds; nothing here needs the name.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]
-
-    @property
-    def port(self) -> int:
-        """The port we listen on (the real one when 0 was asked for)."""
-        return int(self.server_address[1])
+        super().__init__((host, port), EventHandler, "onebot-http-server")
 
     @property
     def url(self) -> str:
@@ -339,76 +423,16 @@ class HttpServer(ThreadingHTTPServer, OneBotApi):
             log.warning("refused an event with %d (%d so far): %s", status, count, reason)
         return status, reason.partition(";")[0]
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver prints these to stderr; a peer that hangs up is routine.
-        level = logging.DEBUG if isinstance(sys.exc_info()[1], OSError) else logging.ERROR
-        log.log(level, "error on the connection from %s", client_address, exc_info=True)
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    def serve_forever(self, poll_interval: float = 0.1) -> None:
-        """Accept connections until :meth:`close`; one daemon thread per connection."""
-        with self._lock:
-            if self._closing:
-                return
-            self._serving = True
-        log.info("receiving OneBot events at %s", self.url)
-        super().serve_forever(poll_interval)
-
     def start(self) -> "HttpServer":
         """Serve in a daemon thread and return (the port is already bound)."""
-        self._thread = threading.Thread(
-            target=self.serve_forever, name=f"onebot-http-server-{self.port}", daemon=True
-        )
-        self._thread.start()
+        self.start_thread()
         return self
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # Runs in the connection's thread: remember it so close() can end it.
-        me = threading.current_thread()
-        with self._lock:
-            if self._closing:
-                return
-            self._connections[me] = request
-        try:
-            super().finish_request(request, client_address)
-        finally:
-            with self._lock:
-                self._connections.pop(me, None)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, end every connection thread, then close the registry we made."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            serving = self._serving
-        if serving:
-            self.shutdown()  # returns once serve_forever has left its loop
-        self.server_close()
-        with self._lock:
-            connections = dict(self._connections)
-        for conn in connections.values():
-            try:  # wakes a thread blocked reading an idle keep-alive connection
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for thread in [*connections, self._thread]:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-                if thread.is_alive():
-                    log.warning("thread %s still busy after close()", thread.name)
+        super().close(timeout)
         if self._own_registry:
-            self.registry.close(max(0.0, deadline - time.monotonic()))
+            self.registry.close(timeout)
 
     def __enter__(self) -> "HttpServer":
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -76,7 +76,12 @@ def test_reverse_universal_lifecycle_events_and_actions(bot):
         beat = bot.next(skip_heartbeats=False)
         assert beat["meta_event_type"] == "heartbeat" and beat["interval"] == 100
         ws.send(json.dumps({"action": "get_login_info", "params": {}, "echo": "e1"}))
-        assert bot.next() == {"status": "ok", "retcode": 0, "data": {"user_id": 10001, "nickname": "FakeBot"}, "echo": "e1"}
+        assert bot.next() == {
+            "status": "ok",
+            "retcode": 0,
+            "data": {"user_id": 10001, "nickname": "FakeBot"},
+            "echo": "e1",
+        }
         fake.heartbeat_interval = None
         event = fake.push_message(user_id=20001, text="hi")
         assert bot.next() == event
