@@ -1,0 +1,222 @@
+"""``python -m onebot_ref.demo MODE``: an echo bot in each of the four modes, offline by default.
+
+Modes are named after our modules: ``http-client``, ``http-server``,
+``ws-client``, ``ws-server``, or ``all``. By default the demo starts
+FakeOneBot and our side on 127.0.0.1 ephemeral ports, runs a short
+conversation (a private message, a group message with an @ and text that
+needs CQ escaping, ``get_login_info``), prints every frame that crossed the
+wire, and exits 0, or 1 with a clear message.
+
+Against a real implementation (NapCat, go-cqhttp…), run only the echo bot:
+
+* ``--listen HOST:PORT`` for the server modes (``http-server``, ``ws-server``):
+  point the implementation's HTTP POST / reverse-WS URL at it;
+* ``--url URL`` for the client modes (``http-client``, ``ws-client``): the
+  implementation's HTTP API / forward-WS URL.
+
+The echo bot answers every message event with the same message: by a quick
+operation ``reply`` over HTTP POST, by a ``send_*`` call over WebSocket.
+Ctrl+C stops it.
+"""
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import message as m
+from .codec import dumps
+from .errors import OneBotError
+from .fake_onebot import FakeOneBot
+from .http_client import HttpClient
+from .http_server import HttpServer
+from .ws_client import WsClient
+from .ws_server import WsServer
+
+__all__ = ["main"]
+
+MODES = ("http-client", "http-server", "ws-client", "ws-server")
+SERVER_MODES = ("http-server", "ws-server")
+
+# The conversation: what the "users" say to the bot.
+PRIVATE_TEXT = "你好, onebot_ref!"
+GROUP_TEXT = "[CQ:at,qq=10001] escape me: [1] & 2, 3 &#91;"
+FRIEND, GROUP = 20001, 30001
+
+
+def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> Any:
+    """The echo bot for ``mode``; ``target`` is the fake's URL (client modes, http-server's API).
+
+    Returns the started bot object (it has ``close()``).
+    """
+    if mode == "http-client":
+        return HttpClient(target or args.url, access_token=args.token)
+    if mode == "http-server":
+        host, port = args.listen
+        api = HttpClient(target, access_token=args.token) if target else None
+        server = HttpServer(host, port, secret=args.secret, api=api)
+
+        @server.on("message")
+        def echo_http(event: dict[str, Any]) -> dict[str, Any]:
+            return {"reply": event["message"], "at_sender": False, "auto_escape": False}
+
+        return server.start()
+    if mode == "ws-client":
+        client = WsClient(target or args.url, access_token=args.token)
+
+        @client.on("message")
+        def echo_forward(event: dict[str, Any]) -> None:
+            client.reply(event, event["message"])
+
+        return client.start()
+    host, port = args.listen
+    reverse = WsServer(host, port, access_token=args.token)
+
+    @reverse.on("message")
+    def echo_reverse(event: dict[str, Any]) -> None:
+        reverse.reply(event, event["message"])
+
+    return reverse.start()
+
+
+def printer(verbose: bool) -> Callable[[str, str, Any], None]:
+    """A transcript line per frame: direction, mode, compact JSON."""
+    lock = threading.Lock()
+
+    def show(direction: str, mode: str, obj: Any) -> None:
+        text = dumps(obj).decode("utf-8") if not isinstance(obj, int) else f"HTTP {obj}"
+        if not verbose and len(text) > 150:
+            text = text[:147] + "..."
+        with lock:
+            print(f"  {direction}  [{mode}]  {text}", flush=True)
+
+    return show
+
+
+def converse(mode: str, args: argparse.Namespace) -> int:
+    """Run the offline conversation for one mode; return the number of messages echoed."""
+    with FakeOneBot(flavor=args.flavor, access_token=args.token) as fake:
+        fake.on_wire = printer(args.verbose)
+        if mode == "http-server":
+            fake.add_http_post(f"http://127.0.0.1:{args.listen[1]}/", secret=args.secret)
+        if mode in ("http-client", "http-server"):
+            target = fake.start_http_api()
+        elif mode == "ws-client":
+            target = fake.start_ws_server()
+        else:
+            target = None
+        args.listen = ("127.0.0.1", 0) if mode != "http-server" else args.listen
+        bot = echo_bot(mode, args, target)
+        try:
+            if mode == "http-server":
+                fake.post_targets[-1] = (bot.url, args.secret)
+            if mode == "ws-server":
+                fake.connect_reverse(bot.url, reconnect_interval=0.5).wait_connected()
+                _wait(lambda: bool(bot.bots), 5, "the reverse connection")
+            if mode == "http-client":  # no events in this mode: the bot speaks first
+                bot.send_private_msg(FRIEND, PRIVATE_TEXT)
+                bot.send_group_msg(GROUP, [m.at(fake.self_id), m.text(" escape me: [1] & 2, 3 &#91;")])
+            else:
+                fake.push_message(user_id=FRIEND, text=m.escape(PRIVATE_TEXT))
+                fake.push_message(user_id=FRIEND, text=GROUP_TEXT, group_id=GROUP)
+            sent = fake.wait_for_sent(2, timeout=10)
+            login = bot.get_login_info()
+        finally:
+            bot.close()
+    texts = [m.plain_text(s["message"]) for s in sent]
+    expected = [PRIVATE_TEXT, " escape me: [1] & 2, 3 &#91;"]
+    if texts != expected:
+        raise RuntimeError(f"{mode}: expected the bot to echo {expected!r}, it sent {texts!r}")
+    print(f"  ok: echoed {len(sent)} messages; get_login_info -> {login}", flush=True)
+    return len(sent)
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def run_live(mode: str, args: argparse.Namespace) -> int:
+    """Run only the echo bot against a real implementation, until Ctrl+C."""
+    bot = echo_bot(mode, args)
+    where = bot.url if mode in SERVER_MODES else args.url
+    print(f"{mode} echo bot running at {where}; Ctrl+C to stop", flush=True)
+    try:
+        if mode == "http-client":
+            print(f"get_login_info -> {bot.get_login_info()}", flush=True)
+            return 0
+        while True:  # the bot runs in its own threads; wake up to notice Ctrl+C
+            time.sleep(0.2)
+    finally:
+        bot.close()
+
+
+def host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m onebot_ref.demo",
+        description="An echo bot in each OneBot 11 mode; offline against FakeOneBot by default.",
+    )
+    parser.add_argument("mode", choices=[*MODES, "all"])
+    parser.add_argument("--listen", type=host_port, help="server modes: wait for a real implementation")
+    parser.add_argument("--url", help="client modes: connect to a real implementation")
+    parser.add_argument("--token", help="access token (both sides must agree)")
+    parser.add_argument("--secret", help="HTTP POST signature secret")
+    parser.add_argument("--flavor", default="napcat", choices=["spec", "go-cqhttp", "napcat"],
+                        help="which implementation FakeOneBot imitates (default: napcat)")  # fmt: skip
+    parser.add_argument("--verbose", action="store_true", help="full frames and debug logs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    live = args.listen is not None or args.url is not None
+    try:
+        if live:
+            if args.mode == "all":
+                raise SystemExit("--listen/--url need one mode, not 'all'")
+            if args.mode in SERVER_MODES and args.listen is None:
+                raise SystemExit(f"{args.mode} listens: give --listen HOST:PORT, not --url")
+            if args.mode not in SERVER_MODES and args.url is None:
+                raise SystemExit(f"{args.mode} connects: give --url URL, not --listen")
+            return run_live(args.mode, args)
+        results = []
+        for mode in MODES if args.mode == "all" else (args.mode,):
+            print(f"== {mode}", flush=True)
+            started = time.monotonic()
+            args.listen = ("127.0.0.1", 0)
+            if mode == "http-server":
+                args.listen = ("127.0.0.1", 0)
+            count = converse(mode, args)
+            results.append((mode, count, time.monotonic() - started))
+        if args.mode == "all":
+            print("\n  mode          echoed  time")
+            for mode, count, elapsed in results:
+                print(f"  {mode:<12}  {count:>6}  {elapsed:.2f}s")
+        return 0
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        return 0
+    except (OneBotError, OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
