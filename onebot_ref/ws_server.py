@@ -225,17 +225,17 @@ class Connection:
             #    peer just brings us round the loop (close() shuts the socket down).
             try:
                 message = read_message(self.sock, self.reader)
+                if message is None:
+                    return
+                self.last_seen = time.monotonic()
+                # 2) Handle it; False means the close handshake is done.
+                if not self.handle(message):
+                    return
             except TimeoutError:
                 continue
-            except ProtocolError as exc:
+            except ProtocolError as exc:  # "_Fail the WebSocket Connection_", section 7.1.7
                 log.warning("%r broke the protocol: %s", self, exc)
                 self.close(exc.close_code, str(exc))
-                return
-            if message is None:
-                return
-            self.last_seen = time.monotonic()
-            # 2) Handle it; False means the close handshake is done.
-            if not self.handle(message):
                 return
 
     def handle(self, message: Frame) -> bool:
