@@ -95,18 +95,30 @@ class Frame(NamedTuple):
     fin: bool = True
 
 
+MASK_CHUNK = 16384  # bytes XORed per big-integer operation; small enough to stay in cache
+
+
 def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     """XOR ``data`` with the 4-byte masking ``key`` (RFC 6455 section 5.3); its own inverse.
 
-    One big-integer XOR instead of a loop over bytes: about 1 GB/s in pure
-    Python, some fifty times faster than ``bytes(b ^ key[i % 4] ...)``.
+    Big-integer XOR (``int.from_bytes``) over 16 KiB chunks instead of a loop
+    over bytes: some hundreds of MB/s in pure Python, tens of times
+    faster than ``bytes(b ^ key[i % 4] ...)``. Whole-payload integers are
+    slower past ~64 KiB because they fall out of the CPU cache.
     """
     n = len(data)
-    if n == 0:
-        return b""
-    repeated = key * (n // 4 + 1)
-    value = int.from_bytes(data, "little") ^ int.from_bytes(repeated[:n], "little")
-    return value.to_bytes(n, "little")
+    if n <= MASK_CHUNK:
+        repeated = int.from_bytes((key * (n // 4 + 1))[:n], "little")
+        return (int.from_bytes(data, "little") ^ repeated).to_bytes(n, "little")
+    pattern = int.from_bytes(key * (MASK_CHUNK // 4), "little")
+    view = memoryview(data)
+    out = bytearray(n)
+    for start in range(0, n, MASK_CHUNK):  # MASK_CHUNK is a multiple of 4: the key stays aligned
+        size = min(MASK_CHUNK, n - start)
+        chunk = int.from_bytes(view[start : start + size], "little")
+        mask = pattern if size == MASK_CHUNK else pattern & ((1 << (8 * size)) - 1)
+        out[start : start + size] = (chunk ^ mask).to_bytes(size, "little")
+    return bytes(out)
 
 
 def encode_frame(frame: Frame, *, mask: bool) -> bytes:
@@ -262,6 +274,14 @@ class MessageAssembler:
         """
         if frame.opcode >= CLOSE:
             return frame
+        if frame.fin and self.opcode is None and frame.opcode != CONTINUATION:
+            # The common case, a whole message in one frame: no decoder object needed.
+            if frame.opcode == TEXT:
+                try:
+                    frame.payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ProtocolError("text message is not valid UTF-8", 1007) from None
+            return frame
         if frame.opcode == CONTINUATION:
             if self.opcode is None:
                 raise ProtocolError("continuation frame without a message to continue")
@@ -277,9 +297,6 @@ class MessageAssembler:
                 self._utf8.decode(frame.payload, frame.fin)
             except UnicodeDecodeError:
                 raise ProtocolError("text message is not valid UTF-8", 1007) from None
-        if frame.fin and not self._parts:
-            opcode, self.opcode, self._utf8 = self.opcode, None, None
-            return Frame(opcode, frame.payload)
         self._parts.append(frame.payload)
         self.size += len(frame.payload)
         if not frame.fin:

@@ -259,7 +259,7 @@ class Connection:
         try:
             obj = loads(payload)
         except DecodeError as exc:
-            if self.server._throttle(("json", self.peer)) is not None:
+            if self.server._throttle(("json", self.self_id)) is not None:
                 log.warning("%r sent a frame that is not JSON: %s", self, exc)
             return
         if not is_event(obj):
@@ -482,10 +482,12 @@ class WsServer(OneBotApi):
                 except TimeoutError:
                     self._housekeeping()
                     continue
-                except OSError:
+                except OSError as exc:  # e.g. out of file descriptors: keep serving
                     if self._closed.is_set():
                         break
-                    raise
+                    log.error("accept() failed: %s", exc)
+                    time.sleep(TICK)
+                    continue
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn = Connection(self, sock, address)
                 with self._lock:

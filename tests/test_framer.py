@@ -77,7 +77,7 @@ def test_accept_key_rfc_section_1_3():
 
 def test_apply_mask_matches_the_definition_and_is_its_own_inverse():
     key = H("37fa213d")
-    for n in (0, 1, 3, 4, 5, 127, 1000, 4099):
+    for n in (0, 1, 3, 4, 5, 127, 1000, 4099, 16384, 16385, 40003):
         data = os.urandom(n)
         expected = bytes(b ^ key[i % 4] for i, b in enumerate(data))
         assert apply_mask(data, key) == expected

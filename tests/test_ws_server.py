@@ -84,6 +84,12 @@ class Impl:
         self.ws.shutdown()
 
 
+def ws_client(url, self_id):
+    """A ``websockets`` sync client dialing as bot ``self_id``; the caller closes it."""
+    client = ws_connect(url, additional_headers={"X-Self-ID": str(self_id)}, open_timeout=10)
+    return client.__enter__()  # websockets >= 15 warns unless connect() is "entered"
+
+
 def headers_for(self_id, role="Universal", token=None):
     headers = [f"X-Self-ID: {self_id}", f"X-Client-Role: {role}"]
     if token is not None:
@@ -182,9 +188,8 @@ def test_auth_401_403_before_upgrade_logged_once(caplog):
 
 def test_several_bots_routing(server):
     one = Impl(server.url, headers_for(1))
-    two = ws_connect(server.url, additional_headers={"X-Self-ID": "2"}, open_timeout=10)
+    two = ws_client(server.url, 2)
     try:
-        two.__enter__()
         wait_until(lambda: server.bots == ["1", "2"])
         with pytest.raises(ValueError, match=r"\['1', '2'\]"):
             server.get_status()
@@ -271,9 +276,8 @@ def test_unanswered_call_times_out(server):
 
 
 def test_out_of_order_and_stream_responses(server):
-    ws = ws_connect(server.url, additional_headers={"X-Self-ID": "1"}, open_timeout=10)
+    ws = ws_client(server.url, 1)
     try:
-        ws.__enter__()
         wait_until(lambda: server.bots == ["1"])
         results: queue.Queue = queue.Queue()
         callers = [
@@ -331,9 +335,8 @@ def test_heartbeat_silence_is_reaped(server):
 def test_fragmented_and_8_mib_events(server):
     seen: queue.Queue = queue.Queue()
     server.on("message")(seen.put)
-    ws = ws_connect(server.url, additional_headers={"X-Self-ID": "1"}, open_timeout=10)
+    ws = ws_client(server.url, 1)
     try:
-        ws.__enter__()
         text = json.dumps(event(text="分片" * 1000), ensure_ascii=False)
         ws.send([text[:10], text[10:2001], text[2001:]])  # three frames, one message
         assert seen.get(timeout=10)["message"] == "分片" * 1000
@@ -397,8 +400,7 @@ def test_bad_frames_close_with_their_code_while_others_keep_working(bad, code):
 
 def test_close_sends_1001_and_leaves_no_threads():
     srv = WsServer(port=0).start()
-    ws = ws_connect(srv.url, additional_headers={"X-Self-ID": "1"}, open_timeout=10)
-    ws.__enter__()
+    ws = ws_client(srv.url, 1)
     wait_until(lambda: srv.bots == ["1"])
     srv.close()
     with pytest.raises(ConnectionClosed) as info:
