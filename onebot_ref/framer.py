@@ -214,9 +214,11 @@ def _decode_at(
     if available < end:
         return None
     start = pos + head
-    payload = bytes(data[start : pos + end])
-    if mask:
-        payload = apply_mask(payload, bytes(data[start - 4 : start]))
+    with memoryview(data) as view:  # one copy of the payload, not two
+        if mask:
+            payload = apply_mask(view[start : pos + end], bytes(view[start - 4 : start]))
+        else:
+            payload = bytes(view[start : pos + end])
     return Frame(opcode, payload, fin), end
 
 
