@@ -1,0 +1,668 @@
+"""Mode 4 of 4 — reverse WebSocket. OneBot is the WebSocket client; we are the WebSocket server.
+Spec: communication/ws-reverse.md.
+
+The implementation dials our URL (for example ``ws://127.0.0.1:8080/onebot/v11/ws``)
+and says who it is in the handshake::
+
+    GET /onebot/v11/ws HTTP/1.1
+    X-Self-ID: 3332627962             the bot's QQ number (a decimal string)
+    X-Client-Role: Universal          or API / Event (any case; Lagrange sends "Api")
+    Authorization: Bearer s3cr3t      or "Token s3cr3t" (go-cqhttp), or ?access_token=
+
+After the upgrade the frames are those of forward WS (spec ``communication/ws.md``):
+events (objects with ``post_type``) come in; we send ``{"action", "params",
+"echo"}`` and a response with the same ``echo`` comes back.
+
+* Roles: "API 客户端 [...] Event 客户端 [...] Universal 客户端" (an API client
+  takes calls, an Event client pushes events, a Universal one does both). A
+  missing ``X-Client-Role`` means Universal. One bot may hold an API and an
+  Event connection at once; several bots may share the server; a reconnect with
+  the same self_id and role replaces (and closes) the old connection.
+* Auth: with ``access_token`` set, a missing token is refused with 401 and a
+  wrong one with 403, before the upgrade. Implementations retry every 3-5 s
+  forever, so each refusal is logged once per peer and then rate-limited.
+* Calls are routed to an explicit ``self_id``, else to the only connected bot;
+  with several bots and no ``self_id`` they raise ``ValueError`` listing the ids.
+  A call in flight fails at once with ``NotConnected`` when its connection drops.
+* Liveness: once an implementation sends heartbeats, a connection silent for 3x
+  the heartbeat's ``interval`` is closed (it will reconnect). Pings are answered;
+  ``ping_interval`` adds our own pings. No permessage-deflate, no TLS (put a
+  reverse proxy in front for ``wss://``).
+
+Threads: one accept thread (which also reaps dead connections), one daemon
+receive thread per connection, and the registry's workers. A receive thread
+only parses; events go to ``registry.submit`` so a handler may call the API,
+whose response that same receive thread has to deliver.
+
+``python -m onebot_ref.ws_server --echo --port 9001`` runs a plain RFC 6455
+echo server instead, the testee for conformance suites such as Autobahn.
+"""
+
+import argparse
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from .api import OneBotApi
+from .calls import PendingCalls
+from .codec import is_event, loads, mask_token, parse_authorization, token_matches
+from .errors import DecodeError, NetworkError, NotConnected, ProtocolError
+from .framer import (
+    BINARY,
+    CLOSE,
+    PING,
+    PONG,
+    TEXT,
+    Frame,
+    HandshakeError,
+    MessageReader,
+    Request,
+    check_request,
+    encode_close,
+    encode_frame,
+    error_response,
+    handshake_response,
+    parse_close,
+    parse_handshake,
+)
+from .registry import Handler, Registry
+
+__all__ = ["Bot", "WsServer", "read_message"]
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 256 * 1024
+TICK = 0.2  # seconds between the accept thread's housekeeping rounds
+ROLES = {"universal": "Universal", "api": "API", "event": "Event"}
+
+
+def read_message(sock: socket.socket, reader: MessageReader) -> Frame | None:
+    """Block until ``reader`` has a whole message or control frame; None at EOF.
+
+    Reads at most ``RECV_SIZE`` bytes at a time; the socket's own timeout bounds
+    each read (``TimeoutError`` propagates). Frame limits are the reader's.
+    """
+    while (message := reader.next_message()) is None:
+        data = sock.recv(RECV_SIZE)
+        if not data:
+            return None
+        reader.feed(data)
+    return message
+
+
+class _Throttle:
+    """Say yes to the first event per key, then at most once per ``period`` seconds."""
+
+    def __init__(self, period: float = 60.0) -> None:
+        self.period = period
+        self._last: dict[object, tuple[float, int]] = {}
+
+    def __call__(self, key: object) -> int | None:
+        """The number of events suppressed since the last yes, or None to stay quiet."""
+        now = time.monotonic()
+        last, skipped = self._last.get(key, (-self.period, 0))
+        if now - last < self.period:
+            self._last[key] = (last, skipped + 1)
+            return None
+        self._last[key] = (now, 0)
+        return skipped
+
+
+class Connection:
+    """One accepted socket: the handshake, then frames until it closes, on its own thread."""
+
+    def __init__(self, server: "WsServer", sock: socket.socket, address: Any) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer = f"{address[0]}:{address[1]}"
+        self.self_id: str | None = None
+        self.role = "Universal"
+        self.calls = PendingCalls()
+        self.reader = MessageReader(mask=True, max_message=server.max_message)
+        self.open = False  # the upgrade was answered with 101
+        self.dead = False  # no more sends: closed, closing or failed
+        self.last_seen = time.monotonic()
+        self.last_ping = self.last_seen
+        self.heartbeat: float | None = None  # seconds, from the latest heartbeat's interval
+        self._send_lock = threading.Lock()
+        self._close_sent = False
+        name = f"onebot-ws-{self.peer}"
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+
+    def __repr__(self) -> str:
+        return f"<connection {self.peer} self_id={self.self_id} role={self.role}>"
+
+    @property
+    def api_capable(self) -> bool:
+        return self.role != "Event"
+
+    @property
+    def event_capable(self) -> bool:
+        return self.role != "API"
+
+    def run(self) -> None:
+        """The thread body: handshake, receive loop, and always the cleanup."""
+        try:
+            if self.handshake():
+                self.receive()
+        except OSError as exc:  # reset, timeout or shut down by close()
+            log.debug("%r: %s", self, exc)
+        finally:
+            self.dead = True
+            self.server._detach(self)
+            self._finish()
+            self.calls.fail_all(NotConnected(f"the connection to bot {self.self_id} dropped"))
+            if self.open:
+                log.info("%r disconnected", self)
+
+    def handshake(self) -> bool:
+        """Read and check the upgrade request (RFC 6455 section 4.2); answer 101 or refuse."""
+        deadline = time.monotonic() + self.server.handshake_timeout
+        data = bytearray()
+        try:
+            while (parsed := parse_handshake(data, max_size=self.server.max_header)) is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("handshake took too long")
+                self.sock.settimeout(remaining)
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    return False
+                data += chunk
+            request, consumed = parsed
+            key = check_request(request)
+            self.check_onebot(request)
+        except HandshakeError as exc:
+            self.refuse(exc.status, str(exc))
+            return False
+        self.sock.settimeout(self.server.send_timeout)
+        self.sock.sendall(handshake_response(key))
+        self.open = True
+        self.reader.feed(bytes(data[consumed:]))
+        self.server._attach(self)
+        log.info("%r connected", self)
+        return True
+
+    def check_onebot(self, request: Request) -> None:
+        """Path, token, ``X-Self-ID`` and ``X-Client-Role`` (spec ``ws-reverse.md``)."""
+        server, headers = self.server, request.headers
+        if server.path is not None and request.path.rstrip("/") != server.path.rstrip("/"):
+            raise HandshakeError(f"no endpoint at {request.path!r}; use {server.path!r}", 404)
+        if server.access_token:
+            presented = parse_authorization(headers.get("authorization"))
+            presented = presented or request.query.get("access_token") or None
+            if presented is None:
+                raise HandshakeError("no access token (send Authorization: Bearer <token>)", 401)
+            if not token_matches(server.access_token, presented):
+                raise HandshakeError(
+                    f"wrong access token {mask_token(presented)}, "
+                    f"expected {mask_token(server.access_token)}",
+                    403,
+                )
+        self.self_id = headers.get("x-self-id", "").strip() or None
+        role = headers.get("x-client-role", "universal").strip()
+        self.role = ROLES.get(role.lower(), "Universal")
+        if role.lower() not in ROLES:
+            log.warning("%s sent X-Client-Role %r; treating it as Universal", self.peer, role)
+        if self.self_id is None:
+            log.warning("%s sent no X-Self-ID; learning it from the first event", self.peer)
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer a refused handshake with ``status``, and log it without flooding."""
+        suppressed = self.server._throttle((self.peer.rpartition(":")[0], status))
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning("refused %s with %d: %s%s", self.peer, status, reason, more)
+        self.sock.settimeout(self.server.send_timeout)
+        self.sock.sendall(error_response(status, reason))
+
+    def receive(self) -> None:
+        """The receive loop: read, feed the framer, handle each message."""
+        while True:
+            # 1) Read from the network. The socket timeout bounds sends; a quiet
+            #    peer just brings us round the loop (close() shuts the socket down).
+            try:
+                message = read_message(self.sock, self.reader)
+                if message is None:
+                    return
+                self.last_seen = time.monotonic()
+                # 2) Handle it; False means the close handshake is done.
+                if not self.handle(message):
+                    return
+            except TimeoutError:
+                continue
+            except ProtocolError as exc:  # "_Fail the WebSocket Connection_", section 7.1.7
+                log.warning("%r broke the protocol: %s", self, exc)
+                self.close(exc.close_code, str(exc))
+                return
+
+    def handle(self, message: Frame) -> bool:
+        """Act on one control frame or whole message; False to stop reading."""
+        if message.opcode == PING:
+            self.send(PONG, message.payload)  # RFC 6455 section 5.5.2
+        elif message.opcode == CLOSE:
+            code, _ = parse_close(message.payload)  # raises ProtocolError on a bad payload
+            # Section 5.5.1: reply with a Close, "typically echoing the status code it received".
+            self.close(None if code == 1005 else code)
+            return False
+        elif message.opcode in (TEXT, BINARY) and not self._close_sent:
+            if self.server.echo:
+                self.send(message.opcode, message.payload)
+            else:
+                self.on_message(message.payload)
+        return True
+
+    def on_message(self, payload: bytes) -> None:
+        """Route one JSON message: events to the registry, responses to waiting calls."""
+        try:
+            obj = loads(payload)
+        except DecodeError as exc:
+            if self.server._throttle(("json", self.self_id)) is not None:
+                log.warning("%r sent a frame that is not JSON: %s", self, exc)
+            return
+        if not is_event(obj):
+            if isinstance(obj, dict):
+                self.calls.resolve(obj)
+            return
+        if obj.get("meta_event_type") == "heartbeat" and isinstance(obj.get("interval"), int):
+            self.heartbeat = obj["interval"] / 1000 if obj["interval"] > 0 else None
+        if self.self_id is None and obj.get("self_id") is not None:
+            self.server._learn(self, str(obj["self_id"]))
+        # Never run handlers here: a handler's call() needs this thread to read its response.
+        self.server.registry.submit(obj)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        """Send one frame; sends on one connection are serialized by a lock.
+
+        Raises:
+            NotConnected: the connection is closed, or the send failed or timed out
+                (a peer that stops reading is dropped after ``send_timeout``).
+        """
+        data = encode_frame(Frame(opcode, payload), mask=False)
+        if self.dead or not self._send_lock.acquire(timeout=self.server.send_timeout):
+            raise NotConnected(f"the connection to bot {self.self_id} is closed or stuck")
+        try:
+            if self._close_sent:
+                raise NotConnected(f"the connection to bot {self.self_id} is closing")
+            self._close_sent = opcode == CLOSE
+            self.sock.sendall(data)
+        except NotConnected:
+            raise
+        except OSError as exc:
+            self.abort()
+            raise NotConnected(f"sending to bot {self.self_id} failed: {exc}") from exc
+        finally:
+            self._send_lock.release()
+
+    def send_text(self, data: bytes) -> None:
+        """Send one text message (what :class:`PendingCalls` sends calls with)."""
+        self.send(TEXT, data)
+
+    def ping(self) -> None:
+        """Send a ping unless another send is under way (the accept thread must not wait)."""
+        if self.dead or not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            if not self._close_sent:
+                self.sock.sendall(encode_frame(Frame(PING, b""), mask=False))
+        except OSError:
+            self.abort()
+        finally:
+            self._send_lock.release()
+
+    def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the close handshake (RFC 6455 section 7.1.2); errors are not raised."""
+        try:
+            self.send(CLOSE, encode_close(code, reason))
+        except NotConnected:
+            pass
+
+    def abort(self) -> None:
+        """Shut the socket down, which also wakes a receive blocked in ``recv`` (Windows too)."""
+        self.dead = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _finish(self) -> None:
+        # Section 7.1.1: the server closes TCP first. Half-close, then read what
+        # is left for a moment so that closing with unread data does not reset
+        # the connection before the peer has read our Close frame.
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 1.0
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(remaining)
+                if not self.sock.recv(RECV_SIZE):
+                    break
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+
+
+class Bot(OneBotApi):
+    """A handle on one connected bot: every OneBotApi method, sent to ``self_id``."""
+
+    def __init__(self, server: "WsServer", self_id: int | str) -> None:
+        self.server = server
+        self.self_id = str(self_id)
+
+    def __repr__(self) -> str:
+        return f"<Bot {self.self_id}>"
+
+    def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
+        """Call ``action`` on this bot; see :meth:`WsServer.call`."""
+        return self.server.call(action, self_id=self.self_id, timeout=timeout, **params)
+
+
+class WsServer(OneBotApi):
+    """The reverse-WebSocket server: implementations connect to it.
+
+    Args:
+        host: the address to listen on; 127.0.0.1 by default, use "0.0.0.0"
+            when the implementation runs on another machine or in a container.
+        port: the TCP port; 0 picks a free one (read it from ``.port``).
+        path: accept only this path (trailing slash ignored); None accepts any.
+        access_token: refuse implementations that do not present this token.
+        registry: the handlers; by default a new one, closed by :meth:`close`.
+        timeout: seconds an API call waits for its response.
+        max_message: the largest message accepted, in bytes (1009 beyond it).
+        handshake_timeout: seconds a client may take to send its upgrade request.
+        send_timeout: seconds a send may block before the peer is dropped.
+        ping_interval: send a ping every this many seconds; None sends none.
+        echo: echo every message back instead of speaking OneBot (for conformance suites).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        path: str | None = None,
+        access_token: str | None = None,
+        registry: Registry | None = None,
+        timeout: float = 30.0,
+        max_message: int = 64 * 2**20,
+        max_header: int = 16384,
+        handshake_timeout: float = 10.0,
+        send_timeout: float = 10.0,
+        ping_interval: float | None = None,
+        echo: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.path = path
+        self.access_token = access_token
+        self.own_registry = registry is None
+        self.registry = registry if registry is not None else Registry()
+        self.timeout = timeout
+        self.max_message = max_message
+        self.max_header = max_header
+        self.handshake_timeout = handshake_timeout
+        self.send_timeout = send_timeout
+        self.ping_interval = ping_interval
+        self.echo = echo
+        self._throttle = _Throttle()
+        self._lock = threading.Lock()
+        self._connections: set[Connection] = set()  # every accepted socket, open or not
+        self._api: dict[str, Connection] = {}  # self_id -> its API or Universal connection
+        self._event: dict[str, Connection] = {}  # self_id -> its Event or Universal connection
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    @property
+    def url(self) -> str:
+        """The URL to give the implementation (``ws_reverse_url``)."""
+        return f"ws://{self.host}:{self.port}{self.path or '/'}"
+
+    @property
+    def bots(self) -> list[str]:
+        """The self_ids of the bots connected now, as strings."""
+        with self._lock:
+            return sorted(set(self._api) | set(self._event))
+
+    def on(self, name: str = "*") -> Any:
+        """Decorator: handle events named ``name`` (see :class:`Registry`)."""
+        return self.registry.on(name)
+
+    def add_handler(self, name: str, func: Handler) -> None:
+        """Register ``func`` for ``name`` without the decorator."""
+        self.registry.add(name, func)
+
+    def bot(self, self_id: int | str) -> Bot:
+        """A handle whose OneBotApi methods go to bot ``self_id``."""
+        return Bot(self, self_id)
+
+    # --- Lifecycle ---
+
+    def _bind(self) -> None:
+        if self._listener is not None:
+            return
+        try:
+            self._listener = socket.create_server((self.host, self.port))
+        except OSError as exc:
+            raise NetworkError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
+                "is another program (or the OneBot implementation itself) using this port?"
+            ) from exc
+        self._listener.settimeout(TICK)
+        self.port = self._listener.getsockname()[1]
+
+    def start(self) -> "WsServer":
+        """Listen, and serve in a daemon thread; returns once the port is bound."""
+        self._bind()
+        self._thread = threading.Thread(target=self._serve, name="onebot-ws-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Listen and serve in this thread until :meth:`close` (or Ctrl+C)."""
+        if self._thread is not None:  # already serving: just wait for close()
+            while not self._closed.wait(TICK):
+                pass
+            return
+        self._bind()
+        try:
+            self._serve()
+        finally:
+            self.close()
+
+    def _serve(self) -> None:
+        assert self._listener is not None
+        log.info("listening on %s", self.url)
+        try:
+            while not self._closed.is_set():
+                try:
+                    sock, address = self._listener.accept()
+                except TimeoutError:
+                    self._housekeeping()
+                    continue
+                except OSError as exc:  # e.g. out of file descriptors: keep serving
+                    if self._closed.is_set():
+                        break
+                    log.error("accept() failed: %s", exc)
+                    time.sleep(TICK)
+                    continue
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn = Connection(self, sock, address)
+                with self._lock:
+                    self._connections.add(conn)
+                conn.thread.start()
+                self._housekeeping()
+        finally:
+            self._listener.close()
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            conns = [c for c in self._connections if c.open and not c.dead]
+        for conn in conns:
+            silent = now - conn.last_seen
+            if conn.heartbeat is not None and silent > 3 * conn.heartbeat:
+                log.warning("%r silent for %.1fs (heartbeat every %.1fs); closing it",
+                            conn, silent, conn.heartbeat)  # fmt: skip
+                conn.abort()
+            elif self.ping_interval and now - conn.last_ping > self.ping_interval:
+                conn.last_ping = now
+                conn.ping()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close every connection with 1001, stop every thread; wait ``timeout`` at most."""
+        deadline = time.monotonic() + timeout
+        self._closed.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:
+            if conn.open:
+                conn.sock.settimeout(1.0)  # a peer that does not read cannot hold us for long
+                conn.close(1001, "server shutting down")
+            else:
+                conn.abort()
+        # Wait a moment for the peers' Close replies (all share one grace period), then
+        # cut the connections of those that did not answer.
+        grace = time.monotonic() + min(1.0, max(0.0, deadline - time.monotonic()) / 2)
+        for conn in conns:
+            conn.thread.join(max(0.0, grace - time.monotonic()))
+            if conn.thread.is_alive():
+                conn.abort()
+        for conn in conns:
+            conn.thread.join(max(0.1, deadline - time.monotonic()))
+        if self.own_registry:
+            self.registry.close(max(0.1, deadline - time.monotonic()))
+
+    def __enter__(self) -> "WsServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- Bots and routing ---
+
+    def _attach(self, conn: Connection) -> None:
+        if conn.self_id is not None:
+            self._claim(conn)
+
+    def _learn(self, conn: Connection, self_id: str) -> None:
+        conn.self_id = self_id
+        log.info("%r: learned self_id from its first event", conn)
+        self._claim(conn)
+
+    def _claim(self, conn: Connection) -> None:
+        """Make ``conn`` its bot's connection for its roles; close what it replaces."""
+        assert conn.self_id is not None
+        replaced = []
+        with self._lock:
+            for slot, wanted in ((self._api, conn.api_capable), (self._event, conn.event_capable)):
+                old = slot.get(conn.self_id)
+                if wanted:
+                    slot[conn.self_id] = conn
+                    if old is not None and old is not conn:
+                        replaced.append(old)
+            holding = set(self._api.values()) | set(self._event.values())
+        for old in replaced:
+            if old not in holding:
+                log.info("%r replaced by %r", old, conn)
+                old.close(1000, "replaced by a newer connection")
+
+    def _detach(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+            for slot in (self._api, self._event):
+                if conn.self_id is not None and slot.get(conn.self_id) is conn:
+                    del slot[conn.self_id]
+
+    def _route(self, self_id: int | str | None) -> Connection:
+        """The connection to send a call on: explicit self_id > the only bot > an error."""
+        with self._lock:
+            if self_id is not None:
+                conn = self._api.get(str(self_id))
+                if conn is not None:
+                    return conn
+                if str(self_id) in self._event:
+                    raise NotConnected(
+                        f"bot {self_id} is connected only with role Event, which takes no calls; "
+                        "configure an API or Universal connection"
+                    )
+                ids = sorted(set(self._api) | set(self._event))
+                raise NotConnected(f"bot {self_id} is not connected (connected: {ids})")
+            candidates = list(self._api.values()) + [
+                c for c in self._connections if c.open and c.self_id is None and c.api_capable
+            ]
+            ids = sorted(set(self._api) | set(self._event))
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise NotConnected(
+                f"no bot with an API connection is connected (connected: {ids}); "
+                f"point the implementation's reverse WebSocket at {self.url}"
+            )
+        raise ValueError(f"{len(candidates)} bots are connected ({ids}); pass self_id= to choose")
+
+    def call(
+        self,
+        action: str,
+        /,
+        *,
+        self_id: int | str | None = None,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> Any:
+        """Call ``action`` and return the response's ``data``.
+
+        Args:
+            action: the action name, e.g. ``"send_private_msg"``.
+            self_id: the bot to ask; may be omitted while exactly one is connected.
+            timeout: seconds to wait; the server's ``timeout`` by default.
+            **params: the action's parameters.
+
+        Raises:
+            NotConnected: that bot is not connected, or its connection dropped.
+            ValueError: several bots are connected and ``self_id`` is None.
+            ApiTimeout: no response in time (the action may still have run).
+            ActionFailed: the implementation answered with a failure.
+        """
+        conn = self._route(self_id)
+        wait = self.timeout if timeout is None else timeout
+        return conn.calls.call(conn.send_text, action, params, wait)
+
+    def call_for(self, event: dict[str, Any], action: str, /, **params: Any) -> Any:
+        """Call ``action`` on the bot that received ``event`` (used by :meth:`reply`)."""
+        return self.call(action, self_id=event.get("self_id"), **params)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m onebot_ref.ws_server``: log events from implementations, or ``--echo``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument("--path", default=None, help="accept only this path (default: any)")
+    parser.add_argument("--access-token", default=None, help="token implementations must present")
+    parser.add_argument("--echo", action="store_true", help="plain RFC 6455 echo server")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    server = WsServer(
+        args.host, args.port, path=args.path, access_token=args.access_token, echo=args.echo
+    )
+    server.on("*")(lambda event: log.info("event %s", event))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

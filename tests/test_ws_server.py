@@ -1,0 +1,456 @@
+"""ws_server over real loopback sockets, driven by independent WebSocket clients.
+
+The implementation side is played by websocket-client, by the ``websockets``
+sync client, and by a raw socket speaking frames through wsproto.
+"""
+
+import json
+import logging
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import websocket
+import wsproto
+import wsproto.events as wse
+from conftest import load_vectors
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+
+from onebot_ref import ActionFailed, ApiTimeout, NotConnected, Registry
+from onebot_ref.ws_server import WsServer
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+STANDARD = {"connection", "upgrade", "sec-websocket-version", "sec-websocket-key", "host"}
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def event(self_id=10001, text="hi", **extra):
+    return {
+        "time": 1700000000,
+        "self_id": self_id,
+        "post_type": "message",
+        "message_type": "private",
+        "sub_type": "friend",
+        "user_id": 42,
+        "message": text,
+        **extra,
+    }
+
+
+class Impl:
+    """A OneBot implementation played by websocket-client: it answers every action ok."""
+
+    def __init__(self, url, headers, answer=True):
+        self.ws = websocket.create_connection(url, header=headers, timeout=10)
+        self.answer = answer
+        self.requests: queue.Queue = queue.Queue()
+        self.close_code = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                opcode, data = self.ws.recv_data()
+            except Exception:
+                return
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self.close_code = int.from_bytes(data[:2], "big") if data else 1005
+                return
+            request = json.loads(data)
+            self.requests.put(request)
+            if self.answer:
+                data = {"action": request["action"], "params": request["params"]}
+                self.send({"status": "ok", "retcode": 0, "data": data, "echo": request["echo"]})
+
+    def send(self, obj):
+        self.ws.send(json.dumps(obj, ensure_ascii=False))
+
+    def close(self):
+        self.ws.abort()
+        self.thread.join(10)
+        self.ws.shutdown()
+
+
+def ws_client(url, self_id):
+    """A ``websockets`` sync client dialing as bot ``self_id``; the caller closes it."""
+    client = ws_connect(url, additional_headers={"X-Self-ID": str(self_id)}, open_timeout=10)
+    return client.__enter__()  # websockets >= 15 warns unless connect() is "entered"
+
+
+def headers_for(self_id, role="Universal", token=None):
+    headers = [f"X-Self-ID: {self_id}", f"X-Client-Role: {role}"]
+    if token is not None:
+        headers.append(f"Authorization: Bearer {token}")
+    return headers
+
+
+@pytest.fixture
+def server():
+    with WsServer(port=0, timeout=10) as srv:
+        yield srv
+
+
+def vector_headers(vector_id):
+    (vector,) = [v for v in load_vectors("handshake") if v["id"] == vector_id]
+    payload = vector["payload"]
+    connections = payload.get("connections") or [payload]
+    return [
+        [f"{k}: {v}" for k, v in c["headers"].items() if k.lower() not in STANDARD]
+        for c in connections
+    ]
+
+
+@pytest.mark.parametrize(
+    ("vector_id", "token", "self_id"),
+    [
+        ("napcat-handshake-reverse-ws-notoken-001", None, "3332627962"),
+        ("lagrange-handshake-reverse-ws-001", None, "3000000001"),
+        ("misc-coolq-http-api-headers-001", "s3cr3t", "10001"),
+    ],
+)
+def test_real_handshakes_are_accepted(vector_id, token, self_id):
+    (headers,) = vector_headers(vector_id)
+    with WsServer(port=0, access_token=token, timeout=10) as srv:
+        impl = Impl(srv.url, headers)
+        try:
+            wait_until(lambda: srv.bots == [self_id])
+            assert srv.call("get_status") == {"action": "get_status", "params": {}}
+        finally:
+            impl.close()
+
+
+def test_go_cqhttp_api_event_split_and_lagrange_api_role(server):
+    api_headers, event_headers = vector_headers("gocq-handshake-reverse-ws-api-event-001")
+    api = Impl(server.url, api_headers)
+    events = Impl(server.url, event_headers)
+    lagrange = Impl(server.url, headers_for(555, role="Api"))
+    try:
+        wait_until(lambda: server.bots == ["1963185901", "555"])
+        replied = threading.Event()
+        server.on("message")(lambda e: (server.reply(e, "pong"), replied.set()))
+        events.send(event(self_id=1963185901))
+        request = api.requests.get(timeout=10)  # the reply leaves on the API socket
+        assert request["action"] == "send_private_msg"
+        assert request["params"]["message"] == "pong"
+        assert replied.wait(10)
+        assert events.requests.empty()
+        assert server.bot(555).get_login_info()["action"] == "get_login_info"
+        assert lagrange.requests.get(timeout=10)["action"] == "get_login_info"
+    finally:
+        for impl in (api, events, lagrange):
+            impl.close()
+
+
+def test_event_only_bot_cannot_take_calls(server):
+    impl = Impl(server.url, headers_for(7, role="Event"))
+    try:
+        wait_until(lambda: server.bots == ["7"])
+        with pytest.raises(NotConnected, match="Event"):
+            server.call("get_status", self_id=7)
+    finally:
+        impl.close()
+
+
+def test_auth_401_403_before_upgrade_logged_once(caplog):
+    with WsServer(port=0, access_token="s3cr3t") as srv:
+        caplog.set_level(logging.WARNING, logger="onebot_ref.ws_server")
+        for _ in range(3):
+            with pytest.raises(websocket.WebSocketBadStatusException) as info:
+                websocket.create_connection(srv.url, header=headers_for(1), timeout=10)
+            assert info.value.status_code == 401
+        with pytest.raises(websocket.WebSocketBadStatusException) as info:
+            websocket.create_connection(srv.url, header=headers_for(1, token="nope"), timeout=10)
+        assert info.value.status_code == 403
+        refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert len(refusals) == 2  # one 401 line for three attempts, one 403 line
+        assert "s3cr3t" not in caplog.text and "nope" not in caplog.text
+        for url, token_header in [
+            (srv.url + "?access_token=s3cr3t", []),
+            (srv.url, ["Authorization: Token s3cr3t"]),
+            (srv.url, ["authorization: bearer s3cr3t"]),
+        ]:
+            ws = websocket.create_connection(url, header=token_header, timeout=10)
+            ws.close()
+
+
+def test_several_bots_routing(server):
+    one = Impl(server.url, headers_for(1))
+    two = ws_client(server.url, 2)
+    try:
+        wait_until(lambda: server.bots == ["1", "2"])
+        with pytest.raises(ValueError, match=r"\['1', '2'\]"):
+            server.get_status()
+        with pytest.raises(NotConnected, match="3"):
+            server.call("get_status", self_id=3)
+        assert server.bot(1).get_status()["action"] == "get_status"
+        # Bot 2 answers with a failure, from the websockets client.
+        result: queue.Queue = queue.Queue()
+        caller = threading.Thread(
+            target=lambda: result.put(_catch(lambda: server.bot("2").delete_msg(5)))
+        )
+        caller.start()
+        request = json.loads(two.recv(timeout=10))
+        assert request["action"] == "delete_msg" and isinstance(request["echo"], str)
+        two.send(json.dumps({"status": "failed", "retcode": 100, "echo": request["echo"]}))
+        caller.join(10)
+        assert isinstance(result.get(timeout=1), ActionFailed)
+    finally:
+        one.close()
+        two.close()
+
+
+def _catch(func):
+    try:
+        return func()
+    except Exception as exc:
+        return exc
+
+
+def test_replace_on_reconnect(server):
+    old = Impl(server.url, headers_for(9))
+    wait_until(lambda: server.bots == ["9"])
+    new = Impl(server.url, headers_for(9))
+    try:
+        old.thread.join(10)
+        assert old.close_code == 1000
+        assert server.call("get_status")["action"] == "get_status"
+        assert new.requests.get(timeout=10)["action"] == "get_status"
+    finally:
+        old.close()
+        new.close()
+
+
+def test_handler_calling_the_api_does_not_deadlock():
+    registry = Registry(workers=1)  # one worker, blocked in call() while the reply comes in
+    answers: queue.Queue = queue.Queue()
+    with WsServer(port=0, registry=registry, timeout=10) as srv:
+        srv.on("message")(lambda e: answers.put(srv.reply(e, "hello")))
+        impl = Impl(srv.url, headers_for(10001))
+        try:
+            for n in range(3):
+                impl.send(event(text=f"m{n}"))
+            for _ in range(3):
+                assert answers.get(timeout=10)["action"] == "send_private_msg"
+        finally:
+            impl.close()
+    registry.close()
+
+
+def test_pending_call_fails_fast_on_disconnect(server):
+    impl = Impl(server.url, headers_for(1), answer=False)
+    wait_until(lambda: server.bots == ["1"])
+    result: queue.Queue = queue.Queue()
+    caller = threading.Thread(target=lambda: result.put(_catch(server.get_status)))
+    caller.start()
+    impl.requests.get(timeout=10)
+    impl.close()  # the call's timeout is 10 s: only fail-fast raises NotConnected
+    caller.join(15)
+    error = result.get(timeout=1)
+    assert isinstance(error, NotConnected) and not isinstance(error, ApiTimeout)
+    wait_until(lambda: server.bots == [])
+    with pytest.raises(NotConnected):
+        server.get_status()
+
+
+def test_unanswered_call_times_out(server):
+    impl = Impl(server.url, headers_for(1), answer=False)
+    try:
+        wait_until(lambda: server.bots == ["1"])
+        with pytest.raises(ApiTimeout):
+            server.call("get_status", timeout=0.2)
+    finally:
+        impl.close()
+
+
+def test_out_of_order_and_stream_responses(server):
+    ws = ws_client(server.url, 1)
+    try:
+        wait_until(lambda: server.bots == ["1"])
+        results: queue.Queue = queue.Queue()
+        callers = [
+            threading.Thread(target=lambda a=a: results.put((a, server.call(a)))) for a in "ab"
+        ]
+        for caller in callers:
+            caller.start()
+        requests = [json.loads(ws.recv(timeout=10)) for _ in range(2)]
+        ws.send(json.dumps({"status": "ok", "retcode": 0, "data": 1, "echo": "nobody"}))
+        for request in reversed(requests):
+            echo, action = request["echo"], request["action"]
+            chunk = {"type": "stream", "data": "part"}
+            ws.send(json.dumps({"status": "ok", "retcode": 0, "data": chunk, "echo": echo,
+                                "stream": "stream-action"}))  # fmt: skip
+            final = {"type": "response", "action": action}
+            ws.send(json.dumps({"status": "ok", "retcode": 0, "data": final, "echo": echo,
+                                "stream": "stream-action"}))  # fmt: skip
+        for caller in callers:
+            caller.join(10)
+        got = dict(results.get(timeout=1) for _ in range(2))
+        assert got == {a: {"type": "response", "action": a} for a in "ab"}
+    finally:
+        ws.close()
+
+
+def test_missing_self_id_is_learned_from_the_first_event(server):
+    impl = Impl(server.url, ["User-Agent: nothing"])
+    try:
+        assert server.get_status()["action"] == "get_status"  # the only bot, unnamed
+        impl.send(event(self_id=4242))
+        wait_until(lambda: server.bots == ["4242"])
+    finally:
+        impl.close()
+
+
+def test_heartbeat_silence_is_reaped(server):
+    impl = Impl(server.url, headers_for(1))
+    heartbeat = {
+        "time": 1,
+        "self_id": 1,
+        "post_type": "meta_event",
+        "meta_event_type": "heartbeat",
+        "status": {"online": True, "good": True},
+        "interval": 100,
+    }
+    try:
+        impl.send(heartbeat)
+        impl.thread.join(10)  # then silence: the server cuts the socket after ~0.3 s
+        assert not impl.thread.is_alive()
+        wait_until(lambda: server.bots == [])
+    finally:
+        impl.close()
+
+
+def test_fragmented_and_8_mib_events(server):
+    seen: queue.Queue = queue.Queue()
+    server.on("message")(seen.put)
+    ws = ws_client(server.url, 1)
+    try:
+        text = json.dumps(event(text="分片" * 1000), ensure_ascii=False)
+        ws.send([text[:10], text[10:2001], text[2001:]])  # three frames, one message
+        assert seen.get(timeout=10)["message"] == "分片" * 1000
+        big = "x" * (8 * 2**20)
+        ws.send(json.dumps(event(text=big)))
+        assert seen.get(timeout=20)["message"] == big
+        ws.ping(b"hi").wait(10)  # pongs are answered
+    finally:
+        ws.close()
+
+
+def raw_client(url_port, path="/", headers=()):
+    """A socket that did the handshake through wsproto; returns (sock, wsproto connection)."""
+    sock = socket.create_connection(("127.0.0.1", url_port), timeout=10)
+    conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    sock.sendall(conn.send(wse.Request(host="127.0.0.1", target=path, extra_headers=headers)))
+    events = []
+    while not any(isinstance(e, wse.AcceptConnection) for e in events):
+        data = sock.recv(65536)
+        assert data, "closed during the handshake"
+        conn.receive_data(data)
+        events += list(conn.events())
+    return sock, conn
+
+
+def close_code_after(sock, conn):
+    """Read until wsproto reports the server's Close; return its code."""
+    while True:
+        data = sock.recv(65536)
+        conn.receive_data(data or None)
+        for ev in conn.events():
+            if isinstance(ev, wse.CloseConnection):
+                return ev.code
+        assert data, "connection closed without a Close frame"
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (bytes.fromhex("810548656c6c6f"), 1002),  # not masked
+        (bytes.fromhex("c180") + bytes(4), 1002),  # RSV1 without an extension
+        (bytes.fromhex("8380") + bytes(4), 1002),  # reserved opcode
+        (bytes.fromhex("0980") + bytes(4), 1002),  # fragmented ping
+        (bytes.fromhex("8182") + bytes(4) + b"\xc3\x28", 1007),  # invalid UTF-8
+        (bytes.fromhex("82ff") + (2**30).to_bytes(8, "big"), 1009),  # over max_message
+        (bytes.fromhex("8881") + bytes(5), 1002),  # one-byte close payload
+    ],
+)
+def test_bad_frames_close_with_their_code_while_others_keep_working(bad, code):
+    with WsServer(port=0, max_message=2**20, timeout=10) as srv:
+        good = Impl(srv.url, headers_for(1))
+        sock, conn = raw_client(srv.port, headers=[(b"X-Self-ID", b"2")])
+        try:
+            sock.sendall(bad)
+            assert close_code_after(sock, conn) == code
+            assert srv.bot(1).get_status()["action"] == "get_status"
+        finally:
+            sock.close()
+            good.close()
+
+
+def test_close_sends_1001_and_leaves_no_threads():
+    srv = WsServer(port=0).start()
+    ws = ws_client(srv.url, 1)
+    wait_until(lambda: srv.bots == ["1"])
+    srv.close()
+    with pytest.raises(ConnectionClosed) as info:
+        ws.recv(timeout=10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    ws.close()
+
+
+def http_exchange(port, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+def test_handshake_refusals_over_the_wire():
+    with WsServer(port=0, path="/onebot/v11/ws", handshake_timeout=0.5) as srv:
+        plain = http_exchange(srv.port, b"GET /onebot/v11/ws HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert plain.startswith(b"HTTP/1.1 426 ") and b"Sec-WebSocket-Version: 13" in plain
+        with pytest.raises(websocket.WebSocketBadStatusException) as info:
+            websocket.create_connection(f"ws://127.0.0.1:{srv.port}/wrong", timeout=10)
+        assert info.value.status_code == 404
+        huge = http_exchange(srv.port, b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n")
+        assert huge.startswith(b"HTTP/1.1 431 ")
+        # A slow handshake is dropped after handshake_timeout instead of holding a thread.
+        assert http_exchange(srv.port, b"GET / HTTP/1.1\r\n") == b""
+        ws = websocket.create_connection(srv.url + "/", timeout=10)  # trailing slash is fine
+        ws.close()
+
+
+def test_echo_server_module():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onebot_ref.ws_server", "--echo", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        url = line.split("listening on ")[1].strip()
+        with ws_connect(url, open_timeout=10, max_size=None) as ws:
+            ws.send("你好")
+            assert ws.recv(timeout=10) == "你好"
+            ws.send(b"\x00\xff" * 40000)
+            assert ws.recv(timeout=10) == b"\x00\xff" * 40000
+            ws.send(["frag", "mented"])
+            assert ws.recv(timeout=10) == "fragmented"
+        assert ws.close_code == 1000
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stderr.close()
