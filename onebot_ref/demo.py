@@ -118,7 +118,9 @@ def converse(mode: str, args: argparse.Namespace) -> int:
                 _wait(lambda: bool(bot.bots), 5, "the reverse connection")
             if mode == "http-client":  # no events in this mode: the bot speaks first
                 bot.send_private_msg(FRIEND, PRIVATE_TEXT)
-                bot.send_group_msg(GROUP, [m.at(fake.self_id), m.text(" escape me: [1] & 2, 3 &#91;")])
+                bot.send_group_msg(
+                    GROUP, [m.at(fake.self_id), m.text(" escape me: [1] & 2, 3 &#91;")]
+                )
             else:
                 fake.push_message(user_id=FRIEND, text=m.escape(PRIVATE_TEXT))
                 fake.push_message(user_id=FRIEND, text=GROUP_TEXT, group_id=GROUP)
@@ -170,7 +172,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="An echo bot in each OneBot 11 mode; offline against FakeOneBot by default.",
     )
     parser.add_argument("mode", choices=[*MODES, "all"])
-    parser.add_argument("--listen", type=host_port, help="server modes: wait for a real implementation")
+    parser.add_argument(
+        "--listen", type=host_port, help="server modes: wait for a real implementation"
+    )
     parser.add_argument("--url", help="client modes: connect to a real implementation")
     parser.add_argument("--token", help="access token (both sides must agree)")
     parser.add_argument("--secret", help="HTTP POST signature secret")

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 import websocket
 
 from . import codec
-from .errors import DecodeError
+from .errors import DecodeError, NotConnected
+from .framer import HandshakeError, Request
+from .ws_server import Connection, WsServer
 
 if TYPE_CHECKING:
     from .fake_onebot import FakeOneBot
 
-__all__ = ["ReverseClient"]
+__all__ = ["FakeWsServer", "ForwardConn", "ReverseClient"]
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +189,105 @@ class ReverseClient:
         self.drop()
         for thread in self._threads:
             thread.join(3)
+
+
+class ForwardConn(Connection):
+    """One connection to FakeOneBot's forward-WS server: ws_server's Connection, other side.
+
+    The same framer and receive loop as the bot's reverse-WS server; what
+    differs is what a message means (an action to answer) and the handshake
+    (path picks the role; auth per flavour).
+    """
+
+    server: "FakeWsServer"
+    mode = "ws-client"  # the bot's module on the other end
+    refused = False  # NapCat flavour: upgraded, then refused in-band
+
+    @property
+    def events(self) -> bool:
+        return self.event_capable
+
+    def check_onebot(self, request: Request) -> None:
+        """Role from the path (spec ``communication/ws.md``) and the flavour's auth."""
+        fake = self.server.fake
+        path = request.path.rstrip("/") or "/"
+        if path == "/api":
+            self.role = "API"
+        elif path == "/event":
+            self.role = "Event"
+        elif path == "/" or fake.flavor != "spec":  # go-cqhttp and NapCat: anything else is "/"
+            self.role = "Universal"
+        else:
+            raise HandshakeError(f"no endpoint at {request.path!r}; use /, /api or /event", 404)
+        query = request.target.partition("?")[2]
+        status = fake.check_token(request.headers.get("authorization"), query)
+        if status and fake.flavor == "napcat":
+            self.refused = True  # NapCat upgrades first, then says so in a 1403 frame
+        elif status:
+            raise HandshakeError("token missing" if status == 401 else "token wrong", status)
+
+    def handshake(self) -> bool:
+        if not super().handshake():
+            return False
+        fake = self.server.fake
+        if self.refused:
+            failure = fake.world.failed(1403, "token验证失败")
+            failure["echo"] = None
+            self.send_json(failure)
+            self.abort()  # the ws library closes without a close code: the client sees 1005
+            return False
+        if self.events and fake.faults.lifecycle:
+            self.send_json(fake.lifecycle_event())
+        return True
+
+    def on_message(self, payload: bytes) -> None:
+        fake = self.server.fake
+        if self.role == "Event":
+            return  # the implementation ignores what the bot sends on /event
+        if fake.faults.take("close_mid_call"):
+            self.abort()
+            return
+        if fake.faults.take("malformed"):
+            self.send_raw(MALFORMED_SERVER_FRAME)
+            return
+        try:
+            request = codec.loads(payload)
+        except DecodeError:
+            request = None
+        response = fake.answer(request, self.mode)
+        if response is not None:
+            self.send_json(response)
+
+    def send_json(self, obj: Any) -> None:
+        try:
+            self.send_text(codec.dumps(obj))
+        except NotConnected as exc:
+            log.debug("forward send failed: %s", exc)
+
+    def send_raw(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.abort()
+
+
+class FakeWsServer(WsServer):
+    """FakeOneBot's forward-WS server: ``/`` universal, ``/api``, ``/event``."""
+
+    connection_class = ForwardConn
+
+    def __init__(self, fake: "FakeOneBot", address: tuple[str, int]) -> None:
+        super().__init__(address[0], address[1])
+        self.fake = fake
+
+    def start(self) -> str:  # type: ignore[override]
+        """Listen and serve in a thread; return the universal URL."""
+        super().start()
+        return f"ws://{self.fake.host}:{self.port}/"
+
+    def event_connections(self) -> list[ForwardConn]:
+        with self._lock:
+            conns = list(self._connections)
+        return [
+            c for c in conns if isinstance(c, ForwardConn) and c.open and not c.dead and c.events
+        ]

@@ -377,6 +377,8 @@ class WsServer(OneBotApi):
         echo: echo every message back instead of speaking OneBot (for conformance suites).
     """
 
+    connection_class = Connection  # FakeOneBot's forward-WS server swaps in its own
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -489,7 +491,7 @@ class WsServer(OneBotApi):
                     time.sleep(TICK)
                     continue
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn = Connection(self, sock, address)
+                conn = self.connection_class(self, sock, address)
                 with self._lock:
                     self._connections.add(conn)
                 conn.thread.start()

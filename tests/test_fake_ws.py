@@ -116,3 +116,110 @@ def test_reverse_faults_echo_and_drop(bot):
         assert bot.next()["echo"] == "9"
         ws.send(json.dumps({"action": "get_status"}))
         assert "echo" not in bot.next()  # spec: omitted when not sent
+
+
+# -- forward WS: the fake is the server; independent clients dial it ----------------
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+
+@pytest.fixture
+def forward(no_thread_leak):
+    with FakeOneBot(access_token="tok") as fake:
+        yield fake, fake.start_ws_server()
+
+
+def test_forward_universal_lifecycle_then_actions_and_events(forward):
+    fake, url = forward
+    with connect(url, additional_headers={"Authorization": "Bearer tok"}) as ws:
+        hello = json.loads(ws.recv(timeout=5))
+        assert (hello["meta_event_type"], hello["sub_type"]) == ("lifecycle", "connect")
+        ws.send(
+            json.dumps(
+                {
+                    "action": "send_private_msg",
+                    "params": {"user_id": 20001, "message": "hi"},
+                    "echo": "x1",
+                }
+            )
+        )
+        reply = json.loads(ws.recv(timeout=5))
+        assert reply["echo"] == "x1" and reply["status"] == "ok"
+        event = fake.push_message(text="yo")
+        assert json.loads(ws.recv(timeout=5)) == event
+        assert fake.sent[0]["text"] == "hi"
+
+
+def test_forward_api_path_gets_no_lifecycle_and_event_path_no_answers(forward):
+    fake, url = forward
+    headers = {"Authorization": "Bearer tok"}
+    with (
+        connect(url + "api", additional_headers=headers) as api,
+        connect(url + "event", additional_headers=headers) as events,
+    ):
+        assert json.loads(events.recv(timeout=5))["sub_type"] == "connect"
+        api.send(json.dumps({"action": "get_status", "echo": "1"}))
+        assert json.loads(api.recv(timeout=5))["echo"] == "1"  # first frame: no lifecycle
+        events.send(json.dumps({"action": "get_status", "echo": "2"}))
+        event = fake.push_message()
+        assert json.loads(events.recv(timeout=5)) == event  # and no reply to the action
+        with pytest.raises(TimeoutError):
+            api.recv(timeout=0.2)  # the API connection gets no events
+
+
+@pytest.mark.parametrize(("flavor", "status"), [("spec", 401), ("go-cqhttp", 401)])
+def test_forward_auth_refused_before_upgrade(no_thread_leak, flavor, status):
+    with FakeOneBot(flavor=flavor, access_token="tok") as fake:
+        url = fake.start_ws_server()
+        with pytest.raises(InvalidStatus) as info:
+            connect(url, open_timeout=5)
+        assert info.value.response.status_code == status
+        with pytest.raises(InvalidStatus) as info:
+            connect(url, additional_headers={"Authorization": "Bearer no"}, open_timeout=5)
+        assert info.value.response.status_code == 403
+        with connect(url + "?access_token=tok", open_timeout=5) as ws:
+            assert json.loads(ws.recv(timeout=5))["post_type"] == "meta_event"
+
+
+def test_forward_napcat_refuses_in_band_with_1403(no_thread_leak):
+    with FakeOneBot(flavor="napcat", access_token="tok") as fake:
+        url = fake.start_ws_server()
+        with connect(url, additional_headers={"Authorization": "Token tok"}, open_timeout=5) as ws:
+            frame = json.loads(ws.recv(timeout=5))
+            assert (frame["retcode"], frame["echo"]) == (1403, None)
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+
+
+def test_forward_heartbeats_stop_while_socket_stays_open(no_thread_leak):
+    with FakeOneBot(heartbeat_interval=0.05) as fake:
+        url = fake.start_ws_server()
+        with connect(url) as ws:
+            json.loads(ws.recv(timeout=5))  # lifecycle
+            assert json.loads(ws.recv(timeout=5))["meta_event_type"] == "heartbeat"
+            fake.faults.heartbeats = False
+            try:
+                while True:  # drain what was already in flight
+                    ws.recv(timeout=0.3)
+            except TimeoutError:
+                pass
+            ws.send(json.dumps({"action": "get_status", "echo": "alive"}))
+            assert json.loads(ws.recv(timeout=5))["echo"] == "alive"
+
+
+def test_forward_malformed_frame_and_mid_call_close(forward):
+    fake, url = forward
+    with connect(url, additional_headers={"Authorization": "Bearer tok"}) as ws:
+        ws.recv(timeout=5)
+        fake.faults.malformed = 1
+        ws.send(json.dumps({"action": "get_status", "echo": "1"}))
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+        assert info.value.rcvd is None or info.value.sent.code == 1002
+    with connect(url, additional_headers={"Authorization": "Bearer tok"}) as ws:
+        ws.recv(timeout=5)
+        fake.faults.close_mid_call = 1
+        ws.send(json.dumps({"action": "get_status", "echo": "1"}))
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
