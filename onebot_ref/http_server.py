@@ -250,7 +250,15 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     # -- lifecycle ---------------------------------------------------------------
 
     def serve_forever(self, poll_interval: float = 0.1) -> None:
-        """Accept connections until :meth:`close`; one daemon thread per connection."""
+        """Accept connections until :meth:`close`; one daemon thread per connection.
+
+        Called after :meth:`start_thread` (or inside ``with``), it just waits
+        for :meth:`close` or Ctrl+C.
+        """
+        if self._thread is not None and self._thread is not threading.current_thread():
+            while self._thread.is_alive():
+                self._thread.join(poll_interval)
+            return
         with self._lock:
             if self._closing:
                 return
@@ -258,7 +266,9 @@ class ManagedHTTPServer(ThreadingHTTPServer):
         super().serve_forever(poll_interval)
 
     def start_thread(self) -> None:
-        """Serve in a daemon thread and return (the port is already bound)."""
+        """Serve in a daemon thread and return (the port is already bound); once only."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(
             target=self.serve_forever, name=f"{self.name}-{self.port}", daemon=True
         )
@@ -435,4 +445,4 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
             self.registry.close(timeout)
 
     def __enter__(self) -> "HttpServer":
-        return self
+        return self.start()

@@ -1,0 +1,43 @@
+"""How to test your own bot with FakeOneBot and pytest: ``python -m pytest test_my_bot.py``.
+
+FakeOneBot is a real OneBot 11 implementation over loopback sockets, so the test
+exercises your bot exactly as NapCat or go-cqhttp would, with no QQ account.
+"""
+
+import pytest
+
+from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.ws_client import WsClient
+
+
+def make_bot(url: str) -> WsClient:
+    """Your bot: greets newcomers' messages, answers /help."""
+    bot = WsClient(url)
+
+    @bot.on("message")
+    def on_message(event):
+        if event["raw_message"] == "/help":
+            bot.reply(event, "commands: /help")
+
+    return bot
+
+
+@pytest.fixture
+def fake():
+    with FakeOneBot(flavor="napcat") as fake:
+        yield fake
+
+
+def test_help_command(fake):
+    with make_bot(fake.start_ws_server()):
+        fake.push_message(user_id=20001, text="/help")
+        (reply,) = fake.wait_for_sent(1, timeout=5)
+    assert reply["user_id"] == 20001
+    assert reply["text"] == "commands: /help"
+
+
+def test_other_messages_are_ignored(fake):
+    with make_bot(fake.start_ws_server()):
+        fake.push_message(text="hello")
+        with pytest.raises(TimeoutError):
+            fake.wait_for_sent(1, timeout=0.3)

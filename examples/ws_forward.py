@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Mode 3, forward WebSocket: connect to the implementation's WS server and echo messages.
+
+Offline it connects to FakeOneBot; with --url ws://127.0.0.1:3001 (and --token) it
+connects to a real one (NapCat: a websocketServers entry) and runs until Ctrl+C.
+"""
+
+import argparse
+import time
+
+from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.ws_client import WsClient
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", help="the implementation's WebSocket, e.g. ws://127.0.0.1:3001")
+    parser.add_argument("--token")
+    args = parser.parse_args()
+    with FakeOneBot(access_token=args.token) as fake:
+        bot = WsClient(args.url or fake.start_ws_server(), access_token=args.token)
+
+        @bot.on("message")
+        def echo(event):
+            bot.reply(event, event["message"])  # a blocking call inside a handler is fine
+
+        with bot:  # connects (or raises), and closes every thread on the way out
+            if args.url:
+                while True:
+                    time.sleep(1)
+            fake.push_message(user_id=20001, text="ping")
+            print("the bot replied:", fake.wait_for_sent(1)[0]["text"])
+
+
+if __name__ == "__main__":
+    main()

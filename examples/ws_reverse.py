@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Mode 4, reverse WebSocket: the implementation dials us; we echo messages.
+
+Offline, FakeOneBot dials our server; with --listen HOST:PORT we wait for a real
+implementation (NapCat: a websocketClients entry with url ws://HOST:PORT/).
+"""
+
+import argparse
+
+from onebot_ref.demo import host_port
+from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.ws_server import WsServer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0))
+    parser.add_argument("--token")
+    args = parser.parse_args()
+    with WsServer(*args.listen, access_token=args.token) as server:
+
+        @server.on("message")
+        def echo(event):
+            server.reply(event, event["message"])  # routed to the bot that got the event
+
+        if args.listen[1]:
+            server.serve_forever()  # Ctrl+C stops it
+            return
+        with FakeOneBot(access_token=args.token) as fake:
+            fake.connect_reverse(server.url).wait_connected()
+            fake.push_message(user_id=20001, text="ping")
+            print("the bot replied:", fake.wait_for_sent(1)[0]["text"])
+
+
+if __name__ == "__main__":
+    main()
