@@ -1,0 +1,607 @@
+"""Mode 3 of 4 — forward WebSocket. OneBot is the WebSocket server; we are the client.
+Spec: communication/ws.md.
+
+We dial the implementation (NapCat's ``websocketServers``, go-cqhttp's ``ws``
+server) and keep the connection up. The spec offers three paths:
+
+* ``/`` — "universal": events arrive and API calls go out on one socket;
+* ``/api`` — API only: we send ``{"action", "params", "echo"}`` and read replies;
+* ``/event`` — events only: the implementation ignores what we send.
+
+Pass ``url`` for one universal connection, or ``api_url`` and/or ``event_url``
+for split ones. The token travels as ``Authorization: Bearer <token>`` and,
+with ``token_in_query=True``, also as ``?access_token=`` (NapCat gives the
+query precedence; some deployments strip headers). Every frame is one JSON
+object: an event has ``post_type``, anything else is an API response, matched
+to its call by ``echo`` (:class:`~onebot_ref.calls.PendingCalls`).
+
+What the spec leaves to us, and what we do:
+
+* **Reconnect.** Unbounded by default, capped exponential backoff with jitter
+  (0.5 s doubling to 30 s), reset once a connection stayed up ``stable_after``
+  seconds. The first failure is logged in full, then one line every 10.
+* **Auth failures are fatal**, in each dialect real implementations use:
+  HTTP 401/403 at the handshake (go-cqhttp, Lagrange), a text frame
+  ``authorization failed`` then close (CQHTTP), an echo-less ``retcode 1403``
+  envelope then close (NapCat, LLOneBot). :meth:`WsClient.run_forever` and
+  :meth:`WsClient.start` raise :class:`~onebot_ref.errors.AuthError`.
+* **Liveness.** Heartbeat meta events carry ``interval`` (ms). Once one has
+  arrived, silence for 3× that interval means the link is dead: reconnect.
+* **Identity.** There is no ``X-Self-ID`` here: ``self_id`` is taken from the
+  lifecycle ``connect`` event or any event, or ``get_login_info`` on an
+  API-only connection. Events are never held back waiting for a lifecycle.
+
+Threads: one receive thread per socket (it only parses, resolves calls and
+hands events to the registry's workers), plus the thread running
+:meth:`WsClient.run_forever`, which connects, watches and reconnects. No
+keepalive pings and no permessage-deflate (go-cqhttp never reads ``/event``
+sockets, so its pongs would never come).
+"""
+
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import websocket
+
+from .api import OneBotApi
+from .calls import PendingCalls
+from .codec import AUTH_RETCODES, is_event, loads, mask_token
+from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
+from .registry import Handler, Registry
+
+__all__ = ["WsClient"]
+
+log = logging.getLogger(__name__)
+
+MAX_SIZE = 32 * 2**20  # bytes per incoming message; NapCat member lists reach several MiB
+CLOSE_NORMAL = 1000  # RFC 6455 section 7.4.1
+CLOSE_TOO_BIG = 1009  # RFC 6455 section 7.4.1: "a message that is too big for it to process"
+
+
+class _Socket(websocket.WebSocket):
+    """websocket-client's ``WebSocket`` plus a bound on the size of one incoming message.
+
+    websocket-client reads any length a frame header announces. We peek at the
+    header it has just parsed and refuse before the payload is read.
+    """
+
+    max_size = MAX_SIZE
+    _message_size = 0
+
+    def recv_frame(self) -> websocket.ABNF:
+        buffer = self.frame_buffer  # resumable: a timeout keeps the partial header
+        if buffer.needs_header():
+            buffer.recv_header()
+        if buffer.needs_length():
+            buffer.recv_length()
+        header, length = buffer.header, buffer.length
+        assert header is not None and length is not None  # both parsed just above
+        opcode = header[4]
+        size = length + (self._message_size if opcode == websocket.ABNF.OPCODE_CONT else 0)
+        if opcode < 0x8 and size > self.max_size:  # RFC 6455 section 5.2: 0x8+ are control
+            raise ProtocolError(f"message of {size} bytes exceeds max_size", CLOSE_TOO_BIG)
+        frame: websocket.ABNF = super().recv_frame()  # type: ignore[no-untyped-call]
+        if opcode < 0x8:
+            self._message_size = 0 if frame.fin else size
+        return frame
+
+
+class _Link:
+    """One open socket (``universal``, ``api`` or ``event``) and its receive thread."""
+
+    def __init__(self, role: str, url: str, ws: _Socket) -> None:
+        self.role = role
+        self.url = url
+        self.ws = ws
+        self.last_seen = time.monotonic()
+        self.interval: float | None = None  # seconds, from the last heartbeat
+        self.error: Exception | None = None  # why the receive loop ended
+        self.thread: threading.Thread | None = None
+
+    def close(self, code: int = CLOSE_NORMAL, wait: float = 0.5) -> None:
+        """Send a Close frame, give the peer ``wait`` seconds to answer it, then shut down."""
+        try:
+            self.ws.send_close(code)
+        except Exception:
+            pass  # the peer is gone already; nothing to say goodbye to
+        if self.thread is not None:
+            self.thread.join(wait)  # the receive loop ends on the peer's Close frame
+        self.abort()
+
+    def abort(self) -> None:
+        """Shut the socket down now: shutdown() is what interrupts recv() on every OS."""
+        sock = self.ws.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer
+
+
+class WsClient(OneBotApi):
+    """A bot connected to the implementation's WebSocket server.
+
+    Args:
+        url: the universal endpoint, e.g. ``ws://127.0.0.1:3001/``.
+        access_token: the token configured on the implementation's WebSocket server.
+        api_url, event_url: split endpoints instead of ``url`` (either may be alone).
+        registry: share handlers with other modes; one passed in is not closed by us.
+        timeout: default seconds to wait for an API response.
+        connect_timeout: seconds for the TCP connect plus the handshake.
+        reconnect: keep reconnecting after failures (auth failures always stop).
+        token_in_query: also send the token as ``?access_token=``.
+        max_size: the largest incoming message in bytes.
+        on_connect: ``f(client)``, run on the connection thread after each connect.
+        on_disconnect: ``f(client, error)``, run on the connection thread after each drop.
+    """
+
+    backoff_initial = 0.5
+    backoff_max = 30.0
+    stable_after = 30.0  # seconds up before the backoff starts again from backoff_initial
+    heartbeat_factor = 3.0
+    first_frame_wait = 1.0  # seconds start() waits for the first frame (in-band auth failures)
+    log_every = 10
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        access_token: str | None = None,
+        api_url: str | None = None,
+        event_url: str | None = None,
+        registry: Registry | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        reconnect: bool = True,
+        token_in_query: bool = False,
+        max_size: int = MAX_SIZE,
+        on_connect: Callable[["WsClient"], object] | None = None,
+        on_disconnect: Callable[["WsClient", Exception], object] | None = None,
+    ) -> None:
+        if url is not None and (api_url or event_url):
+            raise ValueError("give either url (universal) or api_url/event_url (split), not both")
+        endpoints = {"universal": url} if url is not None else {"api": api_url, "event": event_url}
+        self.endpoints = {role: u for role, u in endpoints.items() if u}
+        if not self.endpoints:
+            raise ValueError("no endpoint: pass url, e.g. ws://127.0.0.1:3001/")
+        for endpoint in self.endpoints.values():
+            if urlsplit(endpoint).scheme not in ("ws", "wss"):
+                raise ValueError(
+                    f"{endpoint!r} is not a ws:// or wss:// URL (for an http:// API use HttpClient)"
+                )
+        self.access_token = access_token
+        self.registry = registry if registry is not None else Registry()
+        self._owns_registry = registry is None
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect = reconnect
+        self.token_in_query = token_in_query
+        self.max_size = max_size
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.self_id: int | str | None = None
+        self.error: Exception | None = None  # the fatal error that stopped the client
+        self.last_error: Exception | None = None
+        self._pending = PendingCalls()
+        self._lock = threading.Lock()
+        self._links: dict[str, _Link] = {}
+        self._api: _Link | None = None
+        self._connected = False
+        self._closed = threading.Event()
+        self._wake = threading.Event()  # a link dropped, or close() was called
+        self._heard = threading.Event()  # some frame arrived on this connection
+        self._ready = threading.Event()  # for start(): connected, or failed
+        self._running = False
+        self._ever_connected = False
+        self._runner: threading.Thread | None = None
+        self._finished = threading.Event()
+        self._finished.set()
+        self._thread: threading.Thread | None = None
+        self._bad_frames = 0
+
+    # -- the user's verbs ------------------------------------------------------
+
+    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
+        """Decorator: run the function for events named ``name`` (see :class:`Registry`)."""
+        return self.registry.on(name)
+
+    @property
+    def connected(self) -> bool:
+        """True while every configured socket is open."""
+        return self._connected
+
+    def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
+        """Call ``action`` and return the response's ``data``. Safe from any thread.
+
+        Raises:
+            NotConnected: not connected now, or the connection dropped while waiting.
+            ApiTimeout: no response within ``timeout`` (default ``self.timeout``).
+            ActionFailed: the implementation answered with a failure.
+        """
+        if self._api is None:
+            raise NotConnected(self._why_not_connected())
+        wait = self.timeout if timeout is None else timeout
+        return self._pending.call(self._send, action, params, wait)
+
+    def run_forever(self) -> None:
+        """Connect and serve until :meth:`close`, reconnecting after failures.
+
+        Returns when :meth:`close` is called (or, with ``reconnect=False``,
+        when the connection ends).
+
+        Raises:
+            AuthError: the implementation refused our token (never retried).
+            NetworkError: with ``reconnect=False``, the connection failed.
+        """
+        self._run(fail_fast=False)
+
+    def start(self) -> "WsClient":
+        """Run :meth:`run_forever` in a daemon thread; return once connected.
+
+        Raises:
+            AuthError, NetworkError: the first connection attempt failed.
+        """
+        if self._thread is not None:
+            raise RuntimeError("start() was already called")
+        # Daemon: a bot that forgets close() must not keep the interpreter alive.
+        self._thread = threading.Thread(target=self._run_quietly, name="onebot-ws-client")
+        self._thread.daemon = True
+        self._thread.start()
+        budget = self.connect_timeout * len(self.endpoints) + self.first_frame_wait + 5.0
+        if not self._ready.wait(budget):
+            self.close()
+            raise NotConnected(f"no connection to {self._where()} after {budget:.0f}s")
+        if not self._ever_connected:
+            self._thread.join(5.0)
+            raise self.last_error or NotConnected(self._why_not_connected())
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Disconnect and stop every thread we started, waiting ``timeout`` at most."""
+        deadline = time.monotonic() + timeout
+        self._closed.set()
+        self._wake.set()
+        self._pending.fail_all(NotConnected("the client was closed"))
+        current = threading.current_thread()
+        if self._runner is not current:  # close() from a hook must not wait for itself
+            self._finished.wait(timeout)
+        if self._thread is not None and self._thread is not current:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        if not self._finished.is_set():
+            log.warning("connection thread still busy after close() (connecting or in a hook)")
+        if self._owns_registry:
+            self.registry.close(max(0.1, deadline - time.monotonic()))
+
+    def __enter__(self) -> "WsClient":
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the connection loop -----------------------------------------------------
+
+    def _run_quietly(self) -> None:
+        try:
+            self._run(fail_fast=True)
+        except Exception as exc:  # start() re-raises it in the caller's thread
+            self.last_error = exc
+        finally:
+            self._ready.set()
+
+    def _run(self, *, fail_fast: bool) -> None:
+        with self._lock:
+            if self._running:
+                raise RuntimeError("run_forever() is already running")
+            self._running = True
+            self._runner = threading.current_thread()
+            self._finished.clear()
+        failures = 0  # consecutive failed connects or short-lived connections
+        try:
+            while not self._closed.is_set():
+                try:
+                    links = self._connect_all()
+                except AuthError as exc:
+                    self.error = self.last_error = exc
+                    raise
+                except NetworkError as exc:
+                    self.last_error = exc
+                    failures += 1
+                    self._log_failure(failures, exc)
+                    if fail_fast or not self.reconnect:
+                        raise
+                    self._closed.wait(self._backoff(failures))
+                    continue
+                if failures == 0 or self._reported(failures):
+                    log.info("connected to %s (%d failed attempts before)", self._where(), failures)
+                fail_fast = False
+                up_since = time.monotonic()
+                reason = self._serve(links)
+                if self.error is not None:
+                    raise self.error
+                if self._closed.is_set() or not self.reconnect:
+                    return
+                self.last_error = reason
+                if time.monotonic() - up_since >= self.stable_after:
+                    failures = 0  # it worked for a while: start the backoff afresh
+                    log.warning("connection to %s lost: %s; reconnecting", self._where(), reason)
+                else:
+                    failures += 1  # up and straight down again counts as a failure
+                    self._log_failure(failures, reason)
+                self._closed.wait(self._backoff(failures))
+        finally:
+            self._running = False
+            self._runner = None
+            self._finished.set()
+
+    def _connect_all(self) -> dict[str, _Link]:
+        links: dict[str, _Link] = {}
+        try:
+            for role, url in self.endpoints.items():
+                links[role] = _Link(role, url, self._connect(url))
+        except BaseException:
+            for link in links.values():
+                link.close()
+                link.ws.shutdown()  # type: ignore[no-untyped-call]
+            raise
+        return links
+
+    def _connect(self, url: str) -> _Socket:
+        target, header = url, []
+        if self.access_token:
+            header.append(f"Authorization: Bearer {self.access_token}")
+            if self.token_in_query:
+                parts = urlsplit(url)
+                query = [*parse_qsl(parts.query), ("access_token", self.access_token)]
+                target = urlunsplit(parts._replace(query=urlencode(query)))
+        try:
+            ws = websocket.create_connection(
+                target,
+                timeout=self.connect_timeout,
+                class_=_Socket,
+                header=header,
+                skip_utf8_validation=True,  # loads() decodes UTF-8 itself, in C
+                enable_multithread=True,
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            raise self._status_error(url, exc.status_code) from None
+        except (websocket.WebSocketException, OSError) as exc:
+            raise NetworkError(f"cannot connect to {_safe(url)}: {exc}") from exc
+        assert isinstance(ws, _Socket)
+        ws.max_size = self.max_size
+        ws.settimeout(max(self.timeout, 1.0))  # bounds sends; an idle recv just loops
+        return ws
+
+    def _status_error(self, url: str, status: int) -> Exception:
+        where = _safe(url)
+        if status in (401, 403):
+            sent = f"token {mask_token(self.access_token)}" if self.access_token else "no token"
+            return AuthError(
+                f"{where} refused the WebSocket handshake with HTTP {status} ({sent} sent): "
+                "compare access_token= here with the token of this WebSocket server in the "
+                "implementation's config (go-cqhttp: 401 means none sent, 403 a wrong one)",
+                status,
+            )
+        if status in (200, 404):
+            return NetworkError(
+                f"{where} answered HTTP {status} instead of 101 Switching Protocols: this looks "
+                "like an HTTP API or web UI port, not a WebSocket server; check the port and path "
+                "(NapCat's WebSocket server defaults to 3001, go-cqhttp's to 8080)"
+            )
+        return NetworkError(f"{where} answered HTTP {status} to the WebSocket handshake")
+
+    def _serve(self, links: dict[str, _Link]) -> Exception:
+        """Run one connection until it drops or close(); return why it ended."""
+        self._heard.clear()
+        with self._lock:
+            self._links = links
+            self._api = links.get("universal") or links.get("api")
+        for link in links.values():
+            link.thread = threading.Thread(
+                target=self._receive, args=(link,), name=f"onebot-ws-recv-{link.role}"
+            )
+            link.thread.daemon = True  # the socket read must never block interpreter exit
+            link.thread.start()
+        self._greet(links)
+        reason: Exception | None = None
+        if not self._wake.is_set():
+            self._connected = self._ever_connected = True
+            self._ready.set()
+            self._hook(self.on_connect, self)
+        while reason is None:
+            if self._wake.wait(self._watch(links)) or self._closed.is_set():
+                reason = self.error or self._link_error(links) or NotConnected("client closed")
+            else:
+                reason = self._check_heartbeats(links)
+        self._teardown(links, reason)
+        return reason
+
+    def _greet(self, links: dict[str, _Link]) -> None:
+        """Give in-band auth refusals time to arrive before we report "connected"."""
+        if "universal" in links or "event" in links:
+            self._heard.wait(self.first_frame_wait)  # the lifecycle event, or a refusal
+            return
+        try:  # API only: no lifecycle here, so ask who we are
+            info = self.call("get_login_info", timeout=max(self.first_frame_wait, 2.0))
+            if isinstance(info, dict) and info.get("user_id") is not None:
+                self.self_id = info["user_id"]
+        except AuthError as exc:
+            self.error = exc
+            self._wake.set()
+        except Exception as exc:
+            log.warning("get_login_info on %s failed: %s", self._where(), exc)
+
+    def _watch(self, links: dict[str, _Link]) -> float:
+        """Seconds until the nearest heartbeat deadline (at most 1)."""
+        now, wait = time.monotonic(), 1.0
+        for link in links.values():
+            if link.interval is not None:
+                deadline = link.last_seen + self.heartbeat_factor * link.interval
+                wait = min(wait, deadline - now)
+        return max(wait, 0.01)
+
+    def _check_heartbeats(self, links: dict[str, _Link]) -> Exception | None:
+        now = time.monotonic()
+        for link in links.values():
+            if link.interval is None:
+                continue
+            silent = now - link.last_seen
+            if silent > self.heartbeat_factor * link.interval:
+                return NetworkError(
+                    f"no frame from {_safe(link.url)} for {silent:.1f}s although heartbeats "
+                    f"promised one every {link.interval:g}s; the link looks dead"
+                )
+        return None
+
+    def _teardown(self, links: dict[str, _Link], reason: Exception) -> None:
+        with self._lock:
+            self._connected = False
+            self._api = None
+            self._links = {}
+        self._pending.fail_all(
+            self.error or NotConnected(f"connection to {self._where()} lost: {reason}")
+        )
+        for link in links.values():
+            link.close(reason.close_code if isinstance(reason, ProtocolError) else CLOSE_NORMAL)
+        for link in links.values():
+            if link.thread is not None:
+                link.thread.join(5.0)
+            link.ws.shutdown()  # type: ignore[no-untyped-call]
+        self._wake.clear()  # every receive thread of this connection has ended
+        self._hook(self.on_disconnect, self, reason)
+
+    def _hook(self, hook: Callable[..., object] | None, *args: object) -> None:
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("%s hook failed", getattr(hook, "__qualname__", hook))
+
+    # -- one socket's receive thread ---------------------------------------------
+
+    def _receive(self, link: _Link) -> None:
+        """Read frames until the socket ends. Never runs user code (events go to workers)."""
+        try:
+            while not self._closed.is_set() and link.error is None:
+                # 1) Read one message (control frames too: they prove the link is alive).
+                try:
+                    opcode, data = link.ws.recv_data(control_frame=True)
+                except websocket.WebSocketTimeoutException:
+                    continue
+                link.last_seen = time.monotonic()
+                # 2) A Close frame ends the connection (websocket-client already answered it).
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                    link.error = NotConnected(f"{_safe(link.url)} closed the connection ({code})")
+                # 3) Text or binary: one JSON object, an event or a response.
+                elif opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                    self._dispatch(link, data)
+                # 4) Wake the connection thread on a drop before saying "heard".
+                if link.error is not None:
+                    self._wake.set()
+                self._heard.set()
+        except Exception as exc:
+            link.error = exc
+        finally:
+            self._wake.set()
+
+    def _dispatch(self, link: _Link, data: bytes) -> None:
+        try:
+            frame = loads(data)
+        except DecodeError as exc:
+            if data.strip().lower() == b"authorization failed":  # CQHTTP's refusal
+                self._refused(link, "sent 'authorization failed' and closed (CQHTTP)")
+                return
+            self._bad_frames += 1
+            if self._bad_frames == 1 or self._bad_frames % 100 == 0:
+                log.warning(
+                    "ignoring a frame that is not JSON (%d so far): %s", self._bad_frames, exc
+                )
+            return
+        if is_event(frame):
+            self._learn(link, frame)
+            # A worker thread runs the handlers: a handler may call() and wait for
+            # a response that this very thread has to read.
+            self.registry.submit(frame)
+        elif isinstance(frame, dict):
+            if frame.get("retcode") in AUTH_RETCODES and frame.get("echo") in (None, ""):
+                self._refused(link, f"answered retcode {frame['retcode']} with no echo (NapCat)")
+                return
+            self._pending.resolve(frame)
+
+    def _refused(self, link: _Link, how: str) -> None:
+        sent = f"token {mask_token(self.access_token)}" if self.access_token else "no token"
+        self.error = AuthError(
+            f"{_safe(link.url)} {how}: it refused our access token ({sent} sent); compare "
+            "access_token= here with the token of this WebSocket server in the implementation's "
+            "config (NapCat: network settings → WebSocket server → token)"
+        )
+        link.error = self.error
+        self._wake.set()
+
+    def _learn(self, link: _Link, event: dict[str, Any]) -> None:
+        self_id = event.get("self_id", event.get("self_ID"))
+        if self_id is not None and self_id != self.self_id:
+            self.self_id = self_id
+        if event.get("meta_event_type") == "heartbeat":
+            interval = event.get("interval")
+            if isinstance(interval, int | float) and interval > 0:
+                link.interval = interval / 1000
+
+    # -- small helpers -------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        link = self._api
+        if link is None:
+            raise NotConnected(self._why_not_connected())
+        try:
+            link.ws.send(data)
+        except Exception as exc:  # a half-sent frame leaves the stream unusable
+            link.error = link.error or exc
+            link.abort()
+            raise NotConnected(f"sending to {_safe(link.url)} failed: {exc}") from exc
+
+    def _backoff(self, failures: int) -> float:
+        ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** min(failures, 30))
+        return ceiling * random.uniform(0.5, 1.0)  # jitter: many bots must not dial in step
+
+    def _reported(self, failures: int) -> bool:
+        return failures == 1 or failures % self.log_every == 0
+
+    def _log_failure(self, failures: int, exc: Exception) -> None:
+        # The first failure in full, then one line every log_every: no log spam.
+        if failures == 1:
+            log.warning("connection to %s failed: %s (retrying with backoff)", self._where(), exc)
+        elif self._reported(failures):
+            log.warning("%s: still failing after %d attempts: %s", self._where(), failures, exc)
+
+    def _why_not_connected(self) -> str:
+        if self.error is not None:
+            return f"stopped: {self.error}"
+        if self._closed.is_set():
+            return "the client was closed"
+        last = f"; last error: {self.last_error}" if self.last_error else ""
+        return f"not connected to {self._where()}{last}"
+
+    def _where(self) -> str:
+        return " + ".join(_safe(url) for url in self.endpoints.values())
+
+    @staticmethod
+    def _link_error(links: dict[str, _Link]) -> Exception | None:
+        return next((link.error for link in links.values() if link.error), None)
+
+
+def _safe(url: str) -> str:
+    """``url`` without its query string, which may hold an access token."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query="")) if parts.query else url

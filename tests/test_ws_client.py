@@ -1,0 +1,521 @@
+"""WsClient against an independent OneBot 11 forward-WS server written with `websockets`.
+
+`Impl` below plays the implementation (NapCat, go-cqhttp, CQHTTP…) over real
+loopback sockets. It shares no code with onebot_ref: a bug that only agrees
+with itself cannot pass.
+"""
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import load_vectors
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import ServerConnection, serve
+
+from onebot_ref import (
+    ActionFailed,
+    ApiTimeout,
+    AuthError,
+    NetworkError,
+    NotConnected,
+    ProtocolError,
+)
+from onebot_ref.ws_client import WsClient
+
+VECTORS = {v["id"]: v["payload"] for v in load_vectors()}
+LIFECYCLE = VECTORS["napcat-meta-lifecycle-connect-001"]  # self_id 3332627962
+TOKEN_REFUSED = VECTORS["napcat-api-resp-token-refused-001"]  # NapCat's 1403 frame
+EVENTS = [v["payload"] for v in load_vectors("event")]
+MiB = 2**20
+
+Answer = Callable[[dict[str, Any]], list[Any]]
+
+
+def echo_answer(request: dict[str, Any]) -> list[Any]:
+    """Answer every action with ok, its own action and params as data."""
+    if request["action"] == "get_login_info":
+        data: Any = {"user_id": 424242, "nickname": "bot"}
+    else:
+        data = {"action": request["action"], "params": request.get("params")}
+    return [{"status": "ok", "retcode": 0, "data": data, "echo": request.get("echo")}]
+
+
+class Impl:
+    """A forward-WS OneBot server: lifecycle, heartbeats, auth dialects, canned answers."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        refuse: str = "handshake",  # or "text" (CQHTTP), "napcat" (1403 frame)
+        lifecycle: bool = True,
+        heartbeat: float | None = None,  # seconds between heartbeats
+        heartbeats: int = 1000,  # how many to send before going silent
+        answer: Answer = echo_answer,
+        status: int | None = None,  # answer every handshake with this HTTP status
+        port: int = 0,
+    ) -> None:
+        self.token, self.refuse, self.lifecycle = token, refuse, lifecycle
+        self.heartbeat, self.heartbeats, self.answer = heartbeat, heartbeats, answer
+        self.status = status
+        self.handshakes: list[tuple[str, Any]] = []  # (path, case-insensitive headers)
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.conns: list[ServerConnection] = []
+        self.close_codes: list[int | None] = []
+        self.last_heartbeat = 0.0
+        self.server = serve(
+            self._handle,
+            "127.0.0.1",
+            port,
+            process_request=self._check,
+            max_size=None,
+            ping_interval=None,
+        )
+        self.port = self.server.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+    def push(self, event: Any) -> None:
+        """Send an event (dict) or a raw text frame on every event-capable connection."""
+        data = event if isinstance(event, str) else json.dumps(event, ensure_ascii=False)
+        for conn in list(self.conns):
+            if urlsplit(conn.request.path).path != "/api":
+                try:
+                    conn.send(data)
+                except ConnectionClosed:
+                    pass  # the client hung up on it (max_size tests)
+
+    def _authorized(self, path: str, headers: Any) -> bool:
+        query = parse_qs(urlsplit(path).query).get("access_token", [None])[0]
+        return query == self.token or headers.get("Authorization") == f"Bearer {self.token}"
+
+    def _check(self, conn: ServerConnection, request: Any) -> Any:
+        self.handshakes.append((request.path, request.headers))
+        if self.status is not None:
+            return conn.respond(self.status, "NapCat WebUI\n")
+        if self.token and self.refuse == "handshake":
+            if "Authorization" not in request.headers and "access_token" not in request.path:
+                return conn.respond(HTTPStatus.UNAUTHORIZED, "")
+            if not self._authorized(request.path, request.headers):
+                return conn.respond(HTTPStatus.FORBIDDEN, "")
+        return None
+
+    def _handle(self, conn: ServerConnection) -> None:
+        path = urlsplit(conn.request.path).path
+        if self.token and not self._authorized(conn.request.path, conn.request.headers):
+            conn.send(
+                "authorization failed" if self.refuse == "text" else json.dumps(TOKEN_REFUSED)
+            )
+            conn.close()
+            return
+        self.conns.append(conn)
+        if self.lifecycle and path != "/api":
+            conn.send(json.dumps(LIFECYCLE))
+        sent = 0
+        try:
+            while True:
+                try:
+                    message = conn.recv(timeout=self.heartbeat or 0.5)
+                except TimeoutError:
+                    if self.heartbeat and path != "/api" and sent < self.heartbeats:
+                        interval = int(self.heartbeat * 1000)
+                        beat = {"post_type": "meta_event", "meta_event_type": "heartbeat"}
+                        conn.send(json.dumps({**beat, "self_id": 1, "interval": interval}))
+                        self.last_heartbeat = time.monotonic()
+                        sent += 1
+                    continue
+                request = json.loads(message)
+                self.requests.append((path, request))
+                for frame in self.answer(request):
+                    conn.send(
+                        frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+                    )
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_codes.append(conn.close_code)
+            self.conns.remove(conn)
+
+
+@pytest.fixture
+def impls(no_thread_leak):
+    """Start Impl servers; stop them all after the test (before the leak check)."""
+    started: list[Impl] = []
+
+    def start(**kwargs: Any) -> Impl:
+        impl = Impl(**kwargs)
+        started.append(impl)
+        return impl
+
+    yield start
+    for impl in started:
+        impl.stop()
+
+
+def fast(client: WsClient) -> WsClient:
+    """Shrink the waits so reconnect tests run in well under a second."""
+    client.backoff_initial = 0.02
+    client.backoff_max = 0.2
+    client.first_frame_wait = 0.3
+    return client
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+    return result
+
+
+# -- connecting, calls and events ---------------------------------------------------------
+
+
+def test_universal_calls_events_and_calls_from_handlers(impls):
+    impl = impls(token="s3cret")
+    seen: list[dict[str, Any]] = []
+    bot = WsClient(impl.url(), access_token="s3cret")
+
+    @bot.on("*")
+    def collect(event):
+        seen.append(event)
+
+    @bot.on("message")
+    def answer(event):
+        bot.reply(event, "pong")  # a blocking call from inside a handler
+
+    with bot:
+        assert bot.connected
+        assert impl.handshakes[0][1]["Authorization"] == "Bearer s3cret"
+        assert bot.send_private_msg(1, "hi")["params"]["message"] == "hi"
+        for event in EVENTS:
+            impl.push(event)
+        messages = [e for e in EVENTS if e.get("post_type") == "message" and "user_id" in e]
+        wait_for(lambda: len(seen) >= len(EVENTS) + 1)  # + the lifecycle
+        wait_for(
+            lambda: sum(r["action"].startswith("send_") for _, r in impl.requests) > len(messages)
+        )
+    assert seen[0] == LIFECYCLE
+    ordered = sorted(json.dumps(e, sort_keys=True) for e in seen[1:])  # workers run in parallel
+    assert ordered == sorted(json.dumps(e, sort_keys=True) for e in EVENTS)  # unchanged
+    assert bot.self_id is not None
+
+
+def test_split_endpoints(impls):
+    impl = impls()
+    seen: list[dict[str, Any]] = []
+    bot = WsClient(api_url=impl.url("/api"), event_url=impl.url("/event"))
+    bot.on("message")(seen.append)
+    with bot:
+        assert bot.self_id == LIFECYCLE["self_id"]
+        assert bot.call("get_status")["action"] == "get_status"
+        impl.push(EVENTS[1])
+        wait_for(lambda: seen)
+    assert sorted(path for path, _ in impl.handshakes) == ["/api", "/event"]
+    assert [path for path, _ in impl.requests] == ["/api"]
+
+
+def test_api_only_learns_self_id_from_get_login_info(impls):
+    impl = impls()
+    with WsClient(api_url=impl.url("/api")) as bot:
+        assert bot.self_id == 424242
+        assert bot.get_version_info()["action"] == "get_version_info"
+
+
+def test_events_before_and_without_lifecycle(impls):
+    impl = impls(lifecycle=False)
+    seen: list[dict[str, Any]] = []
+    client = fast(WsClient(impl.url()))
+    client.on("*")(seen.append)
+    with client as bot:
+        assert bot.self_id is None
+        impl.push(EVENTS[5])
+        impl.push(LIFECYCLE)
+        wait_for(lambda: len(seen) == 2)
+    assert seen == [EVENTS[5], LIFECYCLE]
+    assert bot.self_id == LIFECYCLE["self_id"]
+
+
+def test_token_in_query_and_hooks(impls, caplog):
+    impl = impls(token="query-only-t0ken")
+    log: list[str] = []
+    client = WsClient(
+        impl.url("/?x=1"),
+        access_token="query-only-t0ken",
+        token_in_query=True,
+        on_connect=lambda c: log.append("up"),
+        on_disconnect=lambda c, exc: log.append(f"down: {type(exc).__name__}"),
+    )
+    with caplog.at_level(logging.DEBUG, logger="onebot_ref"), client:
+        assert client.connected
+    path = impl.handshakes[0][0]
+    assert parse_qs(urlsplit(path).query) == {"x": ["1"], "access_token": ["query-only-t0ken"]}
+    assert log == ["up", "down: NotConnected"]
+    assert "query-only-t0ken" not in caplog.text
+
+
+# -- echo matching ---------------------------------------------------------------------
+
+
+def variant_answer(request: dict[str, Any]) -> list[Any]:
+    echo, kind = request["echo"], request["action"]
+    ok = {"status": "ok", "retcode": 0, "data": kind}
+    failed = {"status": "failed", "retcode": 100, "data": None, "message": "nope"}
+    return {
+        "string": [{**ok, "echo": echo}],
+        "number": [{**ok, "echo": int(echo)}],
+        "object": [{**ok, "echo": {"seq": echo}}],
+        "missing_ok": [ok],
+        "missing_failed": [failed],
+        "null_failed": [{**failed, "echo": None}],
+        "repeated": [{**ok, "echo": echo}, {**ok, "echo": echo}],
+        "stream": [
+            {**ok, "echo": echo, "stream": "stream-action", "data": {"type": "stream", "n": 1}},
+            {**ok, "echo": echo, "stream": "stream-action", "data": {"type": "response"}},
+        ],
+        "silent": [],
+    }[kind]
+
+
+def test_echo_variants(impls):
+    impl = impls(answer=variant_answer)
+    with fast(WsClient(impl.url(), timeout=0.3)) as bot:
+        assert bot.call("string") == "string"
+        assert bot.call("number") == "number"  # 7 for "7" still matches
+        assert bot.call("repeated") == "repeated"
+        assert bot.call("string") == "string"  # the duplicate did not confuse the next call
+        assert bot.call("stream") == {"type": "response"}
+        with pytest.raises(ActionFailed, match="nope"):
+            bot.call("missing_failed")  # LLOneBot: echo-less failure, one call in flight
+        with pytest.raises(ActionFailed):
+            bot.call("null_failed")
+        for kind in ("object", "missing_ok", "silent"):
+            with pytest.raises(ApiTimeout):
+                bot.call(kind)
+        assert bot.connected  # none of that is a reason to reconnect
+    assert len(impl.handshakes) == 1
+
+
+def test_out_of_order_responses(impls):
+    held: list[dict[str, Any]] = []
+
+    def reverse(request: dict[str, Any]) -> list[Any]:
+        held.append(request)
+        if len(held) < 3:
+            return []
+        return [
+            {"status": "ok", "retcode": 0, "data": r["params"], "echo": r["echo"]}
+            for r in held[::-1]
+        ]
+
+    impl = impls(answer=reverse)
+    results: dict[int, Any] = {}
+    with WsClient(impl.url(), timeout=10) as bot:
+        threads = [
+            threading.Thread(target=lambda n=n: results.update({n: bot.call("x", n=n)}))
+            for n in range(3)
+        ]
+        for n, thread in enumerate(threads):
+            thread.start()  # one at a time, so the requests arrive as 0, 1, 2
+            wait_for(lambda n=n: len(held) == n + 1)
+        for thread in threads:
+            thread.join(10)
+    assert results == {n: {"n": n} for n in range(3)}
+
+
+def test_eight_mib_messages_and_max_size(impls):
+    impl = impls()
+    big = "漢" * (8 * MiB // 3)  # 8 MiB of UTF-8 each way
+    seen: list[dict[str, Any]] = []
+    with WsClient(impl.url(), max_size=9 * MiB) as bot:
+        bot.on("message")(seen.append)
+        assert bot.send_group_msg(1, big)["params"]["message"] == big
+        impl.push({**EVENTS[1], "raw_message": big})
+        wait_for(lambda: seen)
+        assert seen[0]["raw_message"] == big
+        # Over max_size: refused before the payload is read (close 1009), then a reconnect.
+        impl.push({**EVENTS[1], "raw_message": big + big})
+        wait_for(lambda: len(impl.handshakes) == 2 and bot.connected)
+    assert isinstance(bot.last_error, ProtocolError)
+    assert bot.last_error.close_code == 1009
+    assert len(seen) == 1
+
+
+# -- authentication failures: fatal, no reconnect storm -------------------------------------
+
+AUTH_CASES = [
+    pytest.param("handshake", None, "HTTP 401", id="go-cqhttp-401"),
+    pytest.param("handshake", "wrong-token", "HTTP 403", id="go-cqhttp-403"),
+    pytest.param("text", "wrong-token", "authorization failed", id="cqhttp-text"),
+    pytest.param("napcat", "wrong-token", "retcode 1403", id="napcat-1403"),
+]
+
+
+@pytest.mark.parametrize(("refuse", "token", "says"), AUTH_CASES)
+def test_auth_failure_is_fatal_from_start(impls, refuse, token, says):
+    impl = impls(token="right-token", refuse=refuse)
+    client = fast(WsClient(impl.url(), access_token=token))
+    with pytest.raises(AuthError, match=says) as caught:
+        client.start()
+    client.close()
+    assert "compare access_token" in str(caught.value)
+    assert "wrong-token" not in str(caught.value)  # tokens are masked
+    time.sleep(0.5)
+    assert len(impl.handshakes) == 1
+
+
+@pytest.mark.parametrize(("refuse", "token", "says"), AUTH_CASES)
+def test_auth_failure_is_fatal_from_run_forever(impls, refuse, token, says):
+    impl = impls(token="right-token", refuse=refuse)
+    client = fast(WsClient(impl.url(), access_token=token))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            client.run_forever()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    client.close()
+    assert len(errors) == 1 and isinstance(errors[0], AuthError), errors
+    assert says in str(errors[0])
+    with pytest.raises(NotConnected, match="stopped"):
+        client.get_login_info()
+    assert len(impl.handshakes) == 1
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_http_port_instead_of_websocket(impls, status):
+    impl = impls(status=status)
+    with pytest.raises(NetworkError, match="HTTP API or web UI port, not a WebSocket server"):
+        WsClient(impl.url()).start()
+
+
+def test_wrong_scheme_is_refused_up_front():
+    with pytest.raises(ValueError, match="HttpClient"):
+        WsClient("http://127.0.0.1:3000/")
+
+
+# -- drops, reconnects and liveness -------------------------------------------------------
+
+
+def test_server_restart_fails_calls_fast_then_reconnects(impls):
+    impl = impls(answer=lambda r: [] if r["action"] == "hang" else echo_answer(r))
+    bot = fast(WsClient(impl.url(), timeout=30)).start()
+    try:
+        outcome: list[BaseException] = []
+
+        def hang() -> None:
+            try:
+                bot.call("hang")
+            except BaseException as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=hang)
+        waiter.start()
+        wait_for(lambda: impl.requests)
+        started = time.monotonic()
+        impl.stop()
+        waiter.join(10)
+        assert isinstance(outcome[0], NotConnected)
+        assert time.monotonic() - started < 10  # far less than the call's 30 s timeout
+        wait_for(lambda: not bot.connected)
+        with pytest.raises(NotConnected):
+            bot.get_status()  # at once while disconnected
+        again = impls(port=impl.port)
+        wait_for(lambda: bot.connected)
+        assert bot.get_status()["action"] == "get_status"
+        assert len(again.handshakes) == 1
+    finally:
+        bot.close()
+
+
+def test_heartbeat_silence_triggers_reconnect(impls):
+    impl = impls(heartbeat=0.2, heartbeats=3)
+    with fast(WsClient(impl.url())) as bot:
+        wait_for(lambda: len(impl.handshakes) >= 2)
+        detected = time.monotonic() - impl.last_heartbeat
+        assert bot.connected or wait_for(lambda: bot.connected)
+    # 3 x 0.2 s of silence, not less; generous on the upper side for loaded machines.
+    assert 0.5 <= detected < 5.0
+
+
+def test_no_heartbeats_no_watchdog(impls):
+    impl = impls(answer=lambda r: [])
+    with WsClient(impl.url(), timeout=0.3) as bot:
+        with pytest.raises(ApiTimeout):
+            bot.get_status()
+        time.sleep(0.5)
+        assert bot.connected
+    assert len(impl.handshakes) == 1
+
+
+def test_reconnect_false_returns_when_server_closes(impls):
+    impl = impls()
+    client = WsClient(impl.url(), reconnect=False)
+    thread = threading.Thread(target=client.run_forever)
+    thread.start()
+    wait_for(lambda: client.connected)
+    impl.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_close_during_backoff_is_prompt_and_leaves_no_threads(no_thread_leak):
+    client = WsClient(f"ws://127.0.0.1:{free_port()}/", connect_timeout=2)
+    client.backoff_initial = client.backoff_max = 30.0
+    with pytest.raises(NetworkError):
+        client.start()  # start() raises the first connect error
+    thread = threading.Thread(target=client.run_forever)
+    thread.start()
+    wait_for(lambda: client.last_error is not None and client._running)
+    with pytest.raises(NotConnected, match="not connected"):
+        client.get_status()
+    started = time.monotonic()
+    client.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2.0
+
+
+def test_failing_server_backs_off_and_does_not_spam_logs(impls, caplog):
+    impl = impls(status=503)
+    client = WsClient(impl.url())
+    client.backoff_initial, client.backoff_max = 0.01, 0.08
+    thread = threading.Thread(target=client.run_forever)
+    with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
+        thread.start()
+        time.sleep(1.5)
+        client.close()
+        thread.join(5)
+    attempts = len(impl.handshakes)
+    assert 5 <= attempts <= 1.5 / (0.08 * 0.5) + 10  # the capped backoff bounds the rate
+    warnings = [r.getMessage() for r in caplog.records if r.name == "onebot_ref.ws_client"]
+    assert 1 <= len(warnings) <= 1 + attempts // client.log_every
+    assert "HTTP 503" in warnings[0]
