@@ -159,7 +159,10 @@ class ReverseClient:
             with self.connected:
                 if conn in self.conns:
                     self.conns.remove(conn)
-            conn.ws.close(timeout=0.5)
+            if self._stop.is_set():
+                conn.ws.close(timeout=0.5)  # we are leaving: a proper close handshake
+            else:  # the bot closed (websocket-client has replied) or the link broke
+                conn.ws.shutdown()  # type: ignore[no-untyped-call]
 
     def _handle(self, conn: ReverseConn, text: str | bytes) -> None:
         fake = self.fake

@@ -43,6 +43,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .api import OneBotApi
@@ -428,7 +429,7 @@ class WsServer(OneBotApi):
         with self._lock:
             return sorted(set(self._api) | set(self._event))
 
-    def on(self, name: str = "*") -> Any:
+    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
         """Decorator: handle events named ``name`` (see :class:`Registry`)."""
         return self.registry.on(name)
 

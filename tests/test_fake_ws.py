@@ -3,6 +3,7 @@
 import json
 import queue
 import threading
+import time
 
 import pytest
 from websockets.sync.server import serve
@@ -27,6 +28,14 @@ class Bot:
         self.handshakes.put((ws.request.path, ws.request.headers))
         for message in ws:
             self.frames.put((ws.request.headers.get("X-Client-Role"), json.loads(message)))
+
+    def ws(self, n=0):
+        """The n-th connection, once its handler runs (the fake may see 101 before that)."""
+        for _ in range(500):
+            if len(self.sockets) > n:
+                return self.sockets[n]
+            time.sleep(0.01)
+        raise AssertionError("no connection")
 
     def next(self, skip_heartbeats=True):
         while True:
@@ -70,7 +79,7 @@ def test_reverse_universal_lifecycle_events_and_actions(bot):
     with FakeOneBot(heartbeat_interval=0.1) as fake:
         client = fake.connect_reverse(bot.url)
         assert client.wait_connected()
-        ws = bot.sockets[0]
+        ws = bot.ws()
         first = bot.next()
         assert (first["meta_event_type"], first["sub_type"]) == ("lifecycle", "connect")
         beat = bot.next(skip_heartbeats=False)
@@ -104,7 +113,7 @@ def test_reverse_faults_echo_and_drop(bot):
     with FakeOneBot() as fake:
         client = fake.connect_reverse(bot.url)
         assert client.wait_connected()
-        ws = bot.sockets[0]
+        ws = bot.ws()
         bot.next()  # lifecycle
         fake.faults.echo = "number"
         ws.send(json.dumps({"action": "get_status", "echo": "7"}))
