@@ -77,6 +77,7 @@ class _Socket(websocket.WebSocket):
     _message_size = 0
     _ahead = b""
     _ahead_pos = 0
+    _close_sent = False
 
     def _recv(self, bufsize: int) -> bytes:
         if self._ahead_pos >= len(self._ahead):
@@ -85,6 +86,12 @@ class _Socket(websocket.WebSocket):
         chunk = self._ahead[self._ahead_pos : self._ahead_pos + bufsize]
         self._ahead_pos += len(chunk)
         return chunk
+
+    def send_close(self, status: int = CLOSE_NORMAL, reason: str | bytes = b"") -> None:
+        # websocket-client answers the peer's Close even after we sent ours: one is enough.
+        if not self._close_sent:
+            self._close_sent = True
+            super().send_close(status, reason)
 
     def recv_frame(self) -> websocket.ABNF:
         buffer = self.frame_buffer  # resumable: a timeout keeps the partial header
