@@ -173,6 +173,8 @@ class Registry:
             except queue.Full:
                 break
         for thread in threads:
+            if thread is threading.current_thread():
+                continue  # close() from inside a handler: this worker stops after it returns
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("handler thread %s still busy after close()", thread.name)

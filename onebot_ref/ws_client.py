@@ -65,14 +65,33 @@ CLOSE_TOO_BIG = 1009  # RFC 6455 section 7.4.1: "a message that is too big for i
 
 
 class _Socket(websocket.WebSocket):
-    """websocket-client's ``WebSocket`` plus a bound on the size of one incoming message.
+    """websocket-client's ``WebSocket`` with a message size bound and read-ahead.
 
-    websocket-client reads any length a frame header announces. We peek at the
-    header it has just parsed and refuse before the payload is read.
+    websocket-client reads any length a frame header announces: we peek at the
+    header it has just parsed and refuse before the payload is read. It also
+    makes one ``recv()`` system call for each part of a frame (2 header bytes,
+    the length, the payload); we read ahead in 64 KiB blocks instead.
     """
 
     max_size = MAX_SIZE
     _message_size = 0
+    _ahead = b""
+    _ahead_pos = 0
+    _close_sent = False
+
+    def _recv(self, bufsize: int) -> bytes:
+        if self._ahead_pos >= len(self._ahead):
+            self._ahead = super()._recv(max(bufsize, 65536))  # type: ignore[no-untyped-call]
+            self._ahead_pos = 0
+        chunk = self._ahead[self._ahead_pos : self._ahead_pos + bufsize]
+        self._ahead_pos += len(chunk)
+        return chunk
+
+    def send_close(self, status: int = CLOSE_NORMAL, reason: str | bytes = b"") -> None:
+        # websocket-client answers the peer's Close even after we sent ours: one is enough.
+        if not self._close_sent:
+            self._close_sent = True
+            super().send_close(status, reason)
 
     def recv_frame(self) -> websocket.ABNF:
         buffer = self.frame_buffer  # resumable: a timeout keeps the partial header
@@ -590,6 +609,8 @@ class WsClient(OneBotApi):
             return f"stopped: {self.error}"
         if self._closed.is_set():
             return "the client was closed"
+        if "universal" not in self.endpoints and "api" not in self.endpoints:
+            return "there is no API connection: pass api_url= as well as event_url="
         last = f"; last error: {self.last_error}" if self.last_error else ""
         return f"not connected to {self._where()}{last}"
 

@@ -519,3 +519,42 @@ def test_failing_server_backs_off_and_does_not_spam_logs(impls, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.name == "onebot_ref.ws_client"]
     assert 1 <= len(warnings) <= 1 + attempts // client.log_every
     assert "HTTP 503" in warnings[0]
+
+
+def test_close_from_inside_a_handler(impls):
+    impl = impls()
+    bot = fast(WsClient(impl.url()))
+    closed = threading.Event()
+
+    @bot.on("message")
+    def quit_command(event):
+        bot.close()  # must not try to join the worker it runs on
+        closed.set()
+
+    with bot:
+        impl.push(EVENTS[1])
+        assert closed.wait(10)
+        wait_for(lambda: not bot.connected)
+
+
+def test_event_only_client_says_why_calls_fail(impls):
+    impl = impls()
+    seen: list[dict[str, Any]] = []
+    bot = WsClient(event_url=impl.url("/event"))
+    bot.on("*")(seen.append)
+    with bot:
+        wait_for(lambda: seen)
+        with pytest.raises(NotConnected, match="api_url"):
+            bot.get_status()
+    assert bot.self_id == LIFECYCLE["self_id"]
+
+
+def test_backoff_is_capped_exponential_with_jitter():
+    client = WsClient("ws://127.0.0.1:1/")
+    delays = [[client._backoff(n) for _ in range(200)] for n in range(12)]
+    for n, samples in enumerate(delays):
+        ceiling = min(client.backoff_max, client.backoff_initial * 2**n)
+        assert all(ceiling / 2 <= d <= ceiling for d in samples)
+        assert len(set(samples)) > 100  # jittered: bots restarted together do not dial in step
+    assert max(delays[-1]) <= client.backoff_max
+    client.close()
