@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # faults.malformed sends. A client's frames are masked, a server's are not.
 MALFORMED_CLIENT_FRAME = b"\x8f\x80\x00\x00\x00\x00"
 MALFORMED_SERVER_FRAME = b"\x8f\x00"
+RECV_TICK = 0.2  # seconds: how often a reverse connection's thread checks for close()
 
 
 class ReverseConn:
@@ -144,7 +145,7 @@ class ReverseClient:
         try:
             if conn.events and fake.faults.lifecycle:
                 conn.send_json(fake.lifecycle_event())
-            conn.ws.settimeout(1.0)  # so that close() is noticed within a second
+            conn.ws.settimeout(RECV_TICK)  # so that close() is noticed promptly
             while not self._stop.is_set():
                 try:
                     text = conn.ws.recv()
@@ -188,7 +189,11 @@ class ReverseClient:
             conn.abort()
 
     def close(self) -> None:
+        """Stop redialling; let each connection finish the action it is answering and
+        close properly, then cut whatever is left."""
         self._stop.set()
+        for thread in self._threads:
+            thread.join(2 * RECV_TICK + 0.5)
         self.drop()
         for thread in self._threads:
             thread.join(3)

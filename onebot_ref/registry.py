@@ -150,7 +150,12 @@ class Registry:
             self._run(event)
 
     def join(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued event has been handled; False on timeout."""
+        """Wait until every queued event has been handled; False on timeout.
+
+        From inside a handler it cannot wait for itself, and returns at once.
+        """
+        if threading.current_thread() in self._threads:
+            return self._idle()
         deadline = time.monotonic() + timeout
         while not self._idle():
             if time.monotonic() > deadline:

@@ -282,8 +282,13 @@ class WsClient(OneBotApi):
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        """Disconnect and stop every thread we started, waiting ``timeout`` at most."""
+        """Disconnect and stop every thread we started, waiting ``timeout`` at most.
+
+        Handlers already running (or queued) get a moment to finish first, so
+        that a reply in flight is not cut off by our own close.
+        """
         deadline = time.monotonic() + timeout
+        self.registry.join(min(2.0, timeout / 2))
         self._closed.set()
         self._wake.set()
         self._pending.fail_all(NotConnected("the client was closed"))

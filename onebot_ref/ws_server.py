@@ -515,8 +515,13 @@ class WsServer(OneBotApi):
                 conn.ping()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Close every connection with 1001, stop every thread; wait ``timeout`` at most."""
+        """Close every connection with 1001, stop every thread; wait ``timeout`` at most.
+
+        Handlers already running (or queued) get a moment to finish first, so
+        that a reply in flight is not cut off by our own close.
+        """
         deadline = time.monotonic() + timeout
+        self.registry.join(min(2.0, timeout / 2))
         self._closed.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(max(0.0, deadline - time.monotonic()))
