@@ -36,7 +36,12 @@ from .errors import (
     OneBotError,
     ProtocolError,
 )
+from .fake_onebot import FakeOneBot
+from .http_client import HttpClient
+from .http_server import HttpServer
 from .registry import Registry
+from .ws_client import WsClient
+from .ws_server import WsServer
 
 __version__ = "0.1.0"
 
@@ -46,12 +51,17 @@ __all__ = [
     "ApiTimeout",
     "AuthError",
     "DecodeError",
+    "FakeOneBot",
+    "HttpClient",
+    "HttpServer",
     "NetworkError",
     "NotConnected",
     "OneBotApi",
     "OneBotError",
     "ProtocolError",
     "Registry",
+    "WsClient",
+    "WsServer",
     "__version__",
     "codec",
     "message",
