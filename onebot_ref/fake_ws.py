@@ -40,6 +40,30 @@ MALFORMED_SERVER_FRAME = b"\x8f\x00"
 RECV_TICK = 0.2  # seconds: how often a reverse connection's thread checks for close()
 
 
+def answer_frame(
+    fake: "FakeOneBot", conn: "ReverseConn | ForwardConn", data: str | bytes, malformed: bytes
+) -> None:
+    """Answer one frame the bot sent on ``conn``, applying the connection-level faults.
+
+    Like go-cqhttp, an Event-role connection ignores what the bot sends.
+    """
+    if conn.role == "Event":
+        return
+    if fake.faults.take("close_mid_call"):
+        conn.abort()
+        return
+    if fake.faults.take("malformed"):
+        conn.send_raw(malformed)
+        return
+    try:
+        request = codec.loads(data)
+    except DecodeError:
+        request = None  # answered with retcode 1400, as NapCat and CQHTTP do
+    response = fake.answer(request, conn.mode)
+    if response is not None:
+        conn.send_json(response)
+
+
 class ReverseConn:
     """One live reverse-WS connection (websocket-client underneath)."""
 
@@ -166,22 +190,7 @@ class ReverseClient:
                 conn.ws.shutdown()  # type: ignore[no-untyped-call]
 
     def _handle(self, conn: ReverseConn, text: str | bytes) -> None:
-        fake = self.fake
-        if conn.role == "Event":
-            return  # like go-cqhttp, the Event role ignores what the bot sends
-        if fake.faults.take("close_mid_call"):
-            conn.abort()
-            return
-        if fake.faults.take("malformed"):
-            conn.send_raw(MALFORMED_CLIENT_FRAME)
-            return
-        try:
-            request = codec.loads(text)
-        except DecodeError:
-            request = None
-        response = fake.answer(request, conn.mode)
-        if response is not None:
-            conn.send_json(response)
+        answer_frame(self.fake, conn, text, MALFORMED_CLIENT_FRAME)
 
     def drop(self) -> None:
         """Hang up every connection now (they redial after ``reconnect_interval``)."""
@@ -249,22 +258,7 @@ class ForwardConn(Connection):
         return True
 
     def on_message(self, payload: bytes) -> None:
-        fake = self.server.fake
-        if self.role == "Event":
-            return  # the implementation ignores what the bot sends on /event
-        if fake.faults.take("close_mid_call"):
-            self.abort()
-            return
-        if fake.faults.take("malformed"):
-            self.send_raw(MALFORMED_SERVER_FRAME)
-            return
-        try:
-            request = codec.loads(payload)
-        except DecodeError:
-            request = None
-        response = fake.answer(request, self.mode)
-        if response is not None:
-            self.send_json(response)
+        answer_frame(self.server.fake, self, payload, MALFORMED_SERVER_FRAME)
 
     def send_json(self, obj: Any) -> None:
         try:
