@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .errors import DecodeError
 from .message import normalize, parse_cq, plain_text, to_cq
 
 __all__ = ["FLAVORS", "World"]
@@ -176,7 +177,7 @@ class World:
                 segments = [{"type": "text", "data": {"text": message}}]
             else:
                 segments = normalize(message)
-        except TypeError as exc:
+        except DecodeError as exc:
             raise ParamError(str(exc)) from None
         record: dict[str, Any] = {"message_type": message_type}
         if message_type == "group":
@@ -242,7 +243,10 @@ class World:
             reply = op["reply"]
             if isinstance(reply, str) and _bool(op, "auto_escape", False):
                 reply = [{"type": "text", "data": {"text": reply}}]
-            segments = normalize(reply)
+            try:
+                segments = normalize(reply)
+            except DecodeError:
+                return  # like the real ones: an unusable quick operation is ignored
             is_group = event.get("message_type") == "group"
             if is_group and _bool(op, "at_sender", self.flavor == "spec"):
                 segments = [{"type": "at", "data": {"qq": str(event.get("user_id"))}}, *segments]

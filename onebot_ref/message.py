@@ -26,6 +26,8 @@ import json
 import re
 from typing import Any
 
+from .errors import DecodeError
+
 __all__ = [
     "anonymous",
     "at",
@@ -167,7 +169,7 @@ def normalize(message: Any) -> list[Segment]:
     list, and strings inside a list become text segments.
 
     Raises:
-        TypeError: for anything that is not a message.
+        DecodeError: for anything that is not a message (also a ValueError).
     """
     if isinstance(message, str):
         return parse_cq(message)
@@ -181,9 +183,9 @@ def normalize(message: Any) -> list[Segment]:
             elif isinstance(item, dict):
                 result.append(item)
             else:
-                raise TypeError(f"a message list holds segments or strings, not {item!r:.60}")
+                raise DecodeError(f"a message list holds segments or strings, not {item!r:.60}")
         return result
-    raise TypeError(f"a message is a str, a segment dict or a list, not {type(message).__name__}")
+    raise DecodeError(f"a message is a str, a segment dict or a list, not {type(message).__name__}")
 
 
 def plain_text(message: Any) -> str:

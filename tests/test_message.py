@@ -6,6 +6,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from onebot_ref import message as m
+from onebot_ref.errors import DecodeError
 
 # -- escaping (spec message/string.md, ONEBOT11.md §7.3) ----------------------------
 
@@ -170,9 +171,9 @@ def test_normalize_forms():
     assert m.normalize(m.at(1)) == [m.at(1)]
     assert m.normalize(["a", m.face(2)]) == [m.text("a"), m.face(2)]
     assert m.normalize((m.face(2),)) == [m.face(2)]
-    with pytest.raises(TypeError):
+    with pytest.raises(DecodeError, match="not int"):
         m.normalize(5)
-    with pytest.raises(TypeError):
+    with pytest.raises(DecodeError, match="segments or strings"):
         m.normalize([5])
 
 
