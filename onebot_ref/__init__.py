@@ -12,6 +12,10 @@ ws_client     forward WebSocket     WebSocket server     WebSocket client
 ws_server     reverse WebSocket     dials our URL        WebSocket server
 ============  ====================  ===================  =====================
 
+Import a mode from its module (``from onebot_ref.ws_server import WsServer``);
+the package itself exports only the pure core, so that ``python -m
+onebot_ref.ws_server`` and friends run without importing themselves twice.
+
 They share the pure core: :mod:`codec` (JSON envelopes, auth), :mod:`message`
 (segments and CQ codes), :mod:`registry` (``on("message.group")``),
 :mod:`api` (one method per standard action) and :mod:`errors`.
@@ -36,12 +40,7 @@ from .errors import (
     OneBotError,
     ProtocolError,
 )
-from .fake_onebot import FakeOneBot
-from .http_client import HttpClient
-from .http_server import HttpServer
 from .registry import Registry
-from .ws_client import WsClient
-from .ws_server import WsServer
 
 __version__ = "0.1.0"
 
@@ -51,17 +50,12 @@ __all__ = [
     "ApiTimeout",
     "AuthError",
     "DecodeError",
-    "FakeOneBot",
-    "HttpClient",
-    "HttpServer",
     "NetworkError",
     "NotConnected",
     "OneBotApi",
     "OneBotError",
     "ProtocolError",
     "Registry",
-    "WsClient",
-    "WsServer",
     "__version__",
     "codec",
     "message",

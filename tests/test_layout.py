@@ -73,3 +73,16 @@ def test_no_module_installs_logging_handlers():
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("basicConfig", "addHandler"):
                 assert id(node) in allowed, f"{path.name} configures logging outside main()"
+
+
+def test_readme_code_blocks_compile_and_import_what_exists():
+    readme = (PACKAGE.parent / "README.md").read_text("utf-8")
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    assert len(blocks) >= 8
+    for block in blocks:
+        tree = ast.parse(block)  # a syntax error fails here
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module.startswith("onebot_ref"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"README imports missing {alias.name}"
