@@ -406,3 +406,21 @@ def test_close_wakes_a_handshake_in_progress(pki, no_thread_leak):
             started = time.monotonic()
             server.close()
             assert time.monotonic() - started < 3.0
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+
+def test_demo_over_tls(pki, tmp_path):
+    from test_demo import run  # the demo tests' subprocess runner
+
+    result = run("-m", "onebot_ref.demo", "all", "--tls")
+    assert result.returncode == 0, result.stderr
+    assert "throwaway certificate" in result.stdout
+    assert result.stdout.count("over TLS") == 4 and "echoed 2 messages" in result.stdout
+    files = ["--certfile", pki.certfile, "--keyfile", pki.keyfile]
+    result = run("-m", "onebot_ref.demo", "ws-server", *files, "--ca-file", pki.ca_file)
+    assert result.returncode == 0, result.stderr
+    assert "== ws-server over TLS" in result.stdout and "throwaway" not in result.stdout
+    result = run("-m", "onebot_ref.demo", "ws-client", *files)
+    assert result.returncode != 0 and "--ca-file" in result.stderr
