@@ -81,6 +81,7 @@ class HttpClient(OneBotApi):
         access_token: sent as ``Authorization: Bearer <token>`` when set.
         timeout: seconds to wait for each response unless a call says otherwise.
         session: a ``requests.Session`` to use (and not close); by default we make our own.
+            ``ssl_context``/``ca_file``/``verify=False`` mount an ``https://`` adapter on it.
         ssl_context: verify ``https://`` servers with this ``ssl.SSLContext``.
         ca_file: trust the CA in this PEM file (the one that signed the server's certificate).
         verify: False accepts any certificate (a development certificate; logged loudly).
