@@ -14,13 +14,24 @@ Against a real implementation (NapCat, go-cqhttp…), run only the echo bot:
 * ``--url URL`` for the client modes (``http-client``, ``ws-client``): the
   implementation's HTTP API / forward-WS URL.
 
+``--tls`` runs the same conversation over ``https://`` and ``wss://``. The
+certificate is ``--certfile``/``--keyfile`` (trusted through ``--ca-file``);
+without them the demo makes a throwaway one with the ``trustme`` package if it
+is installed (``pip install trustme``; onebot_ref itself does not depend on
+it), and otherwise says so and stops. Live, ``--certfile``/``--keyfile`` make
+the server modes listen with TLS, and ``wss://``/``https://`` URLs verify with
+``--ca-file``, or not at all with ``--insecure``.
+
 The echo bot answers every message event with the same message: by a quick
 operation ``reply`` over HTTP POST, by a ``send_*`` call over WebSocket.
 Ctrl+C stops it.
 """
 
 import argparse
+import importlib
+import importlib.util
 import logging
+import ssl
 import sys
 import threading
 import time
@@ -33,6 +44,7 @@ from .errors import OneBotError
 from .fake_onebot import FakeOneBot
 from .http_client import HttpClient
 from .http_server import HttpServer
+from .tls import client_context, server_context
 from .ws_client import WsClient
 from .ws_server import WsServer
 
@@ -53,12 +65,15 @@ def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> 
 
     Returns the started bot object (it has ``close()``).
     """
+    server_tls, client_tls = args.server_tls, args.client_tls
     if mode == "http-client":
-        return HttpClient(target or args.url, access_token=args.token)
+        return HttpClient(target or args.url, access_token=args.token, ssl_context=client_tls)
     if mode == "http-server":
         host, port = args.listen
-        api = HttpClient(target, access_token=args.token) if target else None
-        server = HttpServer(host, port, secret=args.secret, api=api)
+        api = (
+            HttpClient(target, access_token=args.token, ssl_context=client_tls) if target else None
+        )
+        server = HttpServer(host, port, secret=args.secret, api=api, ssl_context=server_tls)
 
         @server.on("message")
         def echo_http(event: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +81,7 @@ def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> 
 
         return server.start()
     if mode == "ws-client":
-        client = WsClient(target or args.url, access_token=args.token)
+        client = WsClient(target or args.url, access_token=args.token, ssl_context=client_tls)
 
         @client.on("message")
         def echo_forward(event: dict[str, Any]) -> None:
@@ -74,7 +89,7 @@ def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> 
 
         return client.start()
     host, port = args.listen
-    reverse = WsServer(host, port, access_token=args.token)
+    reverse = WsServer(host, port, access_token=args.token, ssl_context=server_tls)
 
     @reverse.on("message")
     def echo_reverse(event: dict[str, Any]) -> None:
@@ -99,7 +114,12 @@ def printer(verbose: bool) -> Callable[[str, str, Any], None]:
 
 def converse(mode: str, args: argparse.Namespace) -> int:
     """Run the offline conversation for one mode; return the number of messages echoed."""
-    with FakeOneBot(flavor=args.flavor, access_token=args.token) as fake:
+    with FakeOneBot(
+        flavor=args.flavor,
+        access_token=args.token,
+        ssl_context=args.server_tls,
+        client_ssl_context=args.client_tls,
+    ) as fake:
         fake.on_wire = printer(args.verbose)
         target = None
         if mode in ("http-client", "http-server"):
@@ -153,6 +173,31 @@ def run_live(mode: str, args: argparse.Namespace) -> int:
         bot.close()
 
 
+def tls_contexts(args: argparse.Namespace, live: bool) -> None:
+    """Set ``args.server_tls`` and ``args.client_tls`` from the TLS options."""
+    args.server_tls = server_context(certfile=args.certfile, keyfile=args.keyfile)
+    args.client_tls = client_context(ca_file=args.ca_file, verify=not args.insecure, who="the demo")
+    if live or not (args.tls or args.server_tls):
+        return
+    if args.server_tls is not None:
+        if args.client_tls is None:
+            raise SystemExit("--certfile: give --ca-file (the CA that signed it) or --insecure")
+        return
+    if importlib.util.find_spec("trustme") is None:
+        raise SystemExit(
+            "--tls needs a certificate: give --certfile/--keyfile (and --ca-file to trust it), "
+            "or `pip install trustme` and the demo makes a throwaway one"
+        )
+    # A throwaway CA and certificate, in memory, for the loopback addresses only.
+    trustme = importlib.import_module("trustme")  # optional: not a dependency of onebot_ref
+    authority = trustme.CA()
+    args.server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "::1", "localhost").configure_cert(args.server_tls)
+    args.client_tls = ssl.create_default_context()
+    authority.configure_trust(args.client_tls)
+    print("TLS: a throwaway certificate for 127.0.0.1, made by trustme", flush=True)
+
+
 def host_port(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
@@ -178,6 +223,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["spec", "go-cqhttp", "napcat"],
         help="which implementation FakeOneBot imitates (default: napcat)",
     )
+    parser.add_argument("--tls", action="store_true", help="speak https:// and wss://")
+    parser.add_argument("--certfile", help="TLS certificate chain (PEM) for the servers")
+    parser.add_argument("--keyfile", help="TLS private key (PEM), if not in --certfile")
+    parser.add_argument("--ca-file", help="trust this CA (PEM) when connecting with TLS")
+    parser.add_argument(
+        "--insecure", action="store_true", help="do not verify TLS certificates (development)"
+    )
     parser.add_argument("--verbose", action="store_true", help="full frames and debug logs")
     return parser.parse_args(argv)
 
@@ -190,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     live = args.listen is not None or args.url is not None
     try:
+        tls_contexts(args, live)
         if live:
             if args.mode == "all":
                 raise SystemExit("--listen/--url need one mode, not 'all'")
@@ -200,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_live(args.mode, args)
         results = []
         for mode in MODES if args.mode == "all" else (args.mode,):
-            print(f"== {mode}", flush=True)
+            print(f"== {mode}{' over TLS' if args.server_tls else ''}", flush=True)
             started = time.monotonic()
             args.listen = ("127.0.0.1", 0)  # our servers take any free port
             count = converse(mode, args)

@@ -151,9 +151,9 @@ class FakeHttpApi(ManagedHTTPServer):
 
     def __init__(self, fake: "FakeOneBot", address: tuple[str, int]) -> None:
         self.fake = fake
-        super().__init__(address, _Handler, "fake-http-api")
+        super().__init__(address, _Handler, "fake-http-api", ssl_context=fake.ssl_context)
 
     def start(self) -> str:
-        """Serve in a thread; return the base URL."""
+        """Serve in a thread; return the base URL (``https://`` with TLS)."""
         self.start_thread()
-        return f"http://{self.fake.host}:{self.port}"
+        return self.base_url

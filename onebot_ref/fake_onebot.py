@@ -19,12 +19,18 @@ unknown actions, message format, echo handling). :attr:`FakeOneBot.faults`
 injects the failures real deployments have (delays, lost or mangled echoes,
 connections dropped mid-call, silent heartbeats, malformed frames).
 
+TLS in every mode: ``ssl_context=`` or ``certfile=``/``keyfile=`` make its
+servers speak ``https://`` and ``wss://``; ``ca_file=``, ``client_ssl_context=``
+or ``verify=False`` set how its clients (the HTTP POST pusher and the reverse
+dialer) check the bot's certificate. ``host="::1"`` serves on IPv6.
+
 Teaching shortcuts: one bot account per FakeOneBot; quick operations
 implement ``reply``/``at_sender``/``auto_escape``/``approve`` only.
 """
 
 import dataclasses
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +43,8 @@ from . import codec
 from .errors import DecodeError
 from .fake_http import FakeHttpApi
 from .fake_world import World
+from .http_client import use_ssl_context
+from .tls import client_context, server_context
 
 __all__ = ["FakeOneBot", "Faults"]
 
@@ -86,7 +94,10 @@ class FakeOneBot:
         heartbeat_interval: seconds between heartbeat events on WebSocket
             connections; None turns heartbeats off (the spec default).
         message_format: ``"string"`` or ``"array"``; default per flavour.
-        host: where servers listen.
+        host: where servers listen (``"::1"`` for IPv6).
+        ssl_context, certfile, keyfile: serve the HTTP API and forward WS over TLS.
+        client_ssl_context, ca_file, verify: how the HTTP POST pusher and the
+            reverse-WS client verify the bot's ``https://``/``wss://`` server.
     """
 
     def __init__(
@@ -98,12 +109,22 @@ class FakeOneBot:
         heartbeat_interval: float | None = None,
         message_format: str | None = None,
         host: str = "127.0.0.1",
+        ssl_context: ssl.SSLContext | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        client_ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        verify: bool = True,
     ) -> None:
         self.world = World(self_id, flavor=flavor, message_format=message_format)
         self.flavor = flavor
         self.access_token = access_token
         self.heartbeat_interval = heartbeat_interval
         self.host = host
+        self.ssl_context = server_context(ssl_context, certfile, keyfile)
+        self.client_ssl_context = client_context(
+            ssl_context=client_ssl_context, ca_file=ca_file, verify=verify, who="FakeOneBot"
+        )
         self.faults = Faults()
         self.post_targets: list[tuple[str, str | None]] = []
         self.post_log: list[tuple[int, Any]] = []  # (status, quick operation) per POST
@@ -116,6 +137,8 @@ class FakeOneBot:
         self.on_wire: Callable[[str, str, Any], None] | None = None
         self._transcript_lock = threading.Lock()
         self._session = requests.Session()
+        if self.client_ssl_context is not None:
+            use_ssl_context(self._session, self.client_ssl_context)
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 

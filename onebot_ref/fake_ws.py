@@ -154,7 +154,13 @@ class ReverseClient:
         while not self._stop.is_set():
             self.attempts += 1
             try:
-                ws = websocket.create_connection(url, header=self.headers(role), timeout=5)
+                context = self.fake.client_ssl_context
+                ws = websocket.create_connection(
+                    url,
+                    header=self.headers(role),
+                    timeout=5,
+                    sslopt={"context": context} if context is not None else {},
+                )
             except (OSError, websocket.WebSocketException) as exc:
                 log.debug("reverse dial %s failed: %s", url, exc)
             else:
@@ -279,13 +285,13 @@ class FakeWsServer(WsServer):
     connection_class = ForwardConn
 
     def __init__(self, fake: "FakeOneBot", address: tuple[str, int]) -> None:
-        super().__init__(address[0], address[1])
+        super().__init__(address[0], address[1], ssl_context=fake.ssl_context)
         self.fake = fake
 
     def start(self) -> str:  # type: ignore[override]
-        """Listen and serve in a thread; return the universal URL."""
+        """Listen and serve in a thread; return the universal URL (``wss://`` with TLS)."""
         super().start()
-        return f"ws://{self.fake.host}:{self.port}/"
+        return self.url
 
     def event_connections(self) -> list[ForwardConn]:
         with self._lock:

@@ -36,11 +36,17 @@ plain script or a cron job::
 
 One ``requests.Session`` keeps connections alive and pools them, so a client
 can be shared by any number of threads.
+
+``https://`` works as in requests; ``ca_file=`` trusts a self-made CA,
+``ssl_context=`` takes a whole ``ssl.SSLContext`` and ``verify=False`` (logged
+loudly) accepts any certificate. IPv6 hosts go in brackets:
+``http://[::1]:5700``. See :mod:`onebot_ref.tls`.
 """
 
 import http.client
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -52,8 +58,9 @@ from requests.adapters import HTTPAdapter
 from .api import OneBotApi
 from .codec import dumps, http_error, loads, unwrap_response
 from .errors import ApiTimeout, DecodeError, NetworkError
+from .tls import client_context, explain, is_tls_refusal
 
-__all__ = ["HttpClient"]
+__all__ = ["HttpClient", "use_ssl_context"]
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +81,14 @@ class HttpClient(OneBotApi):
         access_token: sent as ``Authorization: Bearer <token>`` when set.
         timeout: seconds to wait for each response unless a call says otherwise.
         session: a ``requests.Session`` to use (and not close); by default we make our own.
+            ``ssl_context``/``ca_file``/``verify=False`` mount an ``https://`` adapter on it.
+        ssl_context: verify ``https://`` servers with this ``ssl.SSLContext``.
+        ca_file: trust the CA in this PEM file (the one that signed the server's certificate).
+        verify: False accepts any certificate (a development certificate; logged loudly).
 
     Raises:
-        ValueError: ``base_url`` is not an ``http://`` or ``https://`` URL.
+        ValueError: ``base_url`` is not an ``http://`` or ``https://`` URL, or
+            the TLS options contradict each other.
     """
 
     def __init__(
@@ -86,6 +98,9 @@ class HttpClient(OneBotApi):
         access_token: str | None = None,
         timeout: float = 30.0,
         session: requests.Session | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        verify: bool = True,
     ) -> None:
         if not base_url.lower().startswith(("http://", "https://")):
             hint = " (for ws:// use the WebSocket modes)" if base_url.startswith("ws") else ""
@@ -99,6 +114,11 @@ class HttpClient(OneBotApi):
             self.headers["Authorization"] = f"Bearer {access_token}"
         self._own_session = session is None
         self.session = session if session is not None else _new_session()
+        context = client_context(
+            ssl_context=ssl_context, ca_file=ca_file, verify=verify, who=self.base_url
+        )
+        if context is not None:
+            use_ssl_context(self.session, context)
 
     def __repr__(self) -> str:
         return f"HttpClient({self.base_url!r})"
@@ -121,6 +141,8 @@ class HttpClient(OneBotApi):
         """
         url = f"{self.base_url}/{action}"
         status, body = self._post(action, url, params, self.timeout if timeout is None else timeout)
+        if status == 400 and is_tls_refusal(body):
+            raise NetworkError(f"{action}: {url}: {body.decode().strip()} (this URL says http://)")
         if status != 200:
             raise http_error(status, action, body)
         try:
@@ -159,7 +181,7 @@ class HttpClient(OneBotApi):
         except requests.Timeout:
             raise ApiTimeout(action, time.monotonic() - started) from None
         except requests.RequestException as exc:
-            raise NetworkError(f"{action}: {url}: {_explain(exc)}") from exc
+            raise NetworkError(f"{action}: {url}: {_explain(exc, url)}") from exc
 
     def close(self) -> None:
         """Close the pooled connections (unless the session was passed in)."""
@@ -188,9 +210,47 @@ def _new_session() -> requests.Session:
     return session
 
 
-def _explain(exc: BaseException) -> str:
+class _ContextAdapter(HTTPAdapter):
+    """An adapter that verifies with one ``ssl.SSLContext``, the way requests documents it.
+
+    requests would otherwise load its own CA bundle into the context (``cert_verify``)
+    or replace it (``build_connection_pool_key_attributes``).
+    """
+
+    def __init__(self, context: ssl.SSLContext, **kwargs: Any) -> None:
+        self.ssl_context = context
+        super().__init__(**kwargs)
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> Any:  # requests' stubs type this as two TypedDicts; we only swap one key
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        dropped = ("ca_certs", "ca_cert_dir", "cert_reqs")
+        kwargs: dict[str, Any] = {k: v for k, v in pool_kwargs.items() if k not in dropped}
+        kwargs["ssl_context"] = self.ssl_context
+        return host_params, kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        pass  # the context decides
+
+
+def use_ssl_context(session: requests.Session, context: ssl.SSLContext) -> None:
+    """Make ``session`` verify every ``https://`` server with ``context`` (and only it)."""
+    old = session.get_adapter("https://")
+    adapter = _ContextAdapter(context, pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("https://", adapter)
+    if old is not session.get_adapter("http://"):
+        old.close()
+
+
+def _explain(exc: BaseException, url: str) -> str:
     """One sentence naming the likely cause of a requests connection error."""
     causes = list(_causes(exc))
+    tls = explain(exc, url)
+    if tls is not None:
+        return tls
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
         return (
             "connection refused: nothing is listening there. Is the OneBot implementation "

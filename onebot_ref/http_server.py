@@ -30,11 +30,17 @@ body) on a socket that still has Nagle's algorithm on; with the peer's delayed
 ACK that stalls every response by ~40 ms on Linux. We disable Nagle and buffer
 the response so that it leaves in one write. Threads: one per connection
 (``ThreadingHTTPServer``), all stopped by :meth:`HttpServer.close`.
+
+TLS: with ``ssl_context=`` or ``certfile=``/``keyfile=`` the URL is
+``https://``; the connection's own thread checks the first byte and runs the
+TLS handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`).
+``host="::"`` listens on IPv6 (and IPv4 too where the OS allows).
 """
 
 import logging
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -55,6 +61,7 @@ from .codec import (
 )
 from .errors import DecodeError, NetworkError, NotConnected
 from .registry import Handler, Registry
+from .tls import family_for, handshake, peer_name, server_context, sniff, url_host
 
 __all__ = ["EventHandler", "HttpServer", "ManagedHTTPServer"]
 
@@ -207,6 +214,10 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     keep-alive connection sits in a read until the peer hangs up. We remember
     each connection's socket and shut it down on close, which wakes the read.
     FakeOneBot's HTTP API server reuses this class.
+
+    With ``ssl_context`` it speaks HTTPS: the connection's thread (never the
+    accept loop) checks the first byte and runs the TLS handshake, both within
+    ``handshake_timeout`` seconds.
     """
 
     daemon_threads = True  # a stuck handler must not keep the interpreter alive
@@ -215,9 +226,18 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = sys.platform != "win32"
 
     def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], name: str
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        name: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = 10.0,
     ) -> None:
         self.name = name
+        self.ssl_context = ssl_context
+        self.handshake_timeout = handshake_timeout
+        self.address_family = family_for(address[0])
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, socket.socket] = {}
         self._closing = False
@@ -227,13 +247,17 @@ class ManagedHTTPServer(ThreadingHTTPServer):
             super().__init__(address, handler)
         except OSError as exc:
             raise NetworkError(
-                f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}; is another "
-                "program (or another copy of this bot) using the port, or is it reserved?"
+                f"cannot listen on {url_host(address[0])}:{address[1]}: {exc.strerror or exc}; "
+                "is another program (or another copy of this bot) using the port, or is it "
+                "reserved?"
             ) from exc
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind also calls socket.getfqdn(), a reverse DNS
         # lookup that can stall for seconds; nothing here needs the name.
+        if self.server_address[0] == "::" and socket.has_dualstack_ipv6():
+            # "::" takes IPv4 connections too where the OS allows (not the default on Windows).
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]
 
@@ -241,6 +265,12 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     def port(self) -> int:
         """The port we listen on (the real one when 0 was asked for)."""
         return int(self.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` or ``https://host:port`` (IPv6 hosts in brackets)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{url_host(str(self.server_address[0]))}:{self.port}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver prints these to stderr; a peer that hangs up is routine.
@@ -282,10 +312,38 @@ class ManagedHTTPServer(ThreadingHTTPServer):
                 return
             self._connections[me] = request
         try:
-            super().finish_request(request, client_address)
+            secured = self.secure(me, request, client_address)
+            if secured is not None and secured is not request:
+                try:  # socketserver closes only the plain socket, which TLS has taken over
+                    super().finish_request(secured, client_address)
+                finally:
+                    self.shutdown_request(secured)
+            elif secured is not None:
+                super().finish_request(request, client_address)
         finally:
             with self._lock:
                 self._connections.pop(me, None)
+
+    def secure(
+        self, me: threading.Thread, request: socket.socket, client_address: Any
+    ) -> socket.socket | None:
+        """The socket to speak HTTP on (TLS after its handshake), or None to hang up."""
+        peer = peer_name(client_address)
+        context = self.ssl_context
+        if not sniff(request, tls=context is not None, timeout=self.handshake_timeout, peer=peer):
+            return None
+        if context is None:
+            return request
+        tls = context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        with self._lock:  # close() must find the TLS socket to wake its handshake
+            if self._closing:
+                tls.close()
+                return None
+            self._connections[me] = tls
+        if not handshake(tls, timeout=self.handshake_timeout, peer=peer):
+            tls.close()
+            return None
+        return tls
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting and end every connection thread within ``timeout`` seconds."""
@@ -337,9 +395,14 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
             actions, usually an ``HttpClient`` for the same implementation.
         max_body: the largest event accepted, in bytes (413 beyond it).
         idle_timeout: seconds a connection may sit idle (or stall mid-request).
+        ssl_context: serve ``https://`` with this server-side ``ssl.SSLContext``.
+        certfile, keyfile: serve ``https://`` with this certificate chain and key (PEM).
+        handshake_timeout: seconds a new connection may take to send its first
+            byte and finish the TLS handshake.
 
     Raises:
         NetworkError: the port cannot be bound; the message says why.
+        ValueError: inconsistent TLS options, or a certificate that cannot be loaded.
     """
 
     def __init__(
@@ -354,6 +417,10 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         api: OneBotApi | None = None,
         max_body: int = 4 * 1024 * 1024,
         idle_timeout: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        handshake_timeout: float = 10.0,
     ) -> None:
         self.path = path if path.startswith("/") else f"/{path}"
         self.secret = secret
@@ -364,13 +431,18 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         self.max_body = max_body
         self.idle_timeout = idle_timeout
         self.auth_failures = 0
-        super().__init__((host, port), EventHandler, "onebot-http-server")
+        super().__init__(
+            (host, port),
+            EventHandler,
+            "onebot-http-server",
+            ssl_context=server_context(ssl_context, certfile, keyfile),
+            handshake_timeout=min(handshake_timeout, idle_timeout),
+        )
 
     @property
     def url(self) -> str:
         """The URL to configure on the OneBot side as its HTTP POST target."""
-        host = str(self.server_address[0])
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}{self.path}"
+        return f"{self.base_url}{self.path}"
 
     def __repr__(self) -> str:
         return f"HttpServer({self.url!r})"

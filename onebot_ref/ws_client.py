@@ -31,6 +31,11 @@ What the spec leaves to us, and what we do:
   lifecycle ``connect`` event or any event, or ``get_login_info`` on an
   API-only connection. Events are never held back waiting for a lifecycle.
 
+TLS: ``wss://`` URLs verify the server's certificate (websocket-client's
+defaults); ``ca_file=`` trusts a self-made CA, ``ssl_context=`` takes a whole
+``ssl.SSLContext`` and ``verify=False`` (logged loudly) accepts any
+certificate. IPv6 hosts go in brackets: ``ws://[::1]:3001/``.
+
 Threads: one receive thread per socket (it only parses, resolves calls and
 hands events to the registry's workers), plus the thread running
 :meth:`WsClient.run_forever`, which connects, watches and reconnects. No
@@ -41,6 +46,7 @@ sockets, so its pongs would never come).
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +60,7 @@ from .calls import PendingCalls
 from .codec import AUTH_RETCODES, is_event, loads, mask_token
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
+from .tls import client_context, explain, is_tls_refusal
 
 __all__ = ["WsClient"]
 
@@ -158,6 +165,13 @@ class WsClient(OneBotApi):
         max_size: the largest incoming message in bytes.
         on_connect: ``f(client)``, run on the connection thread after each connect.
         on_disconnect: ``f(client, error)``, run on the connection thread after each drop.
+        ssl_context: verify ``wss://`` servers with this ``ssl.SSLContext``.
+        ca_file: trust the CA in this PEM file (the one that signed the server's certificate).
+        verify: False accepts any certificate (a development certificate; logged loudly).
+
+    Raises:
+        ValueError: no endpoint, a URL that is not ws:// or wss://, or TLS
+            options that contradict each other.
     """
 
     backoff_initial = 0.5
@@ -182,6 +196,9 @@ class WsClient(OneBotApi):
         max_size: int = MAX_SIZE,
         on_connect: Callable[["WsClient"], object] | None = None,
         on_disconnect: Callable[["WsClient", Exception], object] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        verify: bool = True,
     ) -> None:
         if url is not None and (api_url or event_url):
             raise ValueError("give either url (universal) or api_url/event_url (split), not both")
@@ -194,6 +211,9 @@ class WsClient(OneBotApi):
                 raise ValueError(
                     f"{endpoint!r} is not a ws:// or wss:// URL (for an http:// API use HttpClient)"
                 )
+        self.ssl_context = client_context(
+            ssl_context=ssl_context, ca_file=ca_file, verify=verify, who=self._where()
+        )
         self.access_token = access_token
         self.registry = registry if registry is not None else Registry()
         self._owns_registry = registry is None
@@ -395,11 +415,17 @@ class WsClient(OneBotApi):
                 header=header,
                 skip_utf8_validation=True,  # loads() decodes UTF-8 itself, in C
                 enable_multithread=True,
+                sslopt={"context": self.ssl_context} if self.ssl_context is not None else {},
             )
         except websocket.WebSocketBadStatusException as exc:
+            if exc.status_code == 400 and is_tls_refusal(exc.resp_body):
+                raise NetworkError(
+                    f"cannot connect to {_safe(url)}: this port speaks TLS; use wss://"
+                ) from None
             raise self._status_error(url, exc.status_code) from None
         except (websocket.WebSocketException, OSError) as exc:
-            raise NetworkError(f"cannot connect to {_safe(url)}: {exc}") from exc
+            reason = explain(exc, url) or str(exc)
+            raise NetworkError(f"cannot connect to {_safe(url)}: {reason}") from exc
         assert isinstance(ws, _Socket)
         ws.max_size = self.max_size
         ws.settimeout(max(self.timeout, 1.0))  # bounds sends; an idle recv just loops

@@ -26,8 +26,12 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
   A call in flight fails at once with ``NotConnected`` when its connection drops.
 * Liveness: once an implementation sends heartbeats, a connection silent for 3x
   the heartbeat's ``interval`` is closed (it will reconnect). Pings are answered;
-  ``ping_interval`` adds our own pings. No permessage-deflate, no TLS (put a
-  reverse proxy in front for ``wss://``).
+  ``ping_interval`` adds our own pings. No permessage-deflate.
+* TLS: with ``ssl_context=`` or ``certfile=``/``keyfile=`` the URL is
+  ``wss://``; each connection's thread checks the first byte and runs the TLS
+  handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`), so a
+  stalled or plaintext client never holds up the others. ``host="::"``
+  listens on IPv6 (and IPv4 too where the OS allows).
 
 Threads: one accept thread (which also reaps dead connections), one daemon
 receive thread per connection, and the registry's workers. A receive thread
@@ -41,6 +45,7 @@ echo server instead, the testee for conformance suites such as Autobahn.
 import argparse
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +74,7 @@ from .framer import (
     parse_handshake,
 )
 from .registry import Handler, Registry
+from .tls import family_for, handshake, peer_name, server_context, sniff, url_host
 
 __all__ = ["Bot", "WsServer", "read_message"]
 
@@ -117,7 +123,8 @@ class Connection:
     def __init__(self, server: "WsServer", sock: socket.socket, address: Any) -> None:
         self.server = server
         self.sock = sock
-        self.peer = f"{address[0]}:{address[1]}"
+        self.peer = peer_name(address)
+        self.deadline = time.monotonic() + server.handshake_timeout  # TLS and upgrade, together
         self.self_id: str | None = None
         self.role = "Universal"
         self.calls = PendingCalls()
@@ -146,7 +153,7 @@ class Connection:
     def run(self) -> None:
         """The thread body: handshake, receive loop, and always the cleanup."""
         try:
-            if self.handshake():
+            if self.secure() and self.handshake():
                 self.receive()
         except OSError as exc:  # reset, timeout or shut down by close()
             log.debug("%r: %s", self, exc)
@@ -158,9 +165,28 @@ class Connection:
             if self.open:
                 log.info("%r disconnected", self)
 
+    def secure(self) -> bool:
+        """Check that the peer speaks our protocol (TLS or not) and run the TLS handshake.
+
+        Here, on the connection's own thread, with a deadline: a client that
+        stalls mid-handshake never blocks the accept thread.
+        """
+        context = self.server.ssl_context
+        timeout = max(0.0, self.deadline - time.monotonic())
+        if not sniff(self.sock, tls=context is not None, timeout=timeout, peer=self.peer):
+            return False
+        if context is None:
+            return True
+        # Keep the TLS socket where close() finds it, so that it can wake the handshake.
+        self.sock = context.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
+        if self.dead:  # close() came between accept and here
+            return False
+        timeout = max(0.0, self.deadline - time.monotonic())
+        return handshake(self.sock, timeout=timeout, peer=self.peer)
+
     def handshake(self) -> bool:
         """Read and check the upgrade request (RFC 6455 section 4.2); answer 101 or refuse."""
-        deadline = time.monotonic() + self.server.handshake_timeout
+        deadline = self.deadline
         data = bytearray()
         try:
             while (parsed := parse_handshake(data, max_size=self.server.max_header)) is None:
@@ -376,6 +402,11 @@ class WsServer(OneBotApi):
         send_timeout: seconds a send may block before the peer is dropped.
         ping_interval: send a ping every this many seconds; None sends none.
         echo: echo every message back instead of speaking OneBot (for conformance suites).
+        ssl_context: serve ``wss://`` with this server-side ``ssl.SSLContext``.
+        certfile, keyfile: serve ``wss://`` with this certificate chain and key (PEM).
+
+    Raises:
+        ValueError: inconsistent TLS options, or a certificate that cannot be loaded.
     """
 
     connection_class = Connection  # FakeOneBot's forward-WS server swaps in its own
@@ -395,7 +426,11 @@ class WsServer(OneBotApi):
         send_timeout: float = 10.0,
         ping_interval: float | None = None,
         echo: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
     ) -> None:
+        self.ssl_context = server_context(ssl_context, certfile, keyfile)
         self.host = host
         self.port = port
         self.path = path
@@ -421,7 +456,8 @@ class WsServer(OneBotApi):
     @property
     def url(self) -> str:
         """The URL to give the implementation (``ws_reverse_url``)."""
-        return f"ws://{self.host}:{self.port}{self.path or '/'}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{url_host(self.host)}:{self.port}{self.path or '/'}"
 
     @property
     def bots(self) -> list[str]:
@@ -447,10 +483,15 @@ class WsServer(OneBotApi):
         if self._listener is not None:
             return
         try:
-            self._listener = socket.create_server((self.host, self.port))
+            family = family_for(self.host)
+            # "::" also takes IPv4 connections where the OS supports dual-stack sockets.
+            dual = self.host == "::" and socket.has_dualstack_ipv6()
+            self._listener = socket.create_server(
+                (self.host, self.port), family=family, dualstack_ipv6=dual
+            )
         except OSError as exc:
             raise NetworkError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
+                f"cannot listen on {url_host(self.host)}:{self.port}: {exc.strerror or exc}; "
                 "is another program (or the OneBot implementation itself) using this port?"
             ) from exc
         self._listener.settimeout(TICK)

@@ -440,7 +440,12 @@ def test_echo_server_module():
         text=True,
     )
     try:
-        line = proc.stderr.readline()
+        # Skip anything printed before the log line (runpy warns that the package
+        # already imported onebot_ref.ws_server before running it as __main__).
+        for _ in range(10):
+            line = proc.stderr.readline()
+            if "listening on " in line:
+                break
         url = line.split("listening on ")[1].strip()
         with ws_connect(url, open_timeout=10, max_size=None) as ws:
             ws.send("你好")
