@@ -92,7 +92,7 @@ def test_demo_listen_serves_a_real_peer_and_stops_on_ctrl_c():
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
         _out, err = proc.communicate(timeout=10)
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 5.0  # about 0.1 s when the machine is idle
         assert proc.returncode == 0
         assert "Traceback" not in err
     finally:
