@@ -219,7 +219,8 @@ def check_http(url: str, token: str | None, timeout: float) -> list[Check]:
     wrong = _what_is_it(reply, url)
     if wrong is None and reply.envelope() is None and reply.status not in (401, 403):
         try:  # a WebSocket server refuses a POST with 400 or 426: does it upgrade a GET?
-            if _upgrade(url.replace("http", "ws", 1), token, timeout).status == 101:
+            upgrade = _upgrade(url.replace("http", "ws", 1), token, timeout)
+            if upgrade.status in (101, 401, 403):  # it upgrades, or would with a token
                 wrong = _what_is_it(Reply(426, {}, b"websocket"), url)
         except OSError:
             pass
@@ -289,7 +290,8 @@ def _token_fail(status: int, token: str | None, *, ws: bool) -> Check:
     return fail(
         "token",
         f"HTTP {status} with our token in the header and in ?access_token=: {missing}",
-        f"两边的 token 不一致：把 --token 改成实现里 {where_zh} 的 access_token（注意空格和大小写）。",
+        f"两边的 token 不一致：把 --token 改成实现里{where_zh}的 access_token"
+        "（注意空格和大小写）。",
         f"the tokens differ: set --token to the access_token of {where} in the "
         "implementation's config (watch for spaces and case).",
     )
