@@ -47,8 +47,8 @@ def line(out: str, name: str) -> str:
     lines = out.splitlines()
     for i, text in enumerate(lines):
         if text[2:].split(" ", 1)[0] == name:
-            text = re.sub(r"^(\S) (\S+) +", r"\1 \2  ", text)  # one padding width for all
-            return "\n".join([text, *[t for t in lines[i + 1 : i + 3] if t.startswith("  ")]])
+            head = re.sub(r"^(\S) (\S+) +", r"\1 \2  ", text)  # one padding width for all
+            return "\n".join([head, *[t for t in lines[i + 1 : i + 3] if t.startswith("  ")]])
     raise AssertionError(f"no {name!r} line in:\n{out}")
 
 
@@ -312,6 +312,7 @@ def test_ws_event_only_endpoint(capsys, no_thread_leak):
     with make("spec") as fake:
         url = fake.start_ws_server() + "event"
         code, out = run(capsys, "--ws", url, "--token", "tok", "--wait", "0.6")
+    assert code == 0
     assert line(out, "endpoint").startswith("! endpoint  /event carries events only")
     assert "account" not in out  # no calls on an event-only connection
 
@@ -420,7 +421,7 @@ def test_listen_ws_in_every_flavour(flavor, scheme, capsys, no_thread_leak):
     assert code == 0, out
     assert "X-Self-ID: 10001" in line(out, "x-self-id")
     assert "X-Client-Role: Universal" in line(out, "x-client-role")
-    assert f"✓ token" in out and f"accepted ({scheme})" in line(out, "token")
+    assert "✓ token" in out and f"accepted ({scheme})" in line(out, "token")
     assert "returned unchanged" in line(out, "echo")
     assert line(out, "heartbeat").startswith("✓")
 
@@ -474,8 +475,10 @@ def test_permission_denied_is_explained():
 def test_loopback_inside_a_container_warns(capsys, monkeypatch, no_thread_leak):
     monkeypatch.setattr(doctor, "in_container", lambda: True)
     code, out = run(capsys, "--listen-http", f"127.0.0.1:{free_port()}", "--wait", "0.1")
+    assert code == 1  # nothing arrived
     assert "! container" in out and "listen on 0.0.0.0" in line(out, "container")
     code, out = run(capsys, "--http", f"http://localhost:{free_port()}")
+    assert code == 1
     assert "localhost inside a container is this container" in line(out, "container")
     assert "host.docker.internal" in line(out, "container")
 
@@ -500,7 +503,7 @@ def test_subprocess_against_fake_with_a_wrong_token(no_thread_leak):
         env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
         proc = subprocess.run(
             [sys.executable, "-m", "onebot_ref.doctor", "--http", url, "--token", "nope"],
-            capture_output=True, text=True, encoding="utf-8", timeout=30, env=env,
+            capture_output=True, text=True, encoding="utf-8", timeout=30, env=env, check=False,
         )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "✗ token" in proc.stdout and "the token is wrong (403)" in proc.stdout
