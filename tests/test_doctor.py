@@ -430,7 +430,8 @@ def test_listen_ws_split_api_and_event(capsys, no_thread_leak):
     with make("spec", heartbeat_interval=0.1) as fake:
         code, out = listen_ws(capsys, fake, "--token", "tok", split=True)
     assert code == 0, out
-    assert "X-Client-Role: " in line(out, "x-client-role")
+    assert line(out, "connect").startswith("✓ connect  ")
+    assert "Event + API" in out or "API + Event" in out
     assert "10001 (FakeBot)" in line(out, "account")
 
 
