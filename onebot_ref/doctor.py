@@ -1,0 +1,218 @@
+"""``python -m onebot_ref.doctor``: why does my bot not connect? A checklist for all four modes.
+
+Point it where the bot would point (or listen where the bot would listen)::
+
+    python -m onebot_ref.doctor --http http://127.0.0.1:3000 --token T    # HTTP API
+    python -m onebot_ref.doctor --ws ws://127.0.0.1:3001 --token T        # forward WebSocket
+    python -m onebot_ref.doctor --listen-http 0.0.0.0:8080 --secret S     # HTTP POST, waits
+    python -m onebot_ref.doctor --listen-ws 0.0.0.0:8081 --token T        # reverse WebSocket, waits
+
+The client modes probe the implementation: TCP (refused, timeout, DNS), the
+kind of server (HTTP API, WebSocket, a web UI, a bot's receiver), the path,
+the token (header or ``?access_token=``, missing or wrong, NapCat's in-band
+1403), then ``get_login_info``, ``get_version_info``, ``get_status``, quick
+operations and, over WebSocket, the echo round trip and the events. The
+server modes listen for ``--wait`` seconds, then report what the
+implementation sent: ``X-Self-ID``, ``X-Client-Role``, the ``Authorization``
+scheme, ``X-Signature``, lifecycle, heartbeats and message format.
+
+One line per check, ``✓`` fine, ``!`` worth a look, ``✗`` broken, and for
+every problem one fix, in Chinese and in English. Exit status 0 when nothing
+is broken, 1 otherwise; ``--json`` prints the same as one JSON object.
+Send the bot a message while it waits to see the message format.
+"""
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from .listeners import listen_http, listen_ws
+from .probes import check_http, check_ws, is_loopback
+from .session import Check, warn
+
+__all__ = ["Check", "in_container", "main", "run"]
+
+SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗"}
+ASCII_SYMBOLS = {"ok": "+", "warn": "!", "fail": "x"}
+
+
+def in_container() -> bool:
+    """Best effort: are we inside Docker, Podman, containerd or LXC?"""
+    if os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv"):
+        return True
+    try:
+        with open("/proc/1/cgroup", encoding="utf-8") as f:
+            cgroup = f.read()
+    except OSError:  # not Linux, or no /proc
+        return False
+    return any(word in cgroup for word in ("docker", "kubepods", "containerd", "lxc"))
+
+
+def _addresses() -> str:
+    try:
+        ips = socket.gethostbyname_ex(socket.gethostname())[2]
+    except OSError:
+        return ""
+    ips = [ip for ip in ips if not ip.startswith("127.")]
+    return f"; this container's addresses: {', '.join(ips)}" if ips else ""
+
+
+def environment(host: str, listening: bool) -> list[Check]:
+    """A warning when 127.0.0.1 is used inside a container, where it means the container."""
+    if not is_loopback(host) or not in_container():
+        return []
+    if listening:
+        return [
+            warn(
+                "container",
+                f"listening on {host} inside a container: only this container "
+                f"can connect{_addresses()}",
+                "容器里的 127.0.0.1 只是容器自己：改为监听 0.0.0.0，并发布端口（-p）。",
+                "127.0.0.1 in a container is the container itself: listen on 0.0.0.0 and "
+                "publish the port (-p).",
+            )
+        ]
+    return [
+        warn(
+            "container",
+            f"{host} inside a container is this container, not the host",
+            "改用宿主机 IP、host.docker.internal，或 compose 里实现的服务名。",
+            "use the host's IP, host.docker.internal, or the implementation's compose "
+            "service name.",
+        )
+    ]
+
+
+def run(args: argparse.Namespace) -> tuple[str, list[Check]]:
+    """Run the checks the arguments ask for; return the target and the checks."""
+    if args.http or args.ws:
+        url: str = args.http or args.ws
+        schemes = ("http", "https") if args.http else ("ws", "wss")
+        parts = urlsplit(url)
+        if parts.scheme not in schemes or not parts.hostname:
+            wanted = "http://host:port" if args.http else "ws://host:port/"
+            return url, [
+                Check(
+                    "url",
+                    "fail",
+                    f"{url!r} is not a {schemes[0]} URL",
+                    f"写成 {wanted} 的形式。",
+                    f"write it as {wanted}.",
+                )
+            ]
+        checks = environment(parts.hostname, listening=False)
+        if args.http:
+            return url, checks + check_http(url, args.token, args.timeout)
+        return url, checks + check_ws(url, args.token, args.wait, args.timeout)
+    host, port = args.listen_http or args.listen_ws
+    target = f"{host}:{port}"
+    checks = environment(host, listening=True)
+    if args.listen_http:
+        return target, checks + listen_http(host, port, args.secret, args.wait)
+    return target, checks + listen_ws(host, port, args.token, args.wait, args.timeout)
+
+
+def render(mode: str, target: str, checks: list[Check], symbols: dict[str, str]) -> str:
+    """The checklist as text: one line per check, the fix lines under each problem."""
+    width = max((len(c.name) for c in checks), default=0)
+    lines = [f"onebot_ref doctor: {mode} {target}"]
+    for check in checks:
+        lines.append(f"{symbols[check.status]} {check.name:<{width}}  {check.detail}")
+        if check.fix_en:
+            lines.append(f"  {'':<{width}}  修复: {check.fix_zh}")
+            lines.append(f"  {'':<{width}}  fix: {check.fix_en}")
+    broken = sum(c.status == "fail" for c in checks)
+    lines.append(f"{broken} problem(s) to fix" if broken else "everything works")
+    return "\n".join(lines)
+
+
+def report(mode: str, target: str, checks: list[Check]) -> dict[str, Any]:
+    """The checklist as one JSON-ready object."""
+    return {
+        "mode": mode,
+        "target": target,
+        "ok": not any(c.status == "fail" for c in checks),
+        "checks": [c._asdict() for c in checks],
+    }
+
+
+def host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m onebot_ref.doctor",
+        description="Check the connection between a bot and its OneBot 11 implementation.",
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--http", metavar="URL", help="probe the implementation's HTTP API")
+    mode.add_argument("--ws", metavar="URL", help="probe its forward WebSocket server")
+    mode.add_argument(
+        "--listen-http", metavar="HOST:PORT", type=host_port, help="wait for its HTTP POST events"
+    )
+    mode.add_argument(
+        "--listen-ws",
+        metavar="HOST:PORT",
+        type=host_port,
+        help="wait for its reverse WebSocket connection",
+    )
+    parser.add_argument("--token", help="access token (both sides must agree)")
+    parser.add_argument("--secret", help="HTTP POST signature secret (X-Signature)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to listen or watch for events (default 10)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="connect and answer timeout per probe (default 3)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--verbose", action="store_true", help="debug logs on stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.CRITICAL,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    mode = next(m for m in ("http", "ws", "listen_http", "listen_ws") if getattr(args, m))
+    mode = "--" + mode.replace("_", "-")
+    try:
+        target, checks = run(args)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr, flush=True)
+        return 1
+    if args.json:
+        print(json.dumps(report(mode, target, checks), ensure_ascii=False, indent=2), flush=True)
+    else:
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        try:
+            "✓✗修复".encode(encoding)
+            symbols = SYMBOLS
+        except (UnicodeEncodeError, LookupError):  # e.g. a Windows console on cp1252
+            symbols = ASCII_SYMBOLS
+            if hasattr(sys.stdout, "reconfigure"):
+                sys.stdout.reconfigure(errors="replace")
+        print(render(mode, target, checks, symbols), flush=True)
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
