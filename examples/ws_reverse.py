@@ -17,19 +17,22 @@ def main() -> None:
     parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0))
     parser.add_argument("--token")
     args = parser.parse_args()
-    with WsServer(*args.listen, access_token=args.token) as server:
+    # Leaving the with-block closes the server first: a reply still in flight gets its answer.
+    with (
+        FakeOneBot(access_token=args.token) as fake,
+        WsServer(*args.listen, access_token=args.token) as server,
+    ):
 
         @server.on("message")
         def echo(event):
             server.reply(event, event["message"])  # routed to the bot that got the event
 
         if args.listen[1]:
-            server.serve_forever()  # Ctrl+C stops it
+            server.serve_forever()  # a real implementation dials us; Ctrl+C stops it
             return
-        with FakeOneBot(access_token=args.token) as fake:
-            fake.connect_reverse(server.url).wait_connected()
-            fake.push_message(user_id=20001, text="ping")
-            print("the bot replied:", fake.wait_for_sent(1)[0]["text"])
+        fake.connect_reverse(server.url).wait_connected()
+        fake.push_message(user_id=20001, text="ping")
+        print("the bot replied:", fake.wait_for_sent(1)[0]["text"])
 
 
 if __name__ == "__main__":
