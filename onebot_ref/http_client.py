@@ -48,7 +48,6 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -58,7 +57,7 @@ from requests.adapters import HTTPAdapter
 from .api import OneBotApi
 from .codec import dumps, http_error, loads, unwrap_response
 from .errors import ApiTimeout, DecodeError, NetworkError
-from .tls import client_context, explain, is_tls_refusal
+from .tls import client_context, error_chain, explain, is_tls_refusal
 
 __all__ = ["HttpClient", "use_ssl_context"]
 
@@ -247,7 +246,7 @@ def use_ssl_context(session: requests.Session, context: ssl.SSLContext) -> None:
 
 def _explain(exc: BaseException, url: str) -> str:
     """One sentence naming the likely cause of a requests connection error."""
-    causes = list(_causes(exc))
+    causes = list(error_chain(exc))
     tls = explain(exc, url)
     if tls is not None:
         return tls
@@ -267,17 +266,3 @@ def _explain(exc: BaseException, url: str) -> str:
             "the action may still have been carried out"
         )
     return f"{causes[-1]}; is the implementation running, the port right, no firewall in the way?"
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and everything it wraps (urllib3 hides the OSError under ``reason`` or ``args``)."""
-    todo = [exc]
-    seen: set[int] = set()
-    while todo:
-        current = todo.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        inner = (getattr(current, "reason", None), current.__cause__, current.__context__)
-        todo.extend(e for e in (*inner, *current.args) if isinstance(e, BaseException))

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "PLAINTEXT_REFUSAL",
     "client_context",
+    "error_chain",
     "explain",
     "family_for",
     "handshake",
@@ -200,7 +201,7 @@ def is_tls_refusal(body: bytes | None) -> bool:
 def explain(exc: BaseException, url: str) -> str | None:
     """One sentence for a TLS failure somewhere in ``exc``'s chain, or None if it is not one."""
     host = urlsplit(url).hostname or url
-    for cause in _chain(exc):
+    for cause in error_chain(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return (
                 f"the TLS certificate of {host} failed verification ({cause.verify_message}); "
@@ -216,7 +217,7 @@ def explain(exc: BaseException, url: str) -> str | None:
     return None
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def error_chain(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and everything it wraps (urllib3 hides errors under ``reason`` or ``args``)."""
     todo, seen = [exc], set()
     while todo:
