@@ -440,7 +440,12 @@ def test_echo_server_module():
         text=True,
     )
     try:
-        line = proc.stderr.readline()
+        # runpy may warn first (the package imports this module): skip to our line.
+        line = ""
+        for _ in range(10):
+            line = proc.stderr.readline()
+            if "listening on " in line:
+                break
         url = line.split("listening on ")[1].strip()
         with ws_connect(url, open_timeout=10, max_size=None) as ws:
             ws.send("你好")
