@@ -156,7 +156,7 @@ class ReverseClient:
             try:
                 ws = websocket.create_connection(url, header=self.headers(role), timeout=5)
             except (OSError, websocket.WebSocketException) as exc:
-                log.debug("reverse dial %s failed: %s", url, exc)
+                log.debug("reverse dial %s failed: %s", codec.redact(url), codec.redact(str(exc)))
             else:
                 self._serve(ReverseConn(ws, role))
             self._stop.wait(self.reconnect_interval)

@@ -34,7 +34,6 @@ the response so that it leaves in one write. Threads: one per connection
 
 import io
 import logging
-import re
 import socket
 import socketserver
 import sys
@@ -53,6 +52,7 @@ from .codec import (
     loads,
     mask_token,
     parse_authorization,
+    redact,
     token_matches,
 )
 from .errors import DecodeError, NetworkError, NotConnected
@@ -64,12 +64,6 @@ log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "text/json")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # listening on every interface
-_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"]*", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """``text`` with every ``access_token=`` query value replaced by ``***`` (for logs)."""
-    return _TOKEN_IN_QUERY.sub(r"\1***", text)
 
 
 class _DeadlineReader(io.RawIOBase):
