@@ -262,6 +262,9 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True  # a stuck handler must not keep the interpreter alive
+    # socketserver listens with a backlog of 5: past it, a burst of connections
+    # waits out SYN retransmits (1 s, 2 s, 4 s...) before we even see it.
+    request_queue_size = socket.SOMAXCONN
     block_on_close = False  # close() joins the threads itself, with a deadline
     # On Windows SO_REUSEADDR lets a second server bind the same port silently.
     allow_reuse_address = sys.platform != "win32"
