@@ -28,6 +28,7 @@ This module is pure: no sockets, no threads, stdlib only.
 import hashlib
 import hmac
 import json
+import re
 from typing import Any
 
 from .errors import ActionFailed, ApiNotAvailable, AuthError, DecodeError
@@ -42,6 +43,7 @@ __all__ = [
     "loads",
     "mask_token",
     "parse_authorization",
+    "redact",
     "sign",
     "token_matches",
     "unwrap_response",
@@ -245,3 +247,11 @@ def mask_token(token: str | None) -> str:
     if not token:
         return "<none>"
     return f"{token[:2]}…({len(token)} chars)"
+
+
+_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` (a URL, a request line) with each ``access_token=`` value replaced by ``***``."""
+    return _TOKEN_IN_QUERY.sub(r"\1***", text)

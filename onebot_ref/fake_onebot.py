@@ -260,7 +260,7 @@ class FakeOneBot:
         try:
             resp = self._session.post(url, data=body, headers=headers, timeout=10)
         except requests.RequestException as exc:
-            log.warning("HTTP POST to %s failed: %s", url, exc)
+            log.warning("HTTP POST to %s failed: %s", codec.redact(url), codec.redact(str(exc)))
             self.post_log.append((0, None))
             return
         operation = None
@@ -268,7 +268,9 @@ class FakeOneBot:
             try:
                 operation = codec.loads(resp.content)
             except DecodeError:
-                log.warning("quick operation from %s is not JSON: %.80r", url, resp.content)
+                log.warning(
+                    "quick operation from %s is not JSON: %.80r", codec.redact(url), resp.content
+                )
         self.post_log.append((resp.status_code, operation))
         self.record("bot → onebot", "http-server", operation if operation else resp.status_code)
         if operation is not None:

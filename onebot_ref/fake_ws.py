@@ -162,7 +162,7 @@ class ReverseClient:
                     sslopt={"context": context} if context is not None else {},
                 )
             except (OSError, websocket.WebSocketException) as exc:
-                log.debug("reverse dial %s failed: %s", url, exc)
+                log.debug("reverse dial %s failed: %s", codec.redact(url), codec.redact(str(exc)))
             else:
                 self._serve(ReverseConn(ws, role))
             self._stop.wait(self.reconnect_interval)

@@ -401,12 +401,20 @@ def parse_handshake(
     lines = bytes(data[:end]).decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise HandshakeError(f"malformed request line {lines[0][:80]!r}")
+        # Errors get logged: quote no query string (?access_token=) and no header value.
+        raise HandshakeError(f"malformed request line {lines[0].partition('?')[0][:80]!r}")
+    try:
+        urlsplit(parts[1])  # what Request.path and .query do; "http://[::1" is a ValueError
+    except ValueError:
+        raise HandshakeError(
+            f"malformed request target {parts[1].partition('?')[0][:80]!r}"
+        ) from None
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip():
-            raise HandshakeError(f"malformed header line {line[:80]!r}")
+            what = repr(name[:40]) if colon else f"of {len(line)} bytes without a colon"
+            raise HandshakeError(f"malformed header line {what}")
         key = name.lower()
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value

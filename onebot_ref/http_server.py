@@ -37,6 +37,7 @@ TLS handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`).
 ``host="::"`` listens on IPv6 (and IPv4 too where the OS allows).
 """
 
+import io
 import logging
 import socket
 import socketserver
@@ -57,6 +58,7 @@ from .codec import (
     loads,
     mask_token,
     parse_authorization,
+    redact,
     token_matches,
 )
 from .errors import DecodeError, NetworkError, NotConnected
@@ -68,6 +70,42 @@ __all__ = ["EventHandler", "HttpServer", "ManagedHTTPServer"]
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "text/json")
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # listening on every interface
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads: each bounded by ``idle`` seconds, one request's all together by
+    ``per_request`` seconds (so a peer trickling a byte at a time cannot hold the thread).
+
+    The request's clock starts with its first byte and stops at :meth:`next_request`.
+    """
+
+    def __init__(self, sock: socket.socket, idle: float, per_request: float) -> None:
+        self.sock = sock
+        self.idle = idle
+        self.per_request = per_request
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self.idle
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - time.monotonic())
+            if timeout <= 0:
+                raise TimeoutError(f"request not received within {self.per_request:g}s")
+        self.sock.settimeout(timeout)
+        try:
+            n = self.sock.recv_into(buffer)
+        finally:
+            self.sock.settimeout(self.idle)  # sends keep the idle timeout
+        if n and self.deadline is None:
+            self.deadline = time.monotonic() + self.per_request
+        return n
+
+    def next_request(self) -> None:
+        self.deadline = None
 
 
 class EventHandler(BaseHTTPRequestHandler):
@@ -80,11 +118,25 @@ class EventHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.idle_timeout)  # bounds every read and idle wait
+        self.connection.settimeout(self.server.idle_timeout)  # bounds every send and idle wait
+        # Reads: idle_timeout each, request_timeout for a whole request (slow-loris).
+        self.reader = _DeadlineReader(
+            self.connection, self.server.idle_timeout, self.server.request_timeout
+        )
+        self.rfile.close()  # the stdlib's reader, replaced by ours
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        self.reader.next_request()
 
     def do_POST(self) -> None:
         # 1) Is this our path?
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # e.g. "http://[::1": not a URL at all
+            self.refuse(400, f"malformed request target {redact(self.path)[:80]!r}", close=True)
+            return
         if path.rstrip("/") != self.server.path.rstrip("/"):
             hint = ""
             if path.rsplit("/", 1)[-1] in STANDARD_ACTIONS:
@@ -163,7 +215,7 @@ class EventHandler(BaseHTTPRequestHandler):
 
     def refuse(self, status: int, reason: str, *, close: bool = False) -> None:
         """Answer an error status with a one-line reason."""
-        log.debug("%s %s -> %d %s", self.command, self.path, status, reason)
+        log.debug("%s %s -> %d %s", self.command, redact(self.path), status, reason)
         self.respond(status, reason, close=close)
 
     def respond(
@@ -200,10 +252,10 @@ class EventHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):  # called for every request: keep it cheap
-            log.debug("%s - " + format, self.address_string(), *args)
+            log.debug("%s - %s", self.address_string(), redact(format % args))
 
     def log_error(self, format: str, *args: Any) -> None:
-        log.info("%s - " + format, self.address_string(), *args)
+        log.info("%s - %s", self.address_string(), redact(format % args))
 
 
 class ManagedHTTPServer(ThreadingHTTPServer):
@@ -221,6 +273,9 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True  # a stuck handler must not keep the interpreter alive
+    # socketserver listens with a backlog of 5: past it, a burst of connections
+    # waits out SYN retransmits (1 s, 2 s, 4 s...) before we even see it.
+    request_queue_size = socket.SOMAXCONN
     block_on_close = False  # close() joins the threads itself, with a deadline
     # On Windows SO_REUSEADDR lets a second server bind the same port silently.
     allow_reuse_address = sys.platform != "win32"
@@ -393,12 +448,14 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         registry: the handlers; by default a new one, closed by :meth:`close`.
         api: where :meth:`call` (and ``reply``, ``send_group_msg``…) send
             actions, usually an ``HttpClient`` for the same implementation.
-        max_body: the largest event accepted, in bytes (413 beyond it).
+        max_body: the largest event accepted, in bytes (413 beyond it). Request
+            heads are bounded by the stdlib: 64 KiB per line, 100 header lines.
         idle_timeout: seconds a connection may sit idle (or stall mid-request).
         ssl_context: serve ``https://`` with this server-side ``ssl.SSLContext``.
         certfile, keyfile: serve ``https://`` with this certificate chain and key (PEM).
         handshake_timeout: seconds a new connection may take to send its first
             byte and finish the TLS handshake.
+        request_timeout: seconds from a request's first byte until its body is read.
 
     Raises:
         NetworkError: the port cannot be bound; the message says why.
@@ -421,6 +478,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         certfile: str | None = None,
         keyfile: str | None = None,
         handshake_timeout: float = 10.0,
+        request_timeout: float = 30.0,
     ) -> None:
         self.path = path if path.startswith("/") else f"/{path}"
         self.secret = secret
@@ -430,6 +488,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         self.api = api
         self.max_body = max_body
         self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
         self.auth_failures = 0
         super().__init__(
             (host, port),
@@ -438,6 +497,13 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
             ssl_context=server_context(ssl_context, certfile, keyfile),
             handshake_timeout=min(handshake_timeout, idle_timeout),
         )
+        if host in WILDCARD_HOSTS and not (secret or access_token):
+            log.warning(
+                "listening on all interfaces (%r) with neither secret nor access_token: "
+                "anyone who can reach port %d can post events as the bot",
+                host,
+                self.port,
+            )
 
     @property
     def url(self) -> str:

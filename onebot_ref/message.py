@@ -174,18 +174,19 @@ def normalize(message: Any) -> list[Segment]:
     if isinstance(message, str):
         return parse_cq(message)
     if isinstance(message, dict):
-        return [message]
+        return [_checked(message)]
     if isinstance(message, list | tuple):
-        result: list[Segment] = []
-        for item in message:
-            if isinstance(item, str):
-                result.append(text(item))
-            elif isinstance(item, dict):
-                result.append(item)
-            else:
-                raise DecodeError(f"a message list holds segments or strings, not {item!r:.60}")
-        return result
+        return [text(item) if isinstance(item, str) else _checked(item) for item in message]
     raise DecodeError(f"a message is a str, a segment dict or a list, not {type(message).__name__}")
+
+
+def _checked(item: Any) -> Segment:
+    """``item`` if it has the shape of a segment: a string ``type``, a dict (or null) ``data``."""
+    if not isinstance(item, dict):
+        raise DecodeError(f"a message list holds segments or strings, not {item!r:.60}")
+    if not isinstance(item.get("type"), str) or not isinstance(item.get("data"), dict | None):
+        raise DecodeError(f"not a segment ({{'type': str, 'data': dict}}): {item!r:.60}")
+    return item
 
 
 def plain_text(message: Any) -> str:

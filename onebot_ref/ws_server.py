@@ -26,7 +26,8 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
   A call in flight fails at once with ``NotConnected`` when its connection drops.
 * Liveness: once an implementation sends heartbeats, a connection silent for 3x
   the heartbeat's ``interval`` is closed (it will reconnect). Pings are answered;
-  ``ping_interval`` adds our own pings. No permessage-deflate.
+  ``ping_interval`` adds our own pings, and then a connection that answers
+  nothing for 3 intervals (a half-open one) is closed too. No permessage-deflate.
 * TLS: with ``ssl_context=`` or ``certfile=``/``keyfile=`` the URL is
   ``wss://``; each connection's thread checks the first byte and runs the TLS
   handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`), so a
@@ -400,7 +401,8 @@ class WsServer(OneBotApi):
         max_message: the largest message accepted, in bytes (1009 beyond it).
         handshake_timeout: seconds a client may take to send its upgrade request.
         send_timeout: seconds a send may block before the peer is dropped.
-        ping_interval: send a ping every this many seconds; None sends none.
+        ping_interval: send a ping every this many seconds; None sends none. A peer
+            silent (not even a pong) for 3 intervals is then dropped as half-open.
         echo: echo every message back instead of speaking OneBot (for conformance suites).
         ssl_context: serve ``wss://`` with this server-side ``ssl.SSLContext``.
         certfile, keyfile: serve ``wss://`` with this certificate chain and key (PEM).
@@ -496,6 +498,13 @@ class WsServer(OneBotApi):
             ) from exc
         self._listener.settimeout(TICK)
         self.port = self._listener.getsockname()[1]
+        if self.host in ("", "0.0.0.0", "::") and not self.access_token and not self.echo:
+            log.warning(
+                "listening on all interfaces (%r) without an access_token: anyone who can "
+                "reach port %d can connect as a bot",
+                self.host,
+                self.port,
+            )
 
     def start(self) -> "WsServer":
         """Listen, and serve in a daemon thread; returns once the port is bound."""
@@ -550,6 +559,9 @@ class WsServer(OneBotApi):
             if conn.heartbeat is not None and silent > 3 * conn.heartbeat:
                 log.warning("%r silent for %.1fs (heartbeat every %.1fs); closing it",
                             conn, silent, conn.heartbeat)  # fmt: skip
+                conn.abort()
+            elif self.ping_interval and silent > 3 * self.ping_interval:
+                log.warning("%r answered none of our pings for %.1fs; closing it", conn, silent)
                 conn.abort()
             elif self.ping_interval and now - conn.last_ping > self.ping_interval:
                 conn.last_ping = now

@@ -175,6 +175,11 @@ def test_normalize_forms():
         m.normalize(5)
     with pytest.raises(DecodeError, match="segments or strings"):
         m.normalize([5])
+    with pytest.raises(DecodeError, match="not a segment"):
+        m.normalize({"type": "text", "data": "oops"})
+    with pytest.raises(DecodeError, match="not a segment"):
+        m.plain_text([{"data": {"text": "no type"}}])
+    assert m.normalize([{"type": "face", "data": None}]) == [{"type": "face", "data": None}]
 
 
 def test_plain_text():

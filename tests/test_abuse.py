@@ -1,0 +1,344 @@
+"""Socket abuse against ws_server and http_server, over real loopback sockets (issue 9).
+
+Slow handshakes, bytes trickled one at a time, floods of silent connections,
+a peer that stops reading, half-open peers, and many bots at once. The
+promise: every abuser is cut off within its timeout, no thread is held
+forever, and the other peers keep being served meanwhile.
+
+``MANY_BOTS`` (default 200) sets the concurrent reverse-WS bots of the default
+run; the ``soak``-marked variant holds 1,000.
+"""
+
+import os
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+
+from onebot_ref import codec
+from onebot_ref.errors import NotConnected
+from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.framer import CLOSE, PING, TEXT, Frame, MessageReader, encode_frame
+from onebot_ref.http_server import HttpServer
+from onebot_ref.ws_server import WsServer
+
+EVENT = b'{"post_type":"meta_event","meta_event_type":"heartbeat","self_id":1,"interval":0}'
+
+
+def http_event():
+    return f"POST / HTTP/1.1\r\nContent-Length: {len(EVENT)}\r\n\r\n".encode() + EVENT
+
+
+def wait_until(condition, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
+        time.sleep(0.02)
+
+
+def closed_by_peer(sock, timeout):
+    """True if the peer closes (EOF or reset) within ``timeout``; reads and drops any data."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        sock.settimeout(remaining)
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+    return False
+
+
+def trickle(sock, data, interval, stop_after):
+    """Send ``data`` a byte at a time; return the seconds until the server cut us off."""
+    started = time.monotonic()
+    for byte in data:
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            break
+        sock.settimeout(interval)
+        try:
+            if not sock.recv(65536):  # EOF: cut off (a 408 or error reply may come first)
+                break
+        except TimeoutError:
+            pass
+        except OSError:
+            break
+        if time.monotonic() - started > stop_after:
+            break
+    return time.monotonic() - started
+
+
+def ws_handshake(port, self_id=None, target="/", extra=()):
+    """A raw reverse-WS client: connect, upgrade, return the socket and leftover bytes."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = [
+        f"GET {target} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *([f"X-Self-ID: {self_id}"] if self_id is not None else []),
+        *extra,
+    ]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "closed during the handshake"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return sock, rest
+
+
+def good_fake(server):
+    """A well-behaved implementation on the same server, to prove it is still served."""
+    fake = FakeOneBot(self_id=10001)
+    fake.connect_reverse(server.url, reconnect_interval=0.05)
+    wait_until(lambda: "10001" in server.bots, what="the good bot connecting")
+    return fake
+
+
+@pytest.fixture
+def thread_baseline():
+    before = threading.active_count()
+    yield before
+    wait_until(lambda: threading.active_count() <= before, what="threads back to the baseline")
+
+
+# --- slow and trickled requests ---------------------------------------------------------
+
+
+def test_ws_handshake_trickled_byte_by_byte_is_cut_off(thread_baseline):
+    with WsServer(port=0, handshake_timeout=1.0) as server:
+        fake = good_fake(server)
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            endless = b"GET / HTTP/1.1\r\n" + b"X-Padding: " + b"a" * 10_000
+            took = trickle(sock, endless, interval=0.05, stop_after=8)
+            assert took < 4, f"a trickled handshake held its thread for {took:.1f}s"
+            sock.close()
+            assert server.bot(10001).get_status()["good"] is True
+        finally:
+            fake.close()
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_http_request_trickled_byte_by_byte_is_cut_off(part, thread_baseline):
+    """Each byte comes within idle_timeout; request_timeout still ends the request."""
+    with HttpServer(port=0, idle_timeout=0.5, request_timeout=1.0) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        head = b"POST / HTTP/1.1\r\nContent-Length: 100000\r\n"
+        if part == "head":
+            data = head + b"X-Padding: " + b"a" * 10_000
+        else:
+            sock.sendall(head + b"\r\n")
+            data = b"{" + b" " * 100_000
+        took = trickle(sock, data, interval=0.1, stop_after=8)
+        assert took < 4, f"a trickled {part} held its thread for {took:.1f}s"
+        sock.close()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as good:
+            good.sendall(http_event())
+            assert good.recv(100).startswith(b"HTTP/1.1 204 ")
+
+
+def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off():
+    """request_timeout counts per request: idle gaps between requests do not add up."""
+    with HttpServer(port=0, idle_timeout=2.0, request_timeout=0.5) as server:
+        request = http_event()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            for _ in range(4):
+                sock.sendall(request)
+                assert sock.recv(1000).startswith(b"HTTP/1.1 204 ")
+                time.sleep(0.3)  # 4 x 0.3 s > request_timeout, each gap < idle_timeout
+
+
+def test_oversized_heads_are_refused_and_the_servers_keep_serving():
+    with WsServer(port=0, max_header=4096) as ws, HttpServer(port=0) as http:
+        sock = socket.create_connection(("127.0.0.1", ws.port), timeout=10)
+        sock.sendall(b"GET / HTTP/1.1\r\nX: " + b"a" * 100_000)
+        assert sock.recv(100).startswith(b"HTTP/1.1 431 ")
+        sock.close()
+        sock = socket.create_connection(("127.0.0.1", http.port), timeout=10)
+        sock.sendall(b"POST / HTTP/1.1\r\n" + b"X: " + b"a" * 70_000 + b"\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 431 ")
+        sock.close()
+        ok, _ = ws_handshake(ws.port, 1)
+        ok.close()
+
+
+# --- floods ------------------------------------------------------------------------------
+
+
+def test_a_flood_of_silent_connections_is_reaped(thread_baseline):
+    flood = 200
+    with (
+        WsServer(port=0, handshake_timeout=1.0) as ws,
+        HttpServer(port=0, idle_timeout=1.0) as http,
+    ):
+        fake = good_fake(ws)
+        socks = []
+        try:
+            assert ws.bot(10001).get_status()["good"] is True  # the registry's workers are up
+            before_flood = threading.active_count()
+            for port in (ws.port, http.port):
+                for _ in range(flood // 2):
+                    socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            wait_until(lambda: threading.active_count() >= before_flood + flood // 2)
+            # Served meanwhile: a call over the good bot's connection, a new upgrade, an event.
+            assert ws.bot(10001).get_status()["good"] is True
+            sock, _ = ws_handshake(ws.port, 2)
+            sock.close()
+            with socket.create_connection(("127.0.0.1", http.port), timeout=10) as good:
+                good.sendall(http_event())
+                assert good.recv(100).startswith(b"HTTP/1.1 204 ")
+            # Every silent connection is closed by the server within its timeout.
+            started = time.monotonic()
+            assert all(closed_by_peer(s, 10) for s in socks)
+            assert time.monotonic() - started < 6
+            wait_until(lambda: threading.active_count() <= before_flood, what="reaped")
+        finally:
+            for s in socks:
+                s.close()
+            fake.close()
+
+
+def test_a_peer_that_stops_reading_is_dropped_and_others_unaffected(thread_baseline):
+    with WsServer(port=0, send_timeout=0.5, timeout=5) as server:
+        fake = good_fake(server)
+        stuck, _ = ws_handshake(server.port, 20002)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            wait_until(lambda: "20002" in server.bots)
+            big = "x" * (8 * 2**20)  # far more than both socket buffers hold
+            started = time.monotonic()
+            with pytest.raises(NotConnected):
+                server.call("send_private_msg", self_id=20002, user_id=1, message=big)
+            assert time.monotonic() - started < 4
+            assert server.bot(10001).get_status()["good"] is True
+            wait_until(lambda: "20002" not in server.bots, what="the stuck bot dropped")
+        finally:
+            stuck.close()
+            fake.close()
+
+
+def test_half_open_connections_are_reaped_with_pings(thread_baseline):
+    with WsServer(port=0, ping_interval=0.2) as server:
+        fake = good_fake(server)  # websocket-client answers our pings
+        silent, _ = ws_handshake(server.port, 20002)  # never answers anything
+        try:
+            wait_until(lambda: "20002" in server.bots)
+            assert closed_by_peer(silent, 5)
+            wait_until(lambda: server.bots == ["10001"], what="only the good bot left")
+            time.sleep(1.0)  # well past 3 ping intervals: the answering peer stays
+            assert server.bots == ["10001"]
+            assert server.bot(10001).get_status()["good"] is True
+        finally:
+            silent.close()
+            fake.close()
+
+
+# --- many bots --------------------------------------------------------------------------
+
+
+class Responder(threading.Thread):
+    """Answers every action on many raw client sockets, from one thread (selectors)."""
+
+    def __init__(self, socks):
+        super().__init__(name="test-responder", daemon=True)
+        self.selector = selectors.DefaultSelector()
+        for sock, rest in socks:
+            sock.setblocking(False)
+            reader = MessageReader(mask=False)
+            reader.feed(rest)
+            self.selector.register(sock, selectors.EVENT_READ, reader)
+        self.stop = threading.Event()
+        self.answered = 0
+
+    def run(self):
+        deadline = time.monotonic() + 120  # bounded, whatever happens
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            for key, _ in self.selector.select(0.1):
+                try:
+                    data = key.fileobj.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.selector.unregister(key.fileobj)
+                    continue
+                key.data.feed(data)
+                while (message := key.data.next_message()) is not None:
+                    self.answer(key.fileobj, message)
+        self.selector.close()
+
+    def answer(self, sock, message):
+        if message.opcode == TEXT:
+            request = codec.loads(message.payload)
+            data = {"user_id": int(request["params"]["who"]), "nickname": "bot"}
+            reply = {"status": "ok", "retcode": 0, "data": data, "echo": request["echo"]}
+            frame = Frame(TEXT, codec.dumps(reply))
+        elif message.opcode == PING:
+            frame = Frame(0xA, message.payload)
+        else:
+            return
+        sock.setblocking(True)
+        sock.sendall(encode_frame(frame, mask=True))
+        sock.setblocking(False)
+        self.answered += 1
+
+
+def many_bots(n):
+    got = {}
+    lock = threading.Lock()
+    with WsServer(port=0, timeout=20) as server:
+
+        @server.on("message")
+        def count(event):
+            with lock:
+                got[str(event["self_id"])] = got.get(str(event["self_id"]), 0) + 1
+
+        socks = []
+        try:
+            for i in range(n):
+                socks.append(ws_handshake(server.port, 100_000 + i))
+            wait_until(lambda: len(server.bots) == n, timeout=30, what=f"{n} bots attached")
+            # Events still flow from every one of them...
+            for i, (sock, _) in enumerate(socks):
+                event = {"post_type": "message", "message_type": "private", "self_id": 100_000 + i}
+                sock.sendall(encode_frame(Frame(TEXT, codec.dumps(event)), mask=True))
+            wait_until(lambda: len(got) == n, timeout=30, what="an event from every bot")
+            assert set(got.values()) == {1}
+            # ... and calls reach every one of them, routed by self_id.
+            responder = Responder(socks)
+            responder.start()
+            try:
+                for i in range(n):
+                    who = 100_000 + i
+                    assert server.call("get_login_info", self_id=who, who=who)["user_id"] == who
+            finally:
+                responder.stop.set()
+                responder.join(5)
+            assert responder.answered == n
+        finally:
+            for sock, _ in socks:
+                try:
+                    sock.sendall(encode_frame(Frame(CLOSE, b"\x03\xe8"), mask=True))
+                except OSError:
+                    pass
+                sock.close()
+
+
+def test_many_bots_at_once(thread_baseline):
+    many_bots(int(os.environ.get("MANY_BOTS", "200")))
+
+
+@pytest.mark.soak
+def test_a_thousand_bots_at_once(thread_baseline):
+    many_bots(1000)

@@ -1,0 +1,288 @@
+"""Faults through FakeOneBot, with the accounting test_against_fake.py leaves out (issue 9).
+
+* Exactly-once: every event the implementation got rid of before a fault
+  (sent on a WebSocket, or acknowledged with 2xx over HTTP POST) reaches the
+  handlers once, none twice, across drops and restarts.
+* No storm: reconnect attempts in a window stay few (capped backoff), whether
+  the peer is down or accepts and hangs up at once.
+* Pending calls fail within a bounded time with the documented error.
+* ``threading.active_count()`` returns to its baseline after ``close()``.
+"""
+
+import itertools
+import socket
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from onebot_ref.errors import ApiTimeout, NetworkError, NotConnected
+from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.http_client import HttpClient
+from onebot_ref.http_server import HttpServer
+from onebot_ref.ws_client import WsClient
+from onebot_ref.ws_server import WsServer
+
+
+def wait_until(condition, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def baseline():
+    """Threads before the test; after it, the count must come back down."""
+    before = threading.active_count()
+    yield before
+    wait_until(lambda: threading.active_count() <= before, 5, "threads back to the baseline")
+
+
+class Counting:
+    """A bot of ours in ``mode``, counting each event's text as its handler sees it."""
+
+    def __init__(self, fake, mode):
+        self.fake, self.mode, self.seen = fake, mode, Counter()
+        self._lock = threading.Lock()
+        if mode == "http-server":
+            self.bot = HttpServer(port=0).start()
+            fake.add_http_post(self.bot.url)
+        elif mode == "ws-client":
+            self.bot = WsClient(fake.start_ws_server(), timeout=5)
+            self.bot.backoff_initial = 0.05
+        else:
+            self.bot = WsServer(port=0, timeout=5).start()
+            self.reverse = fake.connect_reverse(self.bot.url, reconnect_interval=0.05)
+        self.bot.on("message")(self.count)
+        if mode == "ws-client":
+            self.bot.start()
+        self.wait_up()
+
+    def count(self, event):
+        with self._lock:
+            self.seen[event["raw_message"]] += 1
+
+    def up(self):
+        if self.mode == "http-server":
+            return True
+        if self.mode == "ws-client":
+            return self.bot.connected and bool(self.fake.event_connections())
+        return bool(self.bot.bots) and bool(self.fake.event_connections())
+
+    def wait_up(self):
+        wait_until(self.up, 10, f"{self.mode} connected")
+
+    def fault(self, kind):
+        if kind == "drop":
+            if self.mode == "ws-server":
+                self.reverse.drop()
+            elif self.mode == "ws-client":
+                for conn in self.fake.event_connections():
+                    conn.abort()
+        else:
+            self.fake.restart(downtime=0.2)
+        if self.mode != "http-server":
+            wait_until(lambda: not self.up() or kind == "restart", 5, "the drop noticed")
+
+    def push(self, texts):
+        """Push each text; return those the implementation got rid of (its "ack")."""
+        acked = []
+        for text in texts:
+            conns = self.fake.event_connections()
+            before = len(self.fake.post_log)
+            self.fake.push_message(text=text)
+            if self.mode == "http-server":
+                if 200 <= self.fake.post_log[before][0] < 300:
+                    acked.append(text)
+            elif conns:
+                acked.append(text)
+        return acked
+
+    def close(self):
+        self.bot.close()
+
+
+@pytest.mark.parametrize("kind", ["drop", "restart"])
+@pytest.mark.parametrize("mode", ["http-server", "ws-client", "ws-server"])
+def test_acknowledged_events_are_delivered_exactly_once(mode, kind, baseline):
+    fake = FakeOneBot()
+    bot = Counting(fake, mode)
+    try:
+        acked = bot.push([f"before-{i}" for i in range(50)])
+        assert len(acked) == 50
+        bot.fault(kind)
+        bot.wait_up()
+        acked += bot.push([f"after-{i}" for i in range(50)])
+        assert len(acked) >= 100
+        wait_until(lambda: sum(bot.seen.values()) >= len(acked), 10, "every event handled")
+        time.sleep(0.2)  # a duplicate would arrive now
+        assert all(bot.seen[text] == 1 for text in acked), [t for t in acked if bot.seen[t] != 1]
+        assert set(bot.seen) <= set(acked)  # nothing delivered that was not sent
+    finally:
+        bot.close()
+        fake.close()
+
+
+# --- no reconnect storm -----------------------------------------------------------------
+
+
+def count_connects(client):
+    attempts = []
+    real = client._connect
+
+    def counting(url):
+        attempts.append(time.monotonic())
+        return real(url)
+
+    client._connect = counting
+    return attempts
+
+
+def test_no_reconnect_storm_while_the_implementation_is_down(baseline):
+    fake = FakeOneBot()
+    client = WsClient(fake.start_ws_server(), timeout=5)
+    client.backoff_initial = 0.05
+    client.backoff_max = 1.0
+    attempts = count_connects(client)
+    client.start()
+    try:
+        fake.ws_server.close()  # down for 2 s
+        started = time.monotonic()
+        time.sleep(2.0)
+        window = [t for t in attempts if t >= started]
+        # Backoff 0.05 doubling to 1 s with jitter: about 6 dials in 2 s; a storm is hundreds.
+        assert 2 <= len(window) <= 12, len(window)
+        gaps = [b - a for a, b in itertools.pairwise(window)]
+        assert max(gaps) >= 0.3  # it really backs off
+    finally:
+        client.close()
+        fake.close()
+
+
+def test_no_reconnect_storm_against_a_peer_that_accepts_and_hangs_up(baseline):
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    accepted = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(time.monotonic())
+            conn.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    client = WsClient(f"ws://127.0.0.1:{listener.getsockname()[1]}/", timeout=1)
+    client.backoff_initial = 0.05
+    client.backoff_max = 1.0
+    try:
+        runner = threading.Thread(target=client.run_forever)
+        runner.start()
+        time.sleep(2.0)
+        assert 2 <= len(accepted) <= 12, len(accepted)
+    finally:
+        client.close()
+        runner.join(5)
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+# --- pending calls fail fast -------------------------------------------------------------
+
+
+def _calls_in_flight(bot, n=3, timeout=30):
+    results = []
+
+    def call():
+        started = time.monotonic()
+        try:
+            bot.call("get_status", timeout=timeout)
+            results.append(("ok", time.monotonic() - started))
+        except Exception as exc:
+            results.append((exc, time.monotonic() - started))
+
+    threads = [threading.Thread(target=call) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+@pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
+def test_calls_in_flight_when_the_implementation_restarts_fail_fast(mode, baseline):
+    fake = FakeOneBot()
+    bot = Counting(fake, mode)
+    try:
+        fake.faults.delay = 0.5
+        threads, results = _calls_in_flight(bot.bot)
+        time.sleep(0.2)
+        fake.restart(downtime=0.1)
+        for t in threads:
+            t.join(10)
+        assert len(results) == 3
+        assert all(isinstance(e, NotConnected) and took < 3 for e, took in results), results
+        fake.faults.delay = 0
+        bot.wait_up()
+        wait_until(lambda: _ok(bot.bot), 10, "calls work again")
+    finally:
+        bot.close()
+        fake.close()
+
+
+def _ok(bot):
+    try:
+        return bot.get_status()["good"]
+    except (NotConnected, ApiTimeout, ValueError):
+        return False
+
+
+@pytest.mark.parametrize("mode", ["http-client", "ws-client", "ws-server"])
+def test_silent_but_connected_times_out_on_time_and_recovers(mode, baseline):
+    fake = FakeOneBot()
+    if mode == "http-client":
+        bot = HttpClient(fake.start_http_api(), timeout=5)
+        closer = bot.close
+    else:
+        counting = Counting(fake, mode)
+        bot, closer = counting.bot, counting.close
+    try:
+        fake.faults.delay = 1.0  # it answers, but too late
+        started = time.monotonic()
+        with pytest.raises(ApiTimeout) as info:
+            bot.call("get_status", timeout=0.3)
+        assert 0.25 < time.monotonic() - started < 1.0
+        assert info.value.action == "get_status"
+        fake.faults.delay = 0
+        time.sleep(1.0)  # the late answer arrives and is dropped as unmatched
+        assert bot.get_status()["good"] is True
+    finally:
+        closer()
+        fake.close()
+
+
+@pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
+def test_a_storm_of_faults_leaves_no_thread_behind(mode, baseline):
+    """Every fault in turn on one bot, then close(): the thread count is back."""
+    fake = FakeOneBot(heartbeat_interval=0.2)
+    bot = Counting(fake, mode)
+    try:
+        for fault in ("echo", "malformed", "close_mid_call", "drop"):
+            if fault == "echo":
+                fake.faults.echo = "mangle"
+            else:
+                setattr(fake.faults, fault, 1)
+            with pytest.raises((ApiTimeout, NetworkError)):
+                bot.bot.call("get_status", timeout=0.5)
+            fake.faults.echo = "keep"
+            wait_until(lambda: _ok(bot.bot), 10, f"recovered from {fault}")
+        bot.fault("restart")
+        wait_until(lambda: _ok(bot.bot), 10, "recovered from a restart")
+    finally:
+        bot.close()
+        fake.close()
