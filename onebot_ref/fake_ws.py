@@ -285,7 +285,11 @@ class FakeWsServer(WsServer):
     connection_class = ForwardConn
 
     def __init__(self, fake: "FakeOneBot", address: tuple[str, int]) -> None:
-        super().__init__(address[0], address[1], ssl_context=fake.ssl_context)
+        # ForwardConn checks tokens the flavour's way; the token passed here only
+        # tells WsServer not to warn about a wildcard bind with no token.
+        super().__init__(
+            address[0], address[1], access_token=fake.access_token, ssl_context=fake.ssl_context
+        )
         self.fake = fake
 
     def start(self) -> str:  # type: ignore[override]
