@@ -1,0 +1,337 @@
+"""One reverse-WebSocket connection, as the server sees it: the handshake, then frames.
+
+:class:`Connection` is the per-socket half of :mod:`onebot_ref.ws_server`: it runs on its
+own daemon thread, does the TLS and WebSocket handshakes (RFC 6455 section 4) and the
+OneBot checks (spec ``communication/ws-reverse.md``: token, ``X-Self-ID``,
+``X-Client-Role``), then reads frames with our framer until the connection closes. Events
+go to the server's registry; responses to the calls waiting on this connection. Sends are
+serialized by a lock and bounded by the server's ``send_timeout``.
+
+FakeOneBot's forward-WS server and the doctor subclass it: the same framer and receive
+loop serve the implementation's side, with ``check_onebot`` and ``on_message`` replaced.
+"""
+
+import logging
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from .calls import PendingCalls
+from .codec import is_event, loads, mask_token, parse_authorization, token_matches
+from .errors import DecodeError, NotConnected, ProtocolError
+from .framer import (
+    BINARY,
+    CLOSE,
+    PING,
+    PONG,
+    TEXT,
+    Frame,
+    HandshakeError,
+    MessageReader,
+    Request,
+    check_request,
+    encode_close,
+    encode_frame,
+    error_response,
+    handshake_response,
+    parse_close,
+    parse_handshake,
+)
+from .tls import handshake, peer_name, sniff
+
+if TYPE_CHECKING:
+    from .ws_server import WsServer
+
+__all__ = ["ROLES", "Connection", "Throttle", "read_message"]
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 256 * 1024
+ROLES = {"universal": "Universal", "api": "API", "event": "Event"}
+
+
+def read_message(sock: socket.socket, reader: MessageReader) -> Frame | None:
+    """Block until ``reader`` has a whole message or control frame; None at EOF.
+
+    Reads at most ``RECV_SIZE`` bytes at a time; the socket's own timeout bounds
+    each read (``TimeoutError`` propagates). Frame limits are the reader's.
+    """
+    while (message := reader.next_message()) is None:
+        data = sock.recv(RECV_SIZE)
+        if not data:
+            return None
+        reader.feed(data)
+    return message
+
+
+class Throttle:
+    """Say yes to the first event per key, then at most once per ``period`` seconds."""
+
+    def __init__(self, period: float = 60.0) -> None:
+        self.period = period
+        self._last: dict[object, tuple[float, int]] = {}
+
+    def __call__(self, key: object) -> int | None:
+        """The number of events suppressed since the last yes, or None to stay quiet."""
+        now = time.monotonic()
+        last, skipped = self._last.get(key, (-self.period, 0))
+        if now - last < self.period:
+            self._last[key] = (last, skipped + 1)
+            return None
+        self._last[key] = (now, 0)
+        return skipped
+
+
+class Connection:
+    """One accepted socket: the handshake, then frames until it closes, on its own thread."""
+
+    def __init__(self, server: "WsServer", sock: socket.socket, address: Any) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer = peer_name(address)
+        self.deadline = time.monotonic() + server.handshake_timeout  # TLS and upgrade, together
+        self.self_id: str | None = None
+        self.role = "Universal"
+        self.calls = PendingCalls()
+        self.reader = MessageReader(mask=True, max_message=server.max_message)
+        self.open = False  # the upgrade was answered with 101
+        self.dead = False  # no more sends: closed, closing or failed
+        self.last_seen = time.monotonic()
+        self.last_ping = self.last_seen
+        self.heartbeat: float | None = None  # seconds, from the latest heartbeat's interval
+        self._send_lock = threading.Lock()
+        self._close_sent = False
+        name = f"onebot-ws-{self.peer}"
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+
+    def __repr__(self) -> str:
+        return f"<connection {self.peer} self_id={self.self_id} role={self.role}>"
+
+    @property
+    def api_capable(self) -> bool:
+        return self.role != "Event"
+
+    @property
+    def event_capable(self) -> bool:
+        return self.role != "API"
+
+    def run(self) -> None:
+        """The thread body: handshake, receive loop, and always the cleanup."""
+        try:
+            if self.secure() and self.handshake():
+                self.receive()
+        except OSError as exc:  # reset, timeout or shut down by close()
+            log.debug("%r: %s", self, exc)
+        finally:
+            self.dead = True
+            self.server._detach(self)
+            self._finish()
+            self.calls.fail_all(NotConnected(f"the connection to bot {self.self_id} dropped"))
+            if self.open:
+                log.info("%r disconnected", self)
+
+    def secure(self) -> bool:
+        """Check that the peer speaks our protocol (TLS or not) and run the TLS handshake.
+
+        Here, on the connection's own thread, with a deadline: a client that
+        stalls mid-handshake never blocks the accept thread.
+        """
+        context = self.server.ssl_context
+        timeout = max(0.0, self.deadline - time.monotonic())
+        if not sniff(self.sock, tls=context is not None, timeout=timeout, peer=self.peer):
+            return False
+        if context is None:
+            return True
+        # Keep the TLS socket where close() finds it, so that it can wake the handshake.
+        self.sock = context.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
+        if self.dead:  # close() came between accept and here
+            return False
+        timeout = max(0.0, self.deadline - time.monotonic())
+        return handshake(self.sock, timeout=timeout, peer=self.peer)
+
+    def handshake(self) -> bool:
+        """Read and check the upgrade request (RFC 6455 section 4.2); answer 101 or refuse."""
+        deadline = self.deadline
+        data = bytearray()
+        try:
+            while (parsed := parse_handshake(data, max_size=self.server.max_header)) is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("handshake took too long")
+                self.sock.settimeout(remaining)
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    return False
+                data += chunk
+            request, consumed = parsed
+            key = check_request(request)
+            self.check_onebot(request)
+        except HandshakeError as exc:
+            self.refuse(exc.status, str(exc))
+            return False
+        self.sock.settimeout(self.server.send_timeout)
+        self.sock.sendall(handshake_response(key))
+        self.open = True
+        self.reader.feed(bytes(data[consumed:]))
+        self.server._attach(self)
+        log.info("%r connected", self)
+        return True
+
+    def check_onebot(self, request: Request) -> None:
+        """Path, token, ``X-Self-ID`` and ``X-Client-Role`` (spec ``ws-reverse.md``)."""
+        server, headers = self.server, request.headers
+        if server.path is not None and request.path.rstrip("/") != server.path.rstrip("/"):
+            raise HandshakeError(f"no endpoint at {request.path!r}; use {server.path!r}", 404)
+        if server.access_token:
+            presented = parse_authorization(headers.get("authorization"))
+            presented = presented or request.query.get("access_token") or None
+            if presented is None:
+                raise HandshakeError("no access token (send Authorization: Bearer <token>)", 401)
+            if not token_matches(server.access_token, presented):
+                raise HandshakeError(
+                    f"wrong access token {mask_token(presented)}, "
+                    f"expected {mask_token(server.access_token)}",
+                    403,
+                )
+        self.self_id = headers.get("x-self-id", "").strip() or None
+        role = headers.get("x-client-role", "universal").strip()
+        self.role = ROLES.get(role.lower(), "Universal")
+        if role.lower() not in ROLES:
+            log.warning("%s sent X-Client-Role %r; treating it as Universal", self.peer, role)
+        if self.self_id is None:
+            log.warning("%s sent no X-Self-ID; learning it from the first event", self.peer)
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer a refused handshake with ``status``, and log it without flooding."""
+        suppressed = self.server._throttle((self.peer.rpartition(":")[0], status))
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning("refused %s with %d: %s%s", self.peer, status, reason, more)
+        self.sock.settimeout(self.server.send_timeout)
+        self.sock.sendall(error_response(status, reason))
+
+    def receive(self) -> None:
+        """The receive loop: read, feed the framer, handle each message."""
+        while True:
+            # 1) Read from the network. The socket timeout bounds sends; a quiet
+            #    peer just brings us round the loop (close() shuts the socket down).
+            try:
+                message = read_message(self.sock, self.reader)
+                if message is None:
+                    return
+                self.last_seen = time.monotonic()
+                # 2) Handle it; False means the close handshake is done.
+                if not self.handle(message):
+                    return
+            except TimeoutError:
+                continue
+            except ProtocolError as exc:  # "_Fail the WebSocket Connection_", section 7.1.7
+                log.warning("%r broke the protocol: %s", self, exc)
+                self.close(exc.close_code, str(exc))
+                return
+
+    def handle(self, message: Frame) -> bool:
+        """Act on one control frame or whole message; False to stop reading."""
+        if message.opcode == PING:
+            self.send(PONG, message.payload)  # RFC 6455 section 5.5.2
+        elif message.opcode == CLOSE:
+            code, _ = parse_close(message.payload)  # raises ProtocolError on a bad payload
+            # Section 5.5.1: reply with a Close, "typically echoing the status code it received".
+            self.close(None if code == 1005 else code)
+            return False
+        elif message.opcode in (TEXT, BINARY) and not self._close_sent:
+            if self.server.echo:
+                self.send(message.opcode, message.payload)
+            else:
+                self.on_message(message.payload)
+        return True
+
+    def on_message(self, payload: bytes) -> None:
+        """Route one JSON message: events to the registry, responses to waiting calls."""
+        try:
+            obj = loads(payload)
+        except DecodeError as exc:
+            if self.server._throttle(("json", self.self_id)) is not None:
+                log.warning("%r sent a frame that is not JSON: %s", self, exc)
+            return
+        if not is_event(obj):
+            if isinstance(obj, dict):
+                self.calls.resolve(obj)
+            return
+        if obj.get("meta_event_type") == "heartbeat" and isinstance(obj.get("interval"), int):
+            self.heartbeat = obj["interval"] / 1000 if obj["interval"] > 0 else None
+        if self.self_id is None and obj.get("self_id") is not None:
+            self.server._learn(self, str(obj["self_id"]))
+        # Never run handlers here: a handler's call() needs this thread to read its response.
+        self.server.registry.submit(obj)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        """Send one frame; sends on one connection are serialized by a lock.
+
+        Raises:
+            NotConnected: the connection is closed, or the send failed or timed out
+                (a peer that stops reading is dropped after ``send_timeout``).
+        """
+        data = encode_frame(Frame(opcode, payload), mask=False)
+        if self.dead or not self._send_lock.acquire(timeout=self.server.send_timeout):
+            raise NotConnected(f"the connection to bot {self.self_id} is closed or stuck")
+        try:
+            if self._close_sent:
+                raise NotConnected(f"the connection to bot {self.self_id} is closing")
+            self._close_sent = opcode == CLOSE
+            self.sock.sendall(data)
+        except NotConnected:
+            raise
+        except OSError as exc:
+            self.abort()
+            raise NotConnected(f"sending to bot {self.self_id} failed: {exc}") from exc
+        finally:
+            self._send_lock.release()
+
+    def send_text(self, data: bytes) -> None:
+        """Send one text message (what :class:`PendingCalls` sends calls with)."""
+        self.send(TEXT, data)
+
+    def ping(self) -> None:
+        """Send a ping unless another send is under way (the accept thread must not wait)."""
+        if self.dead or not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            if not self._close_sent:
+                self.sock.sendall(encode_frame(Frame(PING, b""), mask=False))
+        except OSError:
+            self.abort()
+        finally:
+            self._send_lock.release()
+
+    def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the close handshake (RFC 6455 section 7.1.2); errors are not raised."""
+        try:
+            self.send(CLOSE, encode_close(code, reason))
+        except NotConnected:
+            pass
+
+    def abort(self) -> None:
+        """Shut the socket down, which also wakes a receive blocked in ``recv`` (Windows too)."""
+        self.dead = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _finish(self) -> None:
+        # Section 7.1.1: the server closes TCP first. Half-close, then read what
+        # is left for a moment so that closing with unread data does not reset
+        # the connection before the peer has read our Close frame.
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 1.0
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(remaining)
+                if not self.sock.recv(RECV_SIZE):
+                    break
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
