@@ -200,7 +200,9 @@ class ReverseClient:
 
     def drop(self) -> None:
         """Hang up every connection now (they redial after ``reconnect_interval``)."""
-        for conn in list(self.conns):
+        with self.connected:
+            conns, self.conns = self.conns, []  # gone now, not when their threads notice
+        for conn in conns:
             conn.abort()
 
     def close(self) -> None:

@@ -171,11 +171,16 @@ class Connection:
             self.refuse(exc.status, str(exc))
             return False
         self.sock.settimeout(self.server.send_timeout)
-        self.sock.sendall(handshake_response(key))
-        self.open = True
         self.reader.feed(bytes(data[consumed:]))
-        self.server._attach(self)
+        # Attach before the 101 leaves: once the implementation sees its upgrade
+        # succeed, a call may be routed here at once. The send lock keeps any such
+        # call's frame behind the 101.
+        with self._send_lock:
+            self.open = True
+            replaced = self.server._attach(self)
+            self.sock.sendall(handshake_response(key))
         log.info("%r connected", self)
+        self.server._retire(replaced, self)
         return True
 
     def check_onebot(self, request: Request) -> None:

@@ -299,17 +299,17 @@ class WsServer(OneBotApi):
 
     # --- Bots and routing ---
 
-    def _attach(self, conn: Connection) -> None:
-        if conn.self_id is not None:
-            self._claim(conn)
+    def _attach(self, conn: Connection) -> list[Connection]:
+        """Register a new connection; return the ones it replaces, for the caller to close."""
+        return self._claim(conn) if conn.self_id is not None else []
 
     def _learn(self, conn: Connection, self_id: str) -> None:
         conn.self_id = self_id
         log.info("%r: learned self_id from its first event", conn)
-        self._claim(conn)
+        self._retire(self._claim(conn), conn)
 
-    def _claim(self, conn: Connection) -> None:
-        """Make ``conn`` its bot's connection for its roles; close what it replaces."""
+    def _claim(self, conn: Connection) -> list[Connection]:
+        """Make ``conn`` its bot's connection for its roles; return what it replaces."""
         assert conn.self_id is not None
         replaced = []
         with self._lock:
@@ -320,10 +320,13 @@ class WsServer(OneBotApi):
                     if old is not None and old is not conn:
                         replaced.append(old)
             holding = set(self._api.values()) | set(self._event.values())
+        return [old for old in replaced if old not in holding]
+
+    def _retire(self, replaced: list[Connection], conn: Connection) -> None:
+        """Close the connections ``conn`` replaced (the implementation reconnected)."""
         for old in replaced:
-            if old not in holding:
-                log.info("%r replaced by %r", old, conn)
-                old.close(1000, "replaced by a newer connection")
+            log.info("%r replaced by %r", old, conn)
+            old.close(1000, "replaced by a newer connection")
 
     def _detach(self, conn: Connection) -> None:
         with self._lock:
