@@ -143,8 +143,13 @@ def converse(mode: str, args: argparse.Namespace) -> int:
             login = bot.get_login_info()
         finally:
             bot.close()
-    echoed = [s["message"] for s in sent]
-    if echoed != [PRIVATE_MESSAGE, GROUP_MESSAGE]:
+    # Handlers run on a pool, so the two replies may land in either order: match by destination.
+    echoed = {
+        ("group", s["group_id"]) if "group_id" in s else ("private", s["user_id"]): s["message"]
+        for s in sent
+    }
+    expected = {("private", FRIEND): PRIVATE_MESSAGE, ("group", GROUP): GROUP_MESSAGE}
+    if echoed != expected:
         raise RuntimeError(f"{mode}: the bot did not echo the conversation; it sent {echoed!r}")
     print(f"  ok: echoed {len(sent)} messages; get_login_info -> {login}", flush=True)
     return len(sent)
