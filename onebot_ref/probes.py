@@ -487,7 +487,10 @@ def _ws_session(url: str, token: str | None, wait: float, timeout: float, api: b
     try:
 
         def send(obj: Any) -> None:
-            ws.send(dumps(obj).decode("utf-8"))
+            try:
+                ws.send(dumps(obj).decode("utf-8"))
+            except websocket.WebSocketException as exc:  # closed under us: not an OSError
+                raise ConnectionError(str(exc)) from exc
 
         return probe_session(send, inbox, wait, api=api, timeout=timeout)
     finally:

@@ -87,14 +87,21 @@ class Inbox:
             return [(t, obj) for t, obj in self.frames if is_event(obj)]
 
     def next_response(self, timeout: float) -> Any:
-        """The next frame that is not an event, or None on timeout or close."""
+        """The next frame that is not an event, or None on timeout or close.
+
+        Frames that arrived before the close are still returned: an in-band
+        refusal is usually the last thing a peer says before it hangs up.
+        """
         deadline = time.monotonic() + timeout
-        while self.closed is None and (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0:
             try:
                 obj = self._queue.get(timeout=left)
             except queue.Empty:
                 return None
-            if obj is not self and not is_event(obj):
+            if obj is self:  # the close marker: put it back for the next caller
+                self._queue.put(self)
+                return None
+            if not is_event(obj):
                 return obj
         return None
 
