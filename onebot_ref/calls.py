@@ -37,14 +37,25 @@ log = logging.getLogger(__name__)
 class _Slot:
     """One call waiting for its response."""
 
-    __slots__ = ("action", "chunks", "done", "error", "response")
+    __slots__ = ("action", "chunks", "done", "error", "response", "waiting")
 
     def __init__(self, action: str) -> None:
         self.action = action
-        self.done = threading.Event()
+        # A bare lock, held until the answer is in: the caller blocks acquiring
+        # it. Cheaper than an Event (a Condition and a fresh lock per wait), and
+        # one wake-up per call is what the receive thread spends most time on.
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.waiting = True  # False once done is released; guarded by PendingCalls._lock
         self.response: dict[str, Any] | None = None
         self.error: Exception | None = None
         self.chunks: list[Any] = []  # NapCat stream chunks before the final frame
+
+    def finish(self) -> None:
+        """Wake the caller (once); call with ``PendingCalls._lock`` held."""
+        if self.waiting:
+            self.waiting = False
+            self.done.release()
 
 
 class PendingCalls:
@@ -83,7 +94,7 @@ class PendingCalls:
         started = time.monotonic()
         try:
             send(dumps(action_request(action, params, echo)))
-            if not slot.done.wait(timeout):
+            if not slot.done.acquire(timeout=max(timeout, 0.0)):
                 raise ApiTimeout(action, time.monotonic() - started, echo)
         finally:
             with self._lock:
@@ -101,6 +112,8 @@ class PendingCalls:
             failed = response.get("status") not in ("ok", "async")
             if slot is None and key is None and failed and len(self._waiting) == 1:
                 slot = next(iter(self._waiting.values()))
+            if slot is not None and not slot.waiting:
+                slot = None  # answered already: a duplicate
             if slot is None:
                 self.unmatched += 1
                 unmatched = self.unmatched
@@ -114,7 +127,7 @@ class PendingCalls:
                     slot.chunks.append(data)
                     return True
                 slot.response = response
-                slot.done.set()
+                slot.finish()
                 return True
         if unmatched == 1 or unmatched % 100 == 0:
             log.warning(
@@ -128,7 +141,7 @@ class PendingCalls:
     def fail_all(self, error: Exception) -> None:
         """Wake every waiting call with ``error`` (the connection is gone)."""
         with self._lock:
-            slots = list(self._waiting.values())
-        for slot in slots:
-            slot.error = error
-            slot.done.set()
+            for slot in self._waiting.values():
+                if slot.waiting:
+                    slot.error = error
+                    slot.finish()

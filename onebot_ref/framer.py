@@ -323,7 +323,7 @@ class MessageReader:
         self._buffer = bytearray()
         self._pos = 0  # start of the first unparsed frame in _buffer
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes."""
         if self._pos and self._pos * 2 >= len(self._buffer):
             del self._buffer[: self._pos]  # compact now and then, not after every frame

@@ -59,7 +59,11 @@ class Registry:
         self.handled = 0
         self.handler_errors = 0
         self.dropped = 0
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(max_pending)
+        self.max_pending = max_pending
+        # SimpleQueue is C code and a third of queue.Queue's cost per event; the
+        # bound is checked in submit() (concurrent submitters may overshoot it by
+        # one each, which is still bounded).
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -118,9 +122,7 @@ class Registry:
             self.dropped += 1
             return False
         self._start_workers()
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
+        if self._queue.qsize() >= self.max_pending:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning(
@@ -129,6 +131,7 @@ class Registry:
                     self.dropped,
                 )
             return False
+        self._queue.put(event)
         return True
 
     def _start_workers(self) -> None:
@@ -172,11 +175,8 @@ class Registry:
             self._closed = True
             threads, self._threads = self._threads, []
         deadline = time.monotonic() + timeout
-        for _ in threads:
-            try:  # one stop marker per worker, behind the events already queued
-                self._queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Full:
-                break
+        for _ in threads:  # one stop marker per worker, behind the events already queued
+            self._queue.put(None)
         for thread in threads:
             if thread is threading.current_thread():
                 continue  # close() from inside a handler: this worker stops after it returns

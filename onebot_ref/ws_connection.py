@@ -7,11 +7,19 @@ OneBot checks (spec ``communication/ws-reverse.md``: token, ``X-Self-ID``,
 go to the server's registry; responses to the calls waiting on this connection. Sends are
 serialized by a lock and bounded by the server's ``send_timeout``.
 
+Once open, the socket is left blocking, with no timeout: a Python socket timeout puts a
+``poll()`` before every ``recv`` and ``send``, a quarter of this loop's system calls.
+Nothing is unbounded for it. :meth:`Connection.send` notes when a write started, and the
+server's housekeeping shuts down a connection whose write has been stuck past
+``send_timeout``; :meth:`Connection.ping` sends only when the socket has room; and
+``close()`` shuts the socket down, which wakes the blocked ``recv``.
+
 FakeOneBot's forward-WS server and the doctor subclass it: the same framer and receive
 loop serve the implementation's side, with ``check_onebot`` and ``on_message`` replaced.
 """
 
 import logging
+import select
 import socket
 import threading
 import time
@@ -48,21 +56,34 @@ __all__ = ["ROLES", "Connection", "Throttle", "read_message"]
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 256 * 1024
+OUTBOX_LIMIT = 1 << 20  # bytes queued behind a write under way before senders must wait
+PING_FRAME = encode_frame(Frame(PING, b""), mask=False)
 ROLES = {"universal": "Universal", "api": "API", "event": "Event"}
 
 
-def read_message(sock: socket.socket, reader: MessageReader) -> Frame | None:
+def read_message(sock: socket.socket, reader: MessageReader, scratch: memoryview) -> Frame | None:
     """Block until ``reader`` has a whole message or control frame; None at EOF.
 
-    Reads at most ``RECV_SIZE`` bytes at a time; the socket's own timeout bounds
-    each read (``TimeoutError`` propagates). Frame limits are the reader's.
+    Reads into ``scratch`` (at most its size at a time): ``recv(n)`` would
+    allocate ``n`` bytes on every call, and above 128 KiB that is an ``mmap``,
+    ``mremap`` and ``munmap`` per read. The socket's own timeout bounds each
+    read (``TimeoutError`` propagates). Frame limits are the reader's.
     """
     while (message := reader.next_message()) is None:
-        data = sock.recv(RECV_SIZE)
-        if not data:
+        n = sock.recv_into(scratch)
+        if not n:
             return None
-        reader.feed(data)
+        reader.feed(scratch[:n])
     return message
+
+
+def _writable(sock: socket.socket) -> bool:
+    """True if a small write will not block (TCP says so once a third of its buffer is free)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        return bool(poller.poll(0))
+    return bool(select.select([], [sock], [], 0)[1])  # Windows
 
 
 class Throttle:
@@ -102,6 +123,10 @@ class Connection:
         self.heartbeat: float | None = None  # seconds, from the latest heartbeat's interval
         self._send_lock = threading.Lock()
         self._close_sent = False
+        self.sending_since = 0.0  # monotonic start of the send under way; 0.0 when none is
+        self._outbox: list[bytes] = []  # frames waiting for the thread that holds _send_lock
+        self._queued = 0  # bytes in _outbox
+        self._outbox_lock = threading.Lock()  # never held across I/O
         name = f"onebot-ws-{self.peer}"
         self.thread = threading.Thread(target=self.run, name=name, daemon=True)
 
@@ -170,7 +195,7 @@ class Connection:
         except HandshakeError as exc:
             self.refuse(exc.status, str(exc))
             return False
-        self.sock.settimeout(self.server.send_timeout)
+        self.sock.settimeout(None)  # bounded from now on by housekeeping (module docstring)
         self.reader.feed(bytes(data[consumed:]))
         # Attach before the 101 leaves: once the implementation sees its upgrade
         # succeed, a call may be routed here at once. The send lock keeps any such
@@ -179,6 +204,7 @@ class Connection:
             self.open = True
             replaced = self.server._attach(self)
             self.sock.sendall(handshake_response(key))
+        self._flush()
         log.info("%r connected", self)
         self.server._retire(replaced, self)
         return True
@@ -218,11 +244,12 @@ class Connection:
 
     def receive(self) -> None:
         """The receive loop: read, feed the framer, handle each message."""
+        scratch = memoryview(bytearray(RECV_SIZE))
         while True:
             # 1) Read from the network. The socket timeout bounds sends; a quiet
             #    peer just brings us round the loop (close() shuts the socket down).
             try:
-                message = read_message(self.sock, self.reader)
+                message = read_message(self.sock, self.reader, scratch)
                 if message is None:
                     return
                 self.last_seen = time.monotonic()
@@ -272,43 +299,100 @@ class Connection:
         self.server.registry.submit(obj)
 
     def send(self, opcode: int, payload: bytes) -> None:
-        """Send one frame; sends on one connection are serialized by a lock.
+        """Send one frame, or leave it to the thread that is writing now.
+
+        Sends never wait for each other: the frame joins the outbox, and
+        whichever thread holds the send lock writes everything queued, several
+        frames per ``sendall``. Handlers that wait on a write (and on the GIL it
+        gives up) in a queue were the reverse-WS echo bot's largest cost. Only
+        when more than ``OUTBOX_LIMIT`` bytes are queued does a sender wait its
+        turn, so a peer that stops reading slows its senders down.
+
+        A frame left to another thread is not reported on if that write fails:
+        the connection is then shut down, and every call waiting on it fails
+        with :class:`NotConnected`.
 
         Raises:
-            NotConnected: the connection is closed, or the send failed or timed out
-                (a peer that stops reading is dropped after ``send_timeout``).
+            NotConnected: the connection is closed or closing, our own write
+                failed, or the queue ahead of us was stuck for ``send_timeout``
+                (the connection is then shut down).
         """
         data = encode_frame(Frame(opcode, payload), mask=False)
-        if self.dead or not self._send_lock.acquire(timeout=self.server.send_timeout):
-            raise NotConnected(f"the connection to bot {self.self_id} is closed or stuck")
-        try:
-            if self._close_sent:
-                raise NotConnected(f"the connection to bot {self.self_id} is closing")
+        with self._outbox_lock:
+            if self.dead or self._close_sent:
+                raise NotConnected(f"the connection to bot {self.self_id} is closed or closing")
             self._close_sent = opcode == CLOSE
-            self.sock.sendall(data)
-        except NotConnected:
-            raise
-        except OSError as exc:
-            self.abort()
-            raise NotConnected(f"sending to bot {self.self_id} failed: {exc}") from exc
-        finally:
-            self._send_lock.release()
+            self._outbox.append(data)
+            self._queued += len(data)
+            full = self._queued > OUTBOX_LIMIT
+        if full:  # the peer is not keeping up: wait our turn (bounded), then write
+            if not self._send_lock.acquire(timeout=self.server.send_timeout):
+                self.abort()
+                raise NotConnected(f"the connection to bot {self.self_id} is stuck; closed it")
+        elif not self._send_lock.acquire(blocking=False):
+            return  # the thread writing now will take our frame along
+        self._write()
+
+    def _flush(self) -> None:
+        """Write frames left behind by senders that found the lock taken, if there are any."""
+        if self._outbox and self._send_lock.acquire(blocking=False):
+            self._write()
+
+    def _write(self) -> None:
+        """Write out the outbox; called holding the send lock, which it releases."""
+        while True:
+            try:
+                while chunks := self._take():
+                    self.sending_since = time.monotonic()
+                    self.sock.sendall(b"".join(chunks))
+            except OSError as exc:
+                self.abort()
+                raise NotConnected(f"sending to bot {self.self_id} failed: {exc}") from exc
+            finally:
+                self.sending_since = 0.0
+                self._send_lock.release()
+            # A frame queued after our last look, but before the release, found the
+            # lock taken and was left to us: look again.
+            if not self._outbox or not self._send_lock.acquire(blocking=False):
+                return
+
+    def _take(self) -> list[bytes]:
+        with self._outbox_lock:
+            chunks, self._outbox = self._outbox, []
+            self._queued = 0
+        return chunks
 
     def send_text(self, data: bytes) -> None:
         """Send one text message (what :class:`PendingCalls` sends calls with)."""
         self.send(TEXT, data)
 
     def ping(self) -> None:
-        """Send a ping unless another send is under way (the accept thread must not wait)."""
-        if self.dead or not self._send_lock.acquire(blocking=False):
+        """Send a ping unless a send is under way or the socket has no room.
+
+        The accept thread calls this, and must never block: a peer that reads
+        nothing is what the pings are there to find.
+        """
+        if self.dead or self._close_sent or not _writable(self.sock):
             return
+        if not self._send_lock.acquire(blocking=False):
+            return  # a write is under way: the link is not idle
         try:
-            if not self._close_sent:
-                self.sock.sendall(encode_frame(Frame(PING, b""), mask=False))
+            self.sock.sendall(PING_FRAME)
         except OSError:
             self.abort()
         finally:
             self._send_lock.release()
+        if self._outbox:
+            # Frames queued in the moment we held the lock were left to us. Writing
+            # them may block, which this thread must not: hand them to a new one.
+            name = f"onebot-ws-flush-{self.peer}"
+            threading.Thread(target=self._flush_quietly, name=name, daemon=True).start()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush()
+        except NotConnected:
+            pass  # the connection is shut down; its waiting calls fail with it
 
     def close(self, code: int | None = 1000, reason: str = "") -> None:
         """Start the close handshake (RFC 6455 section 7.1.2); errors are not raised."""
@@ -334,7 +418,7 @@ class Connection:
             deadline = time.monotonic() + 1.0
             while (remaining := deadline - time.monotonic()) > 0:
                 self.sock.settimeout(remaining)
-                if not self.sock.recv(RECV_SIZE):
+                if not self.sock.recv(65536):
                     break
         except OSError:
             pass

@@ -249,7 +249,11 @@ class WsServer(OneBotApi):
             conns = [c for c in self._connections if c.open and not c.dead]
         for conn in conns:
             silent = now - conn.last_seen
-            if conn.heartbeat is not None and silent > 3 * conn.heartbeat:
+            stuck = now - conn.sending_since if conn.sending_since else 0.0
+            if stuck > self.send_timeout:
+                log.warning("%r has not taken what we sent for %.1fs; closing it", conn, stuck)
+                conn.abort()
+            elif conn.heartbeat is not None and silent > 3 * conn.heartbeat:
                 log.warning("%r silent for %.1fs (heartbeat every %.1fs); closing it",
                             conn, silent, conn.heartbeat)  # fmt: skip
                 conn.abort()

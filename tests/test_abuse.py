@@ -229,6 +229,28 @@ def test_a_peer_that_stops_reading_is_dropped_and_others_unaffected(thread_basel
             fake.close()
 
 
+@pytest.mark.skipif(not hasattr(socket, "MSG_DONTWAIT"), reason="needs MSG_DONTWAIT")
+def test_a_ping_never_blocks_on_a_full_send_buffer(thread_baseline):
+    """The accept thread sends the pings; a peer that reads nothing must not stall it."""
+    with WsServer(port=0, send_timeout=60, timeout=5) as server:
+        stuck, _ = ws_handshake(server.port, 20002)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            wait_until(lambda: "20002" in server.bots)
+            (conn,) = [c for c in server._connections if c.self_id == "20002"]
+            try:  # fill both buffers; the peer reads none of it
+                while True:
+                    conn.sock.send(bytes(65536), socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+            pinger = threading.Thread(target=conn.ping)
+            pinger.start()
+            pinger.join(2)
+            assert not pinger.is_alive(), "ping() blocked on a full send buffer"
+        finally:
+            stuck.close()
+
+
 def test_half_open_connections_are_reaped_with_pings(thread_baseline):
     with WsServer(port=0, ping_interval=0.2) as server:
         fake = good_fake(server)  # websocket-client answers our pings

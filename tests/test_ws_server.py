@@ -303,6 +303,77 @@ def test_out_of_order_and_stream_responses(server):
         ws.close()
 
 
+def test_concurrent_calls_each_frame_once_and_whole(server):
+    """16 threads calling at once share writes (small and 600 KiB frames, past OUTBOX_LIMIT)."""
+    ws = ws_client(server.url, 1)
+    seen: list[str] = []
+
+    def answer():
+        try:
+            while True:
+                request = json.loads(ws.recv(timeout=10))
+                seen.append(request["echo"])
+                data = {"n": request["params"]["n"], "size": len(request["params"]["text"])}
+                ws.send(json.dumps({"status": "ok", "retcode": 0, "data": data,
+                                    "echo": request["echo"]}))  # fmt: skip
+        except (ConnectionClosed, TimeoutError):
+            return
+
+    answerer = threading.Thread(target=answer)
+    answerer.start()
+    results: queue.Queue = queue.Queue()
+
+    def caller(first):
+        for n in range(first, first + 20):
+            text = "x" * (600_000 if n % 37 == 0 else n)
+            results.put((n, len(text), server.call("echo", n=n, text=text)))
+
+    try:
+        wait_until(lambda: server.bots == ["1"])
+        callers = [threading.Thread(target=caller, args=(k * 20,)) for k in range(16)]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join(30)
+        got = [results.get(timeout=1) for _ in range(320)]
+        assert sorted(n for n, _, _ in got) == list(range(320))
+        assert all(data == {"n": n, "size": size} for n, size, data in got)
+        assert len(seen) == len(set(seen)) == 320
+    finally:
+        ws.close()
+        answerer.join(10)
+
+
+def test_a_frame_queued_as_the_writer_lets_go_is_still_sent(server):
+    """A sender that finds the lock taken leaves its frame to the writer, even at its last moment."""
+    ws = ws_client(server.url, 1)
+    try:
+        wait_until(lambda: server.bots == ["1"])
+        (conn,) = server._connections
+        real = conn._send_lock
+
+        class LateSender:  # the send lock, with a second frame queued just before release
+            queued = False
+
+            def acquire(self, *args, **kwargs):
+                return real.acquire(*args, **kwargs)
+
+            def release(self):
+                if not self.queued:
+                    self.queued = True
+                    other = threading.Thread(target=conn.send_text, args=(b'{"second":2}',))
+                    other.start()
+                    other.join(5)  # it found the lock taken and returned at once
+                real.release()
+
+        conn._send_lock = LateSender()
+        conn.send_text(b'{"first":1}')
+        assert json.loads(ws.recv(timeout=5)) == {"first": 1}
+        assert json.loads(ws.recv(timeout=5)) == {"second": 2}
+    finally:
+        ws.close()
+
+
 def test_missing_self_id_is_learned_from_the_first_event(server):
     impl = Impl(server.url, ["User-Agent: nothing"])
     try:
