@@ -37,6 +37,7 @@ TLS handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`).
 ``host="::"`` listens on IPv6 (and IPv4 too where the OS allows).
 """
 
+import functools
 import io
 import logging
 import socket
@@ -46,6 +47,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from email.utils import formatdate
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -70,6 +73,7 @@ __all__ = ["EventHandler", "HttpServer", "ManagedHTTPServer"]
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "text/json")
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # listening on every interface
 
 
@@ -112,6 +116,16 @@ class _Clock(io.RawIOBase):
     def next_request(self) -> None:
         self.in_request = False
         self.expires = time.monotonic() + self.idle
+
+
+def _http_date() -> str:
+    """The ``Date`` header's value (RFC 9110 §6.6.1), formatted once a second."""
+    return _date_of(int(time.time()))
+
+
+@functools.lru_cache(maxsize=2)
+def _date_of(second: int) -> str:
+    return formatdate(second, usegmt=True)
 
 
 class EventHandler(BaseHTTPRequestHandler):
@@ -240,21 +254,30 @@ class EventHandler(BaseHTTPRequestHandler):
         close: bool = False,
         extra: dict[str, str] | None = None,
     ) -> None:
-        """Send a complete response (buffered: it leaves in one write)."""
+        """Send a complete response, head and body in one write.
+
+        The head is built here rather than with ``send_response``/``send_header``:
+        they cost a tenth of each event (a ``Date`` formatted per response, a
+        list of encoded lines), which the stdlib server in the benchmark pays too.
+        """
         if isinstance(body, str):
             body, content_type = (body + "\n").encode(), "text/plain; charset=utf-8"
-        self.send_response(status)
+        self.log_request(status, len(body))
+        lines = [
+            f"{self.protocol_version} {status} {_REASONS.get(status, '')}",
+            f"Server: {self.version_string()}",
+            f"Date: {_http_date()}",
+        ]
         if content_type:
-            self.send_header("Content-Type", content_type)
+            lines.append(f"Content-Type: {content_type}")
         if status != 204:  # RFC 9110 §8.6: no Content-Length on 204
-            self.send_header("Content-Length", str(len(body)))
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
+            lines.append(f"Content-Length: {len(body)}")
+        lines.extend(f"{name}: {value}" for name, value in (extra or {}).items())
         if close:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            lines.append("Connection: close")
+            self.close_connection = True
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head if self.command == "HEAD" else head + body)
 
     def method_not_allowed(self) -> None:
         reason = f"{self.command} is not allowed here; OneBot POSTs events"

@@ -1,5 +1,6 @@
 """HttpServer hit by independent HTTP clients: requests, http.client, raw sockets and curl."""
 
+import email.utils
 import http.client
 import json
 import logging
@@ -243,6 +244,33 @@ def test_quick_operation_that_is_not_json_gives_204_and_a_log(
     with caplog.at_level(logging.ERROR):
         assert post(server, MESSAGE).status_code == 204
     assert "quick operation" in caplog.text
+
+
+def test_responses_are_well_formed_for_http_client(server: HttpServer) -> None:
+    """Status line, Date, Server and framing, read back by the stdlib's own client."""
+    server.on("message")(lambda event: {"reply": "好"} if event["message"] == "hi" else None)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        for message, status, reason in [("hi", 200, "OK"), ("x", 204, "No Content")] * 2:
+            body = json.dumps({**MESSAGE, "message": message}).encode()
+            conn.request("POST", "/", body, JSON)
+            response = conn.getresponse()
+            content = response.read()
+            assert (response.status, response.reason) == (status, reason)
+            sent = email.utils.parsedate_to_datetime(response.headers["Date"])
+            assert abs(sent.timestamp() - time.time()) < 5
+            assert response.headers["Server"].startswith("BaseHTTP/")
+            if status == 200:
+                assert response.headers["Content-Length"] == str(len(content))
+                assert json.loads(content) == {"reply": "好"}
+            else:
+                assert "Content-Length" not in response.headers and content == b""
+        conn.request("HEAD", "/")  # 405, and no body after the head
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (405, b"")
+        assert response.headers["Connection"] == "close"
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD"])
