@@ -38,6 +38,7 @@ TLS handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`).
 """
 
 import functools
+import http.client
 import io
 import logging
 import socket
@@ -65,6 +66,7 @@ from .codec import (
     token_matches,
 )
 from .errors import DecodeError, NetworkError, NotConnected
+from .http_head import BadHead, parse_request_line, read_fields
 from .registry import Handler, Registry
 from .tls import family_for, handshake, peer_name, server_context, sniff, url_host
 
@@ -132,6 +134,8 @@ class EventHandler(BaseHTTPRequestHandler):
     """One connection: reads each POSTed event, dispatches it, writes the quick operation."""
 
     server: "HttpServer"
+    raw_requestline: bytes  # set by the stdlib's handle_one_request
+    fields: dict[str, str]  # the request's header fields by lower-case name
     protocol_version = "HTTP/1.1"  # keep-alive: one connection carries many events
     disable_nagle_algorithm = True  # see the module docstring
     wbufsize = 64 * 1024  # headers and body collect here; handle_one_request flushes once
@@ -148,6 +152,45 @@ class EventHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         super().handle_one_request()
         self.clock.next_request()
+
+    def parse_request(self) -> bool:
+        """The request line and header fields, read by :mod:`.http_head`; False once refused.
+
+        Sets what the stdlib's version does (``command``, ``path``,
+        ``request_version``, ``headers``, ``close_connection``, and answers
+        ``Expect: 100-continue``), plus ``fields``: the headers by lower-case name.
+        """
+        self.command = None  # type: ignore[assignment]  # the stdlib's own convention
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if not self.requestline.strip():
+            return False
+        try:
+            method, target, version = parse_request_line(self.requestline)
+            self.fields, pairs = read_fields(self.rfile)
+        except BadHead as exc:
+            self.respond(exc.status, exc.reason, close=True)
+            return False
+        except EOFError:
+            return False
+        self.command, self.request_version = method, f"HTTP/{version[0]}.{version[1]}"
+        # As the stdlib does (gh-87389): "//x" would read as a host to a client.
+        self.path = "/" + target.lstrip("/") if target.startswith("//") else target
+        self.headers = http.client.HTTPMessage()
+        for name, value in pairs:
+            self.headers[name] = value
+        options = {o.strip() for o in self.fields.get("connection", "").lower().split(",")}
+        self.close_connection = "close" in options or (
+            version < (1, 1) and "keep-alive" not in options
+        )
+        if self.fields.get("expect", "").lower() == "100-continue" and version >= (1, 1):
+            return self.handle_expect_100()
+        return True
+
+    def handle_expect_100(self) -> bool:
+        super().handle_expect_100()
+        self.wfile.flush()  # our wfile is buffered: the peer waits for this line
+        return True
 
     def finish(self) -> None:
         self.server.clocks.discard(self.clock)
@@ -168,9 +211,8 @@ class EventHandler(BaseHTTPRequestHandler):
             reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
             self.refuse(404, reason, close=True)
             return
-        # 2) Read the body, bounded by Content-Length and max_body. The headers go
-        #    into a plain dict once: each HTTPMessage.get() re-parses the header list.
-        headers = {name.lower(): value.strip() for name, value in self.headers.raw_items()}
+        # 2) Read the body, bounded by Content-Length and max_body.
+        headers = self.fields
         body = self.read_body(headers)
         if body is None:
             return
