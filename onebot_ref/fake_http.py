@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import codec
 from .errors import DecodeError
-from .http_server import ManagedHTTPServer
+from .http_base import ManagedHTTPServer
 
 if TYPE_CHECKING:
     from .fake_onebot import FakeOneBot

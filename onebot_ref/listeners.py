@@ -26,7 +26,7 @@ from typing import Any
 from .codec import check_signature, dumps, parse_authorization
 from .errors import NetworkError
 from .framer import Request
-from .http_server import ManagedHTTPServer
+from .http_base import ManagedHTTPServer
 from .probes import http_request
 from .session import Check, Inbox, check_events, fail, ok, probe_session, warn
 from .ws_server import Connection, WsServer

@@ -1,0 +1,203 @@
+"""The HTTP server underneath every one of ours: bounded close, TLS per connection, no stderr.
+
+:class:`HttpServer` (mode 2), FakeOneBot's HTTP API and the doctor's HTTP POST
+listener are all a ``ThreadingHTTPServer`` with a thread per connection, and
+all need the same four things the stdlib leaves out: a :meth:`close` that ends
+every thread within a deadline (a thread serving an idle keep-alive connection
+sits in a read until the peer hangs up), TLS whose handshake runs on the
+connection's thread rather than the accept loop, no reverse DNS lookup at bind
+time, and errors logged rather than printed.
+"""
+
+import logging
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from .errors import NetworkError
+from .tls import family_for, handshake, peer_name, sniff, url_host
+
+__all__ = ["ManagedHTTPServer"]
+
+log = logging.getLogger(__name__)
+
+
+class ManagedHTTPServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer whose :meth:`close` ends every thread it started, in bounded time.
+
+    The stdlib either forgets its connection threads (``daemon_threads``) or
+    joins them with no limit (``block_on_close``), and a thread serving an idle
+    keep-alive connection sits in a read until the peer hangs up. We remember
+    each connection's socket and shut it down on close, which wakes the read.
+    FakeOneBot's HTTP API server reuses this class.
+
+    With ``ssl_context`` it speaks HTTPS: the connection's thread (never the
+    accept loop) checks the first byte and runs the TLS handshake, both within
+    ``handshake_timeout`` seconds.
+    """
+
+    daemon_threads = True  # a stuck handler must not keep the interpreter alive
+    # socketserver listens with a backlog of 5: past it, a burst of connections
+    # waits out SYN retransmits (1 s, 2 s, 4 s...) before we even see it.
+    request_queue_size = socket.SOMAXCONN
+    block_on_close = False  # close() joins the threads itself, with a deadline
+    # On Windows SO_REUSEADDR lets a second server bind the same port silently.
+    allow_reuse_address = sys.platform != "win32"
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        name: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.ssl_context = ssl_context
+        self.handshake_timeout = handshake_timeout
+        self.address_family = family_for(address[0])
+        self._lock = threading.Lock()
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._closing = False
+        self._serving = False
+        self._thread: threading.Thread | None = None
+        try:
+            super().__init__(address, handler)
+        except OSError as exc:
+            raise NetworkError(
+                f"cannot listen on {url_host(address[0])}:{address[1]}: {exc.strerror or exc}; "
+                "is another program (or another copy of this bot) using the port, or is it "
+                "reserved?"
+            ) from exc
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind also calls socket.getfqdn(), a reverse DNS
+        # lookup that can stall for seconds; nothing here needs the name.
+        if self.server_address[0] == "::" and socket.has_dualstack_ipv6():
+            # "::" takes IPv4 connections too where the OS allows (not the default on Windows).
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]
+
+    @property
+    def port(self) -> int:
+        """The port we listen on (the real one when 0 was asked for)."""
+        return int(self.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` or ``https://host:port`` (IPv6 hosts in brackets)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{url_host(str(self.server_address[0]))}:{self.port}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints these to stderr; a peer that hangs up is routine.
+        level = logging.DEBUG if isinstance(sys.exc_info()[1], OSError) else logging.ERROR
+        log.log(level, "error on the connection from %s", client_address, exc_info=True)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
+        """Accept connections until :meth:`close`; one daemon thread per connection.
+
+        Called after :meth:`start_thread` (or inside ``with``), it just waits
+        for :meth:`close` or Ctrl+C.
+        """
+        if self._thread is not None and self._thread is not threading.current_thread():
+            while self._thread.is_alive():
+                self._thread.join(poll_interval)
+            return
+        with self._lock:
+            if self._closing:
+                return
+            self._serving = True
+        super().serve_forever(poll_interval)
+
+    def start_thread(self) -> None:
+        """Serve in a daemon thread and return (the port is already bound); once only."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self.serve_forever, name=f"{self.name}-{self.port}", daemon=True
+        )
+        self._thread.start()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # Runs in the connection's thread: remember it so close() can end it.
+        me = threading.current_thread()
+        with self._lock:
+            if self._closing:
+                return
+            self._connections[me] = request
+        try:
+            secured = self.secure(me, request, client_address)
+            if secured is not None and secured is not request:
+                try:  # socketserver closes only the plain socket, which TLS has taken over
+                    super().finish_request(secured, client_address)
+                finally:
+                    self.shutdown_request(secured)
+            elif secured is not None:
+                super().finish_request(request, client_address)
+        finally:
+            with self._lock:
+                self._connections.pop(me, None)
+
+    def secure(
+        self, me: threading.Thread, request: socket.socket, client_address: Any
+    ) -> socket.socket | None:
+        """The socket to speak HTTP on (TLS after its handshake), or None to hang up."""
+        peer = peer_name(client_address)
+        context = self.ssl_context
+        if not sniff(request, tls=context is not None, timeout=self.handshake_timeout, peer=peer):
+            return None
+        if context is None:
+            return request
+        tls = context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        with self._lock:  # close() must find the TLS socket to wake its handshake
+            if self._closing:
+                tls.close()
+                return None
+            self._connections[me] = tls
+        if not handshake(tls, timeout=self.handshake_timeout, peer=peer):
+            tls.close()
+            return None
+        return tls
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting and end every connection thread within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            serving = self._serving
+        if serving:
+            self.shutdown()  # returns once serve_forever has left its loop
+        self.server_close()
+        with self._lock:
+            connections = dict(self._connections)
+        for conn in connections.values():
+            try:  # wakes a thread blocked reading an idle keep-alive connection
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in [*connections, self._thread]:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    log.warning("thread %s still busy after close()", thread.name)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
