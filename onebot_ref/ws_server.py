@@ -34,10 +34,16 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
   stalled or plaintext client never holds up the others. ``host="::"``
   listens on IPv6 (and IPv4 too where the OS allows).
 
+* Bots coming and going: ``on_connect(bot)`` runs when a self_id first has a
+  connection, ``on_disconnect(bot)`` when its last one is gone (a reconnect that
+  replaces a connection is neither). Both run in order on one hook thread, so a
+  hook may call the bot's API.
+
 Threads: one accept thread (which also reaps dead connections), one daemon
-receive thread per connection, and the registry's workers. A receive thread
-only parses; events go to ``registry.submit`` so a handler may call the API,
-whose response that same receive thread has to deliver.
+receive thread per connection, the registry's workers, and the hook thread once
+a hook has run. A receive thread only parses; events go to ``registry.submit``
+so a handler may call the API, whose response that same receive thread has to
+deliver.
 
 ``python -m onebot_ref.ws_server --echo --port 9001`` runs a plain RFC 6455
 echo server instead, the testee for conformance suites such as Autobahn.
@@ -45,6 +51,7 @@ echo server instead, the testee for conformance suites such as Autobahn.
 
 import argparse
 import logging
+import queue
 import socket
 import ssl
 import threading
@@ -99,6 +106,8 @@ class WsServer(OneBotApi):
         echo: echo every message back instead of speaking OneBot (for conformance suites).
         ssl_context: serve ``wss://`` with this server-side ``ssl.SSLContext``.
         certfile, keyfile: serve ``wss://`` with this certificate chain and key (PEM).
+        on_connect: ``f(bot)`` when a bot (a self_id) gets its first connection.
+        on_disconnect: ``f(bot)`` when a bot's last connection is gone.
 
     Raises:
         ValueError: inconsistent TLS options, or a certificate that cannot be loaded.
@@ -124,6 +133,8 @@ class WsServer(OneBotApi):
         ssl_context: ssl.SSLContext | None = None,
         certfile: str | None = None,
         keyfile: str | None = None,
+        on_connect: Callable[[Bot], object] | None = None,
+        on_disconnect: Callable[[Bot], object] | None = None,
     ) -> None:
         self.ssl_context = server_context(ssl_context, certfile, keyfile)
         self.host = host
@@ -147,6 +158,13 @@ class WsServer(OneBotApi):
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self._hooks: queue.SimpleQueue[tuple[Callable[[Bot], object], Bot] | None] = (
+            queue.SimpleQueue()
+        )
+        self._hook_thread: threading.Thread | None = None
+        self._hooks_closed = False
 
     @property
     def url(self) -> str:
@@ -292,6 +310,7 @@ class WsServer(OneBotApi):
                 conn.abort()
         for conn in conns:
             conn.thread.join(max(0.1, deadline - time.monotonic()))
+        self._stop_hooks(deadline)
         if self.own_registry:
             self.registry.close(max(0.1, deadline - time.monotonic()))
 
@@ -317,6 +336,7 @@ class WsServer(OneBotApi):
         assert conn.self_id is not None
         replaced = []
         with self._lock:
+            arrived = conn.self_id not in self._api and conn.self_id not in self._event
             for slot, wanted in ((self._api, conn.api_capable), (self._event, conn.event_capable)):
                 old = slot.get(conn.self_id)
                 if wanted:
@@ -324,6 +344,8 @@ class WsServer(OneBotApi):
                     if old is not None and old is not conn:
                         replaced.append(old)
             holding = set(self._api.values()) | set(self._event.values())
+            if arrived:
+                self._hook(self.on_connect, conn.self_id)
         return [old for old in replaced if old not in holding]
 
     def _retire(self, replaced: list[Connection], conn: Connection) -> None:
@@ -335,9 +357,47 @@ class WsServer(OneBotApi):
     def _detach(self, conn: Connection) -> None:
         with self._lock:
             self._connections.discard(conn)
+            self_id, held = conn.self_id, False
             for slot in (self._api, self._event):
-                if conn.self_id is not None and slot.get(conn.self_id) is conn:
-                    del slot[conn.self_id]
+                if self_id is not None and slot.get(self_id) is conn:
+                    del slot[self_id]
+                    held = True
+            if held and self_id not in self._api and self_id not in self._event:
+                assert self_id is not None
+                self._hook(self.on_disconnect, self_id)
+
+    # --- Hooks: in order, on their own thread (never a receive thread) ---
+
+    def _hook(self, hook: Callable[[Bot], object] | None, self_id: str) -> None:
+        """Queue ``hook(bot)``; called with ``_lock`` held, so queues stay in event order."""
+        if hook is None or self._hooks_closed:
+            return
+        if self._hook_thread is None:
+            name = f"onebot-ws-hooks-{self.port}"
+            self._hook_thread = threading.Thread(target=self._run_hooks, name=name, daemon=True)
+            self._hook_thread.start()
+        self._hooks.put((hook, Bot(self, self_id)))
+
+    def _run_hooks(self) -> None:
+        while (item := self._hooks.get()) is not None:
+            hook, bot = item
+            try:
+                hook(bot)
+            except Exception:
+                log.exception("hook %s failed for %r", getattr(hook, "__qualname__", hook), bot)
+
+    def _stop_hooks(self, deadline: float) -> None:
+        with self._lock:
+            self._hooks_closed = True
+            thread = self._hook_thread
+        if thread is None:
+            return
+        self._hooks.put(None)
+        if thread is threading.current_thread():  # close() from inside a hook
+            return
+        thread.join(max(0.1, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("hook thread still busy after close()")
 
     def _route(self, self_id: int | str | None) -> Connection:
         """The connection to send a call on: explicit self_id > the only bot > an error."""

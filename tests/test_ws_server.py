@@ -233,6 +233,74 @@ def test_replace_on_reconnect(server):
         new.close()
 
 
+def hooked_server(log: queue.Queue, **options):
+    """A WsServer whose hooks log ("connect"/"disconnect", self_id, thread name)."""
+
+    def hook(kind):
+        return lambda bot: log.put((kind, bot.self_id, threading.current_thread().name))
+
+    return WsServer(port=0, timeout=10, on_connect=hook("connect"),
+                    on_disconnect=hook("disconnect"), **options)  # fmt: skip
+
+
+def test_hooks_once_per_bot_across_split_connections_and_replacement():
+    log: queue.Queue = queue.Queue()
+    with hooked_server(log) as srv:
+        api_headers, event_headers = vector_headers("gocq-handshake-reverse-ws-api-event-001")
+        api = Impl(srv.url, api_headers)
+        events = Impl(srv.url, event_headers)
+        wait_until(lambda: srv.bots == ["1963185901"])
+        assert log.get(timeout=10)[:2] == ("connect", "1963185901")
+        replacement = Impl(srv.url, api_headers)  # the API connection comes back: no hooks
+        api.thread.join(10)
+        assert api.close_code == 1000
+        events.close()  # the API connection still holds the bot
+        time.sleep(0.3)
+        assert log.empty()
+        replacement.close()
+        kind, self_id, thread = log.get(timeout=10)
+        assert (kind, self_id) == ("disconnect", "1963185901")
+        assert thread.startswith("onebot-ws-hooks")  # not a receive thread
+        api.close()
+    assert log.empty()
+
+
+def test_hooks_call_the_bot_and_see_learned_ids_and_close(caplog):
+    log: queue.Queue = queue.Queue()
+    seen: queue.Queue = queue.Queue()
+
+    def greet(bot):
+        seen.put(bot.get_login_info()["action"])  # a call from the hook: not a receive thread
+
+    def boom(bot):
+        raise RuntimeError("hook failed")
+
+    with WsServer(port=0, timeout=10, on_connect=greet, on_disconnect=boom) as srv:
+        impl = Impl(srv.url, ["User-Agent: no self id"])
+        try:
+            time.sleep(0.2)
+            assert seen.empty()  # no self_id yet: not a bot yet
+            impl.send(event(self_id=4242))
+            assert seen.get(timeout=10) == "get_login_info"
+        finally:
+            impl.close()
+        wait_until(lambda: srv.bots == [])
+        srv.on_connect = None
+        other = Impl(srv.url, headers_for(1))  # on_disconnect raises: logged, server goes on
+        try:
+            assert srv.bot(1).get_status()["action"] == "get_status"
+        finally:
+            other.close()
+        wait_until(lambda: "hook test_hooks_call_the_bot_and_see_learned_ids_and_close"
+                   ".<locals>.boom failed" in caplog.text)  # fmt: skip
+    with hooked_server(log) as srv:  # close() runs on_disconnect for the bots still there
+        impl = Impl(srv.url, headers_for(5))
+        assert log.get(timeout=10)[:2] == ("connect", "5")
+        srv.close()
+        assert log.get(timeout=10)[:2] == ("disconnect", "5")
+        impl.close()
+
+
 def test_handler_calling_the_api_does_not_deadlock():
     registry = Registry(workers=1)  # one worker, blocked in call() while the reply comes in
     answers: queue.Queue = queue.Queue()
