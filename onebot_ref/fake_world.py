@@ -33,6 +33,7 @@ from .message import normalize, parse_cq, plain_text, to_cq
 __all__ = ["FLAVORS", "World"]
 
 FLAVORS = ("spec", "go-cqhttp", "napcat")
+KEEP = 10_000  # messages, calls and sends remembered: a long-running fake stays bounded
 
 Response = dict[str, Any]
 
@@ -102,8 +103,9 @@ class World:
         self.forwards: dict[str, list[dict[str, Any]]] = {
             "fwd-1": [_FORWARD_NODE],
         }
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.sent: list[dict[str, Any]] = []  # every message the bot sent, in order
+        self.calls: list[tuple[str, dict[str, Any]]] = []  # the latest, up to KEEP
+        self.sent: list[dict[str, Any]] = []  # the messages the bot sent, in order (latest KEEP)
+        self.sent_total = 0  # all of them, counting those forgotten
         self.sent_changed = threading.Condition()
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
@@ -149,6 +151,7 @@ class World:
         """Run one action; None means "no such action" over HTTP (the caller answers 404)."""
         with self._lock:
             self.calls.append((action, params))
+            _trim(self.calls)
         if action.endswith("_async") and self.flavor != "napcat":
             base = action.removesuffix("_async")
             if self.flavor == "spec":  # like CQHTTP: accepted without checking it exists
@@ -196,8 +199,11 @@ class World:
                 "real_id": message_id, "message": segments,
                 "sender": {"user_id": self.self_id, "nickname": self.nickname},
             }  # fmt: skip
+            self._forget_old_messages()
         with self.sent_changed:
             self.sent.append(record)
+            _trim(self.sent)
+            self.sent_total += 1
             self.sent_changed.notify_all()
         return self.ok({"message_id": message_id})
 
@@ -293,6 +299,7 @@ class World:
                 "message_id": message_id, "real_id": message_id, "message": segments,
                 "sender": sender,
             }  # fmt: skip
+            self._forget_old_messages()
         return event
 
     def meta_event(self, meta_event_type: str, **fields: Any) -> dict[str, Any]:
@@ -308,15 +315,20 @@ class World:
         )
 
     def wait_for_sent(self, n: int, timeout: float) -> list[dict[str, Any]]:
-        """Block until the bot has sent at least ``n`` messages; return them all.
+        """Block until the bot has sent at least ``n`` messages; return them (the latest KEEP).
 
         Raises:
             TimeoutError: fewer than ``n`` arrived within ``timeout`` seconds.
         """
         with self.sent_changed:
-            if not self.sent_changed.wait_for(lambda: len(self.sent) >= n, timeout):
-                raise TimeoutError(f"the bot sent {len(self.sent)} of {n} messages in {timeout}s")
+            if not self.sent_changed.wait_for(lambda: self.sent_total >= n, timeout):
+                raise TimeoutError(f"the bot sent {self.sent_total} of {n} messages in {timeout}s")
             return list(self.sent)
+
+    def _forget_old_messages(self) -> None:
+        """Drop the oldest stored message past KEEP, as real implementations do; hold _lock."""
+        if len(self.messages) > KEEP:
+            del self.messages[next(iter(self.messages))]
 
 
 def _simple(data: Callable[[World, dict[str, Any]], Any]) -> Callable[..., Response]:
@@ -431,3 +443,9 @@ ACTIONS: dict[str, Callable[[World, dict[str, Any]], Response]] = {
     "clean_cache": _done,
     ".handle_quick_operation": _quick,
 }
+
+
+def _trim(records: list[Any]) -> None:
+    """Forget the older half of ``records`` once it holds more than KEEP."""
+    if len(records) > KEEP:
+        del records[: len(records) - KEEP // 2]

@@ -289,3 +289,22 @@ def test_wait_for_sent_times_out_clearly():
 def test_unknown_flavor_is_refused():
     with pytest.raises(ValueError, match="flavor"):
         FakeOneBot(flavor="mirai")
+
+
+def test_the_world_stays_bounded(monkeypatch):
+    """A long-running fake forgets its oldest messages, calls and sends (KEEP of each)."""
+    from onebot_ref import fake_world
+
+    monkeypatch.setattr(fake_world, "KEEP", 50)
+    world = fake_world.World()
+    ids = [
+        world.handle("send_private_msg", {"user_id": 20001, "message": f"m{n}"})["data"][
+            "message_id"
+        ]
+        for n in range(120)
+    ]
+    assert world.sent_total == 120 and len(world.wait_for_sent(120, timeout=1)) <= 50
+    assert world.sent[-1]["text"] == "m119"
+    assert len(world.messages) <= 50 and len(world.calls) <= 50
+    assert world.handle("get_msg", {"message_id": ids[-1]})["status"] == "ok"
+    assert world.handle("get_msg", {"message_id": ids[0]})["retcode"] == 100  # forgotten
