@@ -18,7 +18,9 @@ spec ``event/*.md``). Our handlers produce it: the request thread runs them
 (:meth:`Registry.dispatch`) and the first dict one returns is the answer. So
 handlers here should be quick: go-cqhttp gives up after 5 s and posts the same
 event again, up to three times. A handler that raises is logged and we answer
-204, never 500, which go-cqhttp would also retry.
+204, never 500, which go-cqhttp would also retry. Handlers slower than
+``PATIENCE`` are logged with that warning, and ``dedup=60`` answers a second
+copy of the same bytes within 60 s with 204 instead of running it again.
 
 Checks, in order, each with its own status and a one-line reason: method (405),
 path (404), ``Content-Length`` (411/400) and ``max_body`` (413), Content-Type
@@ -38,12 +40,15 @@ TLS handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`).
 """
 
 import functools
+import hashlib
 import http.client
 import io
 import logging
 import socket
 import ssl
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
@@ -72,6 +77,7 @@ __all__ = ["EventHandler", "HttpServer", "ManagedHTTPServer"]
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "text/json")
+PATIENCE = 5.0  # seconds go-cqhttp waits for our answer before it posts the event again
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # listening on every interface
 
@@ -217,7 +223,12 @@ class EventHandler(BaseHTTPRequestHandler):
         event = self.check_event(body, headers)
         if event is None:
             return
-        # 4) Run the handlers here and answer with their quick operation.
+        # 4) A copy we have seen (an implementation retrying): answered, not run again.
+        if self.server.recent is not None and self.server.recent.seen(body):
+            self.server.duplicate()
+            self.respond(204)
+            return
+        # 5) Run the handlers here and answer with their quick operation.
         self.clock.handlers_running()
         reply = self.server.handle_event(event)
         self.clock.writing()
@@ -333,6 +344,30 @@ class EventHandler(BaseHTTPRequestHandler):
         log.info("%s - %s", self.address_string(), redact(format % args))
 
 
+class _Recent:
+    """Digests of the event bodies seen in the last ``window`` seconds (the latest ``limit``)."""
+
+    def __init__(self, window: float, limit: int = 4096) -> None:
+        self.window = window
+        self.limit = limit
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, body: bytes) -> bool:
+        """True if ``body`` came within the window; remembers it otherwise."""
+        key = hashlib.blake2b(body, digest_size=16).digest()
+        now = time.monotonic()
+        with self._lock:
+            while self._seen and (
+                len(self._seen) >= self.limit or now - next(iter(self._seen.values())) > self.window
+            ):
+                self._seen.popitem(last=False)
+            if key in self._seen:
+                return True
+            self._seen[key] = now
+            return False
+
+
 class HttpServer(ManagedHTTPServer, OneBotApi):
     """Receive OneBot events over HTTP POST and answer with quick operations.
 
@@ -356,6 +391,9 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         handshake_timeout: seconds a new connection may take to send its first
             byte and finish the TLS handshake.
         request_timeout: seconds from a request's first byte until its body is read.
+        dedup: seconds to remember each event's exact bytes; a second copy within
+            them (the implementation retrying a POST we answered too slowly) gets
+            204 without running the handlers again. 0, the default, keeps none.
 
     Raises:
         NetworkError: the port cannot be bound; the message says why.
@@ -379,6 +417,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         keyfile: str | None = None,
         handshake_timeout: float = 10.0,
         request_timeout: float = 30.0,
+        dedup: float = 0.0,
     ) -> None:
         self.path = path if path.startswith("/") else f"/{path}"
         self.secret = secret
@@ -390,6 +429,9 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
         self.auth_failures = 0
+        self.recent = _Recent(dedup) if dedup > 0 else None
+        self.duplicates = 0  # events answered without running them again
+        self.slow_events = 0
         self.clocks: set[_Clock] = set()  # one per open connection, for the reaper
         self._next_reap = 0.0
         super().__init__(
@@ -452,6 +494,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
 
         The first dict a handler returns is the quick operation; b"" means none.
         """
+        started = time.monotonic()
         try:
             results = self.registry.dispatch(event)
             operation = next((r for r in results if isinstance(r, dict)), None)
@@ -459,6 +502,27 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         except Exception:  # handler errors are logged by the registry; this is the rest
             log.exception("cannot answer %s with a quick operation", event.get("post_type"))
             return b""
+        finally:
+            if (took := time.monotonic() - started) > PATIENCE:
+                self.slow_events += 1
+                if _decade(self.slow_events):
+                    log.warning(
+                        "handlers took %.1fs on a %s event (%d so far): go-cqhttp waits %gs and "
+                        "then posts the event again; make the API calls from a thread of your "
+                        "own, or pass dedup=60",
+                        took, event.get("post_type"), self.slow_events, PATIENCE,
+                    )  # fmt: skip
+
+    def duplicate(self) -> None:
+        """Count (and now and then log) an event answered without running it again."""
+        self.duplicates += 1
+        if _decade(self.duplicates):
+            log.info(
+                "a copy of an event seen in the last %gs was not run again (%d so far): "
+                "the implementation retried a POST that we answered too slowly",
+                self.recent.window if self.recent else 0,
+                self.duplicates,
+            )
 
     def check_credentials(
         self, headers: dict[str, str], path: str, body: bytes
@@ -489,7 +553,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         """Log a refusal: the 1st, 10th, 100th… so a peer that retries cannot flood the log."""
         self.auth_failures += 1
         count = self.auth_failures
-        if str(count).rstrip("0") == "1":
+        if _decade(count):
             log.warning("refused an event with %d (%d so far): %s", status, count, reason)
         return status, reason.partition(";")[0]
 
@@ -506,3 +570,8 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
 
     def __enter__(self) -> "HttpServer":
         return self.start()
+
+
+def _decade(count: int) -> bool:
+    """True for the 1st, 10th, 100th… occurrence: logs that cannot flood."""
+    return str(count).rstrip("0") == "1"

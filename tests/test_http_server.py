@@ -412,3 +412,59 @@ def test_curl_signed_event_and_quick_reply(signed: HttpServer) -> None:
     assert curl(signed.url, SIGNED_BODY + b"\n", json_type, signature).endswith(b" 403")
     assert curl(signed.url, SIGNED_BODY, signature).endswith(b" 415")  # curl's default is a form
     assert curl(signed.url + "nowhere", b"{}", json_type).endswith(b" 404")
+
+
+# -- slow handlers and the implementation's retries (USER_PAINS §7) ---------------
+
+
+def test_a_retried_post_runs_once_with_dedup(no_thread_leak: None) -> None:
+    """Like go-cqhttp: the POST times out, the same bytes come again; handlers run once."""
+    runs: list[str] = []
+
+    def slow(event: dict[str, Any]) -> dict[str, Any]:
+        runs.append(event["message"])
+        time.sleep(0.8)
+        return {"reply": "late"}
+
+    body = json.dumps(MESSAGE).encode()
+    with HttpServer(port=0, dedup=60) as srv:
+        srv.on("message")(slow)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(srv.url, data=body, headers=JSON, timeout=0.3)
+        retry = requests.post(srv.url, data=body, headers=JSON, timeout=5)
+        assert retry.status_code == 204  # answered at once, not run again
+        other = json.dumps({**MESSAGE, "message": "new"}).encode()
+        assert requests.post(srv.url, data=other, headers=JSON, timeout=5).status_code == 200
+        assert srv.duplicates == 1
+    assert runs == ["hi", "new"]
+
+
+def test_without_dedup_every_copy_runs(server: HttpServer) -> None:
+    runs: list[dict[str, Any]] = []
+    server.on("message")(runs.append)
+    assert [post(server, MESSAGE).status_code for _ in range(3)] == [204, 204, 204]
+    assert len(runs) == 3 and server.recent is None
+
+
+def test_dedup_window_expires(no_thread_leak: None) -> None:
+    runs: list[dict[str, Any]] = []
+    with HttpServer(port=0, dedup=0.3) as srv:
+        srv.on("message")(runs.append)
+        post(srv, MESSAGE)
+        post(srv, MESSAGE)  # within 0.3 s: not run
+        time.sleep(0.4)
+        post(srv, MESSAGE)  # the window has passed: a new event as far as we can tell
+    assert len(runs) == 2
+
+
+def test_a_handler_slower_than_the_implementation_waits_is_logged(
+    server: HttpServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onebot_ref import http_server
+
+    monkeypatch.setattr(http_server, "PATIENCE", 0.1)
+    server.on("message")(lambda event: time.sleep(0.2))
+    with caplog.at_level(logging.WARNING, logger="onebot_ref.http_server"):
+        assert post(server, MESSAGE).status_code == 204
+    assert "go-cqhttp waits 0.1s and then posts the event again" in caplog.text
+    assert "dedup=60" in caplog.text and server.slow_events == 1
