@@ -45,13 +45,12 @@ sockets, so its pongs would never come).
 
 import logging
 import random
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import websocket
 
@@ -60,94 +59,12 @@ from .calls import PendingCalls
 from .codec import AUTH_RETCODES, is_event, loads, mask_token
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
-from .tls import client_context, explain, is_tls_refusal
+from .tls import client_context
+from .ws_link import CLOSE_NORMAL, MAX_SIZE, Link, LinkSocket, dial, safe_url
 
 __all__ = ["WsClient"]
 
 log = logging.getLogger(__name__)
-
-MAX_SIZE = 32 * 2**20  # bytes per incoming message; NapCat member lists reach several MiB
-CLOSE_NORMAL = 1000  # RFC 6455 section 7.4.1
-CLOSE_TOO_BIG = 1009  # RFC 6455 section 7.4.1: "a message that is too big for it to process"
-
-
-class _Socket(websocket.WebSocket):
-    """websocket-client's ``WebSocket`` with a message size bound and read-ahead.
-
-    websocket-client reads any length a frame header announces: we peek at the
-    header it has just parsed and refuse before the payload is read. It also
-    makes one ``recv()`` system call for each part of a frame (2 header bytes,
-    the length, the payload); we read ahead in 64 KiB blocks instead.
-    """
-
-    max_size = MAX_SIZE
-    _message_size = 0
-    _ahead = b""
-    _ahead_pos = 0
-    _close_sent = False
-
-    def _recv(self, bufsize: int) -> bytes:
-        if self._ahead_pos >= len(self._ahead):
-            self._ahead = super()._recv(max(bufsize, 65536))  # type: ignore[no-untyped-call]
-            self._ahead_pos = 0
-        chunk = self._ahead[self._ahead_pos : self._ahead_pos + bufsize]
-        self._ahead_pos += len(chunk)
-        return chunk
-
-    def send_close(self, status: int = CLOSE_NORMAL, reason: str | bytes = b"") -> None:
-        # websocket-client answers the peer's Close even after we sent ours: one is enough.
-        if not self._close_sent:
-            self._close_sent = True
-            super().send_close(status, reason)
-
-    def recv_frame(self) -> websocket.ABNF:
-        buffer = self.frame_buffer  # resumable: a timeout keeps the partial header
-        if buffer.needs_header():
-            buffer.recv_header()
-        if buffer.needs_length():
-            buffer.recv_length()
-        header, length = buffer.header, buffer.length
-        assert header is not None and length is not None  # both parsed just above
-        opcode = header[4]
-        size = length + (self._message_size if opcode == websocket.ABNF.OPCODE_CONT else 0)
-        if opcode < 0x8 and size > self.max_size:  # RFC 6455 section 5.2: 0x8+ are control
-            raise ProtocolError(f"message of {size} bytes exceeds max_size", CLOSE_TOO_BIG)
-        frame: websocket.ABNF = super().recv_frame()  # type: ignore[no-untyped-call]
-        if opcode < 0x8:
-            self._message_size = 0 if frame.fin else size
-        return frame
-
-
-class _Link:
-    """One open socket (``universal``, ``api`` or ``event``) and its receive thread."""
-
-    def __init__(self, role: str, url: str, ws: _Socket) -> None:
-        self.role = role
-        self.url = url
-        self.ws = ws
-        self.last_seen = time.monotonic()
-        self.interval: float | None = None  # seconds, from the last heartbeat
-        self.error: Exception | None = None  # why the receive loop ended
-        self.thread: threading.Thread | None = None
-
-    def close(self, code: int = CLOSE_NORMAL, wait: float = 0.5) -> None:
-        """Send a Close frame, give the peer ``wait`` seconds to answer it, then shut down."""
-        try:
-            self.ws.send_close(code)
-        except Exception:
-            pass  # the peer is gone already; nothing to say goodbye to
-        if self.thread is not None:
-            self.thread.join(wait)  # the receive loop ends on the peer's Close frame
-        self.abort()
-
-    def abort(self) -> None:
-        """Shut the socket down now: shutdown() is what interrupts recv() on every OS."""
-        sock = self.ws.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the peer
 
 
 class WsClient(OneBotApi):
@@ -229,8 +146,8 @@ class WsClient(OneBotApi):
         self.last_error: Exception | None = None
         self._pending = PendingCalls()
         self._lock = threading.Lock()
-        self._links: dict[str, _Link] = {}
-        self._api: _Link | None = None
+        self._links: dict[str, Link] = {}
+        self._api: Link | None = None
         self._connected = False
         self._closed = threading.Event()
         self._wake = threading.Event()  # a link dropped, or close() was called
@@ -387,11 +304,11 @@ class WsClient(OneBotApi):
             self._runner = None
             self._finished.set()
 
-    def _connect_all(self) -> dict[str, _Link]:
-        links: dict[str, _Link] = {}
+    def _connect_all(self) -> dict[str, Link]:
+        links: dict[str, Link] = {}
         try:
             for role, url in self.endpoints.items():
-                links[role] = _Link(role, url, self._connect(url))
+                links[role] = Link(role, url, self._connect(url))
         except BaseException:
             for link in links.values():
                 link.close()
@@ -399,57 +316,18 @@ class WsClient(OneBotApi):
             raise
         return links
 
-    def _connect(self, url: str) -> _Socket:
-        target, header = url, []
-        if self.access_token:
-            header.append(f"Authorization: Bearer {self.access_token}")
-            if self.token_in_query:
-                parts = urlsplit(url)
-                query = [*parse_qsl(parts.query), ("access_token", self.access_token)]
-                target = urlunsplit(parts._replace(query=urlencode(query)))
-        try:
-            ws = websocket.create_connection(
-                target,
-                timeout=self.connect_timeout,
-                class_=_Socket,
-                header=header,
-                skip_utf8_validation=True,  # loads() decodes UTF-8 itself, in C
-                enable_multithread=True,
-                sslopt={"context": self.ssl_context} if self.ssl_context is not None else {},
-            )
-        except websocket.WebSocketBadStatusException as exc:
-            if exc.status_code == 400 and is_tls_refusal(exc.resp_body):
-                raise NetworkError(
-                    f"cannot connect to {_safe(url)}: this port speaks TLS; use wss://"
-                ) from None
-            raise self._status_error(url, exc.status_code) from None
-        except (websocket.WebSocketException, OSError) as exc:
-            reason = explain(exc, url) or str(exc)
-            raise NetworkError(f"cannot connect to {_safe(url)}: {reason}") from exc
-        assert isinstance(ws, _Socket)
-        ws.max_size = self.max_size
-        ws.settimeout(max(self.timeout, 1.0))  # bounds sends; an idle recv just loops
-        return ws
+    def _connect(self, url: str) -> LinkSocket:
+        return dial(
+            url,
+            access_token=self.access_token,
+            token_in_query=self.token_in_query,
+            connect_timeout=self.connect_timeout,
+            ssl_context=self.ssl_context,
+            max_size=self.max_size,
+            timeout=self.timeout,
+        )
 
-    def _status_error(self, url: str, status: int) -> Exception:
-        where = _safe(url)
-        if status in (401, 403):
-            sent = f"token {mask_token(self.access_token)}" if self.access_token else "no token"
-            return AuthError(
-                f"{where} refused the WebSocket handshake with HTTP {status} ({sent} sent): "
-                "compare access_token= here with the token of this WebSocket server in the "
-                "implementation's config (go-cqhttp: 401 means none sent, 403 a wrong one)",
-                status,
-            )
-        if status in (200, 404):
-            return NetworkError(
-                f"{where} answered HTTP {status} instead of 101 Switching Protocols: this looks "
-                "like an HTTP API or web UI port, not a WebSocket server; check the port and path "
-                "(NapCat's WebSocket server defaults to 3001, go-cqhttp's to 8080)"
-            )
-        return NetworkError(f"{where} answered HTTP {status} to the WebSocket handshake")
-
-    def _serve(self, links: dict[str, _Link]) -> Exception:
+    def _serve(self, links: dict[str, Link]) -> Exception:
         """Run one connection until it drops or close(); return why it ended."""
         self._heard.clear()
         with self._lock:
@@ -475,7 +353,7 @@ class WsClient(OneBotApi):
         self._teardown(links, reason)
         return reason
 
-    def _greet(self, links: dict[str, _Link]) -> None:
+    def _greet(self, links: dict[str, Link]) -> None:
         """Give in-band auth refusals time to arrive before we report "connected"."""
         if "universal" in links or "event" in links:
             self._heard.wait(self.first_frame_wait)  # the lifecycle event, or a refusal
@@ -490,7 +368,7 @@ class WsClient(OneBotApi):
         except Exception as exc:
             log.warning("get_login_info on %s failed: %s", self._where(), exc)
 
-    def _watch(self, links: dict[str, _Link]) -> float:
+    def _watch(self, links: dict[str, Link]) -> float:
         """Seconds until the nearest heartbeat deadline (at most 1)."""
         now, wait = time.monotonic(), 1.0
         for link in links.values():
@@ -499,7 +377,7 @@ class WsClient(OneBotApi):
                 wait = min(wait, deadline - now)
         return max(wait, 0.01)
 
-    def _check_heartbeats(self, links: dict[str, _Link]) -> Exception | None:
+    def _check_heartbeats(self, links: dict[str, Link]) -> Exception | None:
         now = time.monotonic()
         for link in links.values():
             if link.interval is None:
@@ -507,12 +385,12 @@ class WsClient(OneBotApi):
             silent = now - link.last_seen
             if silent > self.heartbeat_factor * link.interval:
                 return NetworkError(
-                    f"no frame from {_safe(link.url)} for {silent:.1f}s although heartbeats "
+                    f"no frame from {safe_url(link.url)} for {silent:.1f}s although heartbeats "
                     f"promised one every {link.interval:g}s; the link looks dead"
                 )
         return None
 
-    def _teardown(self, links: dict[str, _Link], reason: Exception) -> None:
+    def _teardown(self, links: dict[str, Link], reason: Exception) -> None:
         with self._lock:
             self._connected = False
             self._api = None
@@ -539,7 +417,7 @@ class WsClient(OneBotApi):
 
     # -- one socket's receive thread ---------------------------------------------
 
-    def _receive(self, link: _Link) -> None:
+    def _receive(self, link: Link) -> None:
         """Read frames until the socket ends. Never runs user code (events go to workers)."""
         try:
             while not self._closed.is_set() and link.error is None:
@@ -552,7 +430,9 @@ class WsClient(OneBotApi):
                 # 2) A Close frame ends the connection (websocket-client already answered it).
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-                    link.error = NotConnected(f"{_safe(link.url)} closed the connection ({code})")
+                    link.error = NotConnected(
+                        f"{safe_url(link.url)} closed the connection ({code})"
+                    )
                 # 3) Text or binary: one JSON object, an event or a response.
                 elif opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
                     self._dispatch(link, data)
@@ -565,7 +445,7 @@ class WsClient(OneBotApi):
         finally:
             self._wake.set()
 
-    def _dispatch(self, link: _Link, data: bytes) -> None:
+    def _dispatch(self, link: Link, data: bytes) -> None:
         try:
             frame = loads(data)
         except DecodeError as exc:
@@ -589,17 +469,17 @@ class WsClient(OneBotApi):
                 return
             self._pending.resolve(frame)
 
-    def _refused(self, link: _Link, how: str) -> None:
+    def _refused(self, link: Link, how: str) -> None:
         sent = f"token {mask_token(self.access_token)}" if self.access_token else "no token"
         self.error = AuthError(
-            f"{_safe(link.url)} {how}: it refused our access token ({sent} sent); compare "
+            f"{safe_url(link.url)} {how}: it refused our access token ({sent} sent); compare "
             "access_token= here with the token of this WebSocket server in the implementation's "
             "config (NapCat: network settings → WebSocket server → token)"
         )
         link.error = self.error
         self._wake.set()
 
-    def _learn(self, link: _Link, event: dict[str, Any]) -> None:
+    def _learn(self, link: Link, event: dict[str, Any]) -> None:
         self_id = event.get("self_id", event.get("self_ID"))
         if self_id is not None and self_id != self.self_id:
             self.self_id = self_id
@@ -619,7 +499,7 @@ class WsClient(OneBotApi):
         except Exception as exc:  # a half-sent frame leaves the stream unusable
             link.error = link.error or exc
             link.abort()
-            raise NotConnected(f"sending to {_safe(link.url)} failed: {exc}") from exc
+            raise NotConnected(f"sending to {safe_url(link.url)} failed: {exc}") from exc
 
     def _backoff(self, failures: int) -> float:
         ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** min(failures, 30))
@@ -646,14 +526,8 @@ class WsClient(OneBotApi):
         return f"not connected to {self._where()}{last}"
 
     def _where(self) -> str:
-        return " + ".join(_safe(url) for url in self.endpoints.values())
+        return " + ".join(safe_url(url) for url in self.endpoints.values())
 
     @staticmethod
-    def _link_error(links: dict[str, _Link]) -> Exception | None:
+    def _link_error(links: dict[str, Link]) -> Exception | None:
         return next((link.error for link in links.values() if link.error), None)
-
-
-def _safe(url: str) -> str:
-    """``url`` without its query string, which may hold an access token."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(query="")) if parts.query else url

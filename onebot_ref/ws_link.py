@@ -1,0 +1,181 @@
+"""One forward-WebSocket link for :mod:`onebot_ref.ws_client`: dialling, the socket, its close.
+
+websocket-client does the handshake and framing; this module bounds it. Its
+``WebSocket`` reads whatever length a frame header announces, and makes one
+``recv()`` per part of a frame: :class:`LinkSocket` refuses an oversized
+message from its header (1009) and reads ahead in 64 KiB blocks. :func:`dial`
+turns every way a handshake can fail into one sentence that names the cause
+(a 401/403 token mismatch, an HTTP API or web UI port answering 200/404, TLS
+on one side only). :class:`Link` is one open socket and its receive thread,
+and closes it in bounded time.
+"""
+
+import socket
+import ssl
+import threading
+import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import websocket
+
+from .codec import mask_token
+from .errors import AuthError, NetworkError, ProtocolError
+from .tls import explain, is_tls_refusal
+
+__all__ = ["CLOSE_NORMAL", "CLOSE_TOO_BIG", "MAX_SIZE", "Link", "LinkSocket", "dial", "safe_url"]
+
+MAX_SIZE = 32 * 2**20  # bytes per incoming message; NapCat member lists reach several MiB
+CLOSE_NORMAL = 1000  # RFC 6455 section 7.4.1
+CLOSE_TOO_BIG = 1009  # RFC 6455 section 7.4.1: "a message that is too big for it to process"
+
+
+class LinkSocket(websocket.WebSocket):
+    """websocket-client's ``WebSocket`` with a message size bound and read-ahead.
+
+    websocket-client reads any length a frame header announces: we peek at the
+    header it has just parsed and refuse before the payload is read. It also
+    makes one ``recv()`` system call for each part of a frame (2 header bytes,
+    the length, the payload); we read ahead in 64 KiB blocks instead.
+    """
+
+    max_size = MAX_SIZE
+    _message_size = 0
+    _ahead = b""
+    _ahead_pos = 0
+    _close_sent = False
+
+    def _recv(self, bufsize: int) -> bytes:
+        if self._ahead_pos >= len(self._ahead):
+            self._ahead = super()._recv(max(bufsize, 65536))  # type: ignore[no-untyped-call]
+            self._ahead_pos = 0
+        chunk = self._ahead[self._ahead_pos : self._ahead_pos + bufsize]
+        self._ahead_pos += len(chunk)
+        return chunk
+
+    def send_close(self, status: int = CLOSE_NORMAL, reason: str | bytes = b"") -> None:
+        # websocket-client answers the peer's Close even after we sent ours: one is enough.
+        if not self._close_sent:
+            self._close_sent = True
+            super().send_close(status, reason)
+
+    def recv_frame(self) -> websocket.ABNF:
+        buffer = self.frame_buffer  # resumable: a timeout keeps the partial header
+        if buffer.needs_header():
+            buffer.recv_header()
+        if buffer.needs_length():
+            buffer.recv_length()
+        header, length = buffer.header, buffer.length
+        assert header is not None and length is not None  # both parsed just above
+        opcode = header[4]
+        size = length + (self._message_size if opcode == websocket.ABNF.OPCODE_CONT else 0)
+        if opcode < 0x8 and size > self.max_size:  # RFC 6455 section 5.2: 0x8+ are control
+            raise ProtocolError(f"message of {size} bytes exceeds max_size", CLOSE_TOO_BIG)
+        frame: websocket.ABNF = super().recv_frame()  # type: ignore[no-untyped-call]
+        if opcode < 0x8:
+            self._message_size = 0 if frame.fin else size
+        return frame
+
+
+class Link:
+    """One open socket (``universal``, ``api`` or ``event``) and its receive thread."""
+
+    def __init__(self, role: str, url: str, ws: LinkSocket) -> None:
+        self.role = role
+        self.url = url
+        self.ws = ws
+        self.last_seen = time.monotonic()
+        self.interval: float | None = None  # seconds, from the last heartbeat
+        self.error: Exception | None = None  # why the receive loop ended
+        self.thread: threading.Thread | None = None
+
+    def close(self, code: int = CLOSE_NORMAL, wait: float = 0.5) -> None:
+        """Send a Close frame, give the peer ``wait`` seconds to answer it, then shut down."""
+        try:
+            self.ws.send_close(code)
+        except Exception:
+            pass  # the peer is gone already; nothing to say goodbye to
+        if self.thread is not None:
+            self.thread.join(wait)  # the receive loop ends on the peer's Close frame
+        self.abort()
+
+    def abort(self) -> None:
+        """Shut the socket down now: shutdown() is what interrupts recv() on every OS."""
+        sock = self.ws.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer
+
+
+def dial(
+    url: str,
+    *,
+    access_token: str | None,
+    token_in_query: bool,
+    connect_timeout: float,
+    ssl_context: ssl.SSLContext | None,
+    max_size: int,
+    timeout: float,
+) -> LinkSocket:
+    """Open one WebSocket to ``url`` (token in the header, and the query if asked).
+
+    Raises:
+        AuthError: HTTP 401/403 at the handshake.
+        NetworkError: anything else, with the reason in words (wrong port, TLS mix-up…).
+    """
+    target, header = url, []
+    if access_token:
+        header.append(f"Authorization: Bearer {access_token}")
+        if token_in_query:
+            parts = urlsplit(url)
+            query = [*parse_qsl(parts.query), ("access_token", access_token)]
+            target = urlunsplit(parts._replace(query=urlencode(query)))
+    try:
+        ws = websocket.create_connection(
+            target,
+            timeout=connect_timeout,
+            class_=LinkSocket,
+            header=header,
+            skip_utf8_validation=True,  # loads() decodes UTF-8 itself, in C
+            enable_multithread=True,
+            sslopt={"context": ssl_context} if ssl_context is not None else {},
+        )
+    except websocket.WebSocketBadStatusException as exc:
+        if exc.status_code == 400 and is_tls_refusal(exc.resp_body):
+            raise NetworkError(
+                f"cannot connect to {safe_url(url)}: this port speaks TLS; use wss://"
+            ) from None
+        raise _status_error(url, exc.status_code, access_token) from None
+    except (websocket.WebSocketException, OSError) as exc:
+        reason = explain(exc, url) or str(exc)
+        raise NetworkError(f"cannot connect to {safe_url(url)}: {reason}") from exc
+    assert isinstance(ws, LinkSocket)
+    ws.max_size = max_size
+    ws.settimeout(max(timeout, 1.0))  # bounds sends; an idle recv just loops
+    return ws
+
+
+def _status_error(url: str, status: int, access_token: str | None) -> Exception:
+    where = safe_url(url)
+    if status in (401, 403):
+        sent = f"token {mask_token(access_token)}" if access_token else "no token"
+        return AuthError(
+            f"{where} refused the WebSocket handshake with HTTP {status} ({sent} sent): "
+            "compare access_token= here with the token of this WebSocket server in the "
+            "implementation's config (go-cqhttp: 401 means none sent, 403 a wrong one)",
+            status,
+        )
+    if status in (200, 404):
+        return NetworkError(
+            f"{where} answered HTTP {status} instead of 101 Switching Protocols: this looks "
+            "like an HTTP API or web UI port, not a WebSocket server; check the port and path "
+            "(NapCat's WebSocket server defaults to 3001, go-cqhttp's to 8080)"
+        )
+    return NetworkError(f"{where} answered HTTP {status} to the WebSocket handshake")
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its query string, which may hold an access token."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query="")) if parts.query else url
