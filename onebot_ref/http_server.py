@@ -40,15 +40,12 @@ TLS handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`).
 """
 
 import functools
-import hashlib
 import http.client
 import io
 import logging
 import socket
 import ssl
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
@@ -66,6 +63,7 @@ from .codec import (
     redact,
     token_matches,
 )
+from .dedup import Recent
 from .errors import DecodeError, NotConnected
 from .http_base import ManagedHTTPServer
 from .http_head import BadHead, parse_request_line, read_fields
@@ -344,30 +342,6 @@ class EventHandler(BaseHTTPRequestHandler):
         log.info("%s - %s", self.address_string(), redact(format % args))
 
 
-class _Recent:
-    """Digests of the event bodies seen in the last ``window`` seconds (the latest ``limit``)."""
-
-    def __init__(self, window: float, limit: int = 4096) -> None:
-        self.window = window
-        self.limit = limit
-        self._seen: OrderedDict[bytes, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def seen(self, body: bytes) -> bool:
-        """True if ``body`` came within the window; remembers it otherwise."""
-        key = hashlib.blake2b(body, digest_size=16).digest()
-        now = time.monotonic()
-        with self._lock:
-            while self._seen and (
-                len(self._seen) >= self.limit or now - next(iter(self._seen.values())) > self.window
-            ):
-                self._seen.popitem(last=False)
-            if key in self._seen:
-                return True
-            self._seen[key] = now
-            return False
-
-
 class HttpServer(ManagedHTTPServer, OneBotApi):
     """Receive OneBot events over HTTP POST and answer with quick operations.
 
@@ -429,7 +403,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
         self.auth_failures = 0
-        self.recent = _Recent(dedup) if dedup > 0 else None
+        self.recent = Recent(dedup) if dedup > 0 else None
         self.duplicates = 0  # events answered without running them again
         self.slow_events = 0
         self.clocks: set[_Clock] = set()  # one per open connection, for the reaper

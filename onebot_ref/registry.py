@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .codec import event_name
+from .dedup import Recent, shared_key
 
 __all__ = ["Handler", "Registry"]
 
@@ -47,9 +48,19 @@ class Registry:
         max_pending: events queued for the workers at most; beyond it new events
             are dropped and counted, so a flood cannot exhaust memory.
         slow_handler: seconds after which a finished handler is logged as slow.
+        dedup_accounts: seconds to remember each event by what all accounts' copies
+            share (see :mod:`onebot_ref.dedup`); a copy another bot account already
+            delivered in that time is not handled again, so several bots in one
+            group reply once. 0, the default, handles every copy.
     """
 
-    def __init__(self, workers: int = 16, max_pending: int = 10_000, slow_handler: float = 10.0):
+    def __init__(
+        self,
+        workers: int = 16,
+        max_pending: int = 10_000,
+        slow_handler: float = 10.0,
+        dedup_accounts: float = 0.0,
+    ):
         self.handlers: dict[str, list[Handler]] = {}
         self.workers = workers
         self.slow_handler = slow_handler
@@ -59,6 +70,8 @@ class Registry:
         self.handled = 0
         self.handler_errors = 0
         self.dropped = 0
+        self.duplicates = 0
+        self._recent = Recent(dedup_accounts) if dedup_accounts > 0 else None
         self.max_pending = max_pending
         # SimpleQueue is C code and a third of queue.Queue's cost per event; the
         # bound is checked in submit() (concurrent submitters may overshoot it by
@@ -94,7 +107,16 @@ class Registry:
     def dispatch(self, event: dict[str, Any]) -> list[Any]:
         """Run the handlers for ``event`` in this thread; return their non-None results."""
         self.received += 1
+        if self._recent is not None and self._duplicate(event):
+            return []
         return self._run(event)
+
+    def _duplicate(self, event: dict[str, Any]) -> bool:
+        key = shared_key(event)
+        if key is None or not self._recent or not self._recent.seen(key):
+            return False
+        self.duplicates += 1
+        return True
 
     def _run(self, event: dict[str, Any]) -> list[Any]:
         results = []
@@ -116,11 +138,16 @@ class Registry:
         return results
 
     def submit(self, event: dict[str, Any]) -> bool:
-        """Queue ``event`` for the worker threads; False if it was dropped (full or closed)."""
+        """Queue ``event`` for the workers; False if it was dropped (full or closed).
+
+        A copy that ``dedup_accounts`` recognises is not queued, and counts as delivered (True).
+        """
         self.received += 1
         if self._closed:
             self.dropped += 1
             return False
+        if self._recent is not None and self._duplicate(event):
+            return True
         self._start_workers()
         if self._queue.qsize() >= self.max_pending:
             self.dropped += 1
@@ -167,7 +194,8 @@ class Registry:
         return True
 
     def _idle(self) -> bool:
-        return self._queue.empty() and self.handled + self.dropped >= self.received
+        done = self.handled + self.dropped + self.duplicates
+        return self._queue.empty() and done >= self.received
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the workers after the events already queued; wait ``timeout`` at most."""

@@ -301,6 +301,29 @@ def test_hooks_call_the_bot_and_see_learned_ids_and_close(caplog):
         impl.close()
 
 
+def test_two_accounts_in_one_group_reply_once_with_dedup():
+    """USER_PAINS §9: both bots get the group message; with dedup_accounts only one replies."""
+    registry = Registry(dedup_accounts=60)
+    with WsServer(port=0, registry=registry, timeout=10) as srv:
+        srv.on("message.group")(lambda e: srv.reply(e, "hello"))
+        bots = {n: Impl(srv.url, headers_for(n)) for n in (1, 2)}
+        try:
+            wait_until(lambda: srv.bots == ["1", "2"])
+            for n, impl in bots.items():  # each account's copy: its own self_id and message_id
+                impl.send(event(self_id=n, message_type="group", group_id=9, message_id=n * 7))
+            wait_until(lambda: registry.duplicates == 1)
+            wait_until(lambda: sum(impl.requests.qsize() for impl in bots.values()) == 1)
+            time.sleep(0.3)  # and no second reply follows
+            replies = [
+                impl.requests.get_nowait() for impl in bots.values() if impl.requests.qsize()
+            ]
+            assert [r["action"] for r in replies] == ["send_group_msg"]  # from one account only
+        finally:
+            for impl in bots.values():
+                impl.close()
+    registry.close()
+
+
 def test_handler_calling_the_api_does_not_deadlock():
     registry = Registry(workers=1)  # one worker, blocked in call() while the reply comes in
     answers: queue.Queue = queue.Queue()
