@@ -107,13 +107,15 @@ class Registry:
     def dispatch(self, event: dict[str, Any]) -> list[Any]:
         """Run the handlers for ``event`` in this thread; return their non-None results."""
         self.received += 1
-        if self._recent is not None and self._duplicate(event):
+        if self._duplicate(event):
             return []
         return self._run(event)
 
     def _duplicate(self, event: dict[str, Any]) -> bool:
-        key = shared_key(event)
-        if key is None or not self._recent or not self._recent.seen(key):
+        """True (and counted) if ``dedup_accounts`` has seen another account's copy."""
+        if self._recent is None or (key := shared_key(event)) is None:
+            return False
+        if not self._recent.seen(key):
             return False
         self.duplicates += 1
         return True
@@ -146,7 +148,7 @@ class Registry:
         if self._closed:
             self.dropped += 1
             return False
-        if self._recent is not None and self._duplicate(event):
+        if self._duplicate(event):
             return True
         self._start_workers()
         if self._queue.qsize() >= self.max_pending:

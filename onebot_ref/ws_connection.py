@@ -246,8 +246,8 @@ class Connection:
         """The receive loop: read, feed the framer, handle each message."""
         scratch = memoryview(bytearray(RECV_SIZE))
         while True:
-            # 1) Read from the network. The socket timeout bounds sends; a quiet
-            #    peer just brings us round the loop (close() shuts the socket down).
+            # 1) Read from the network. A quiet peer leaves us blocked here until
+            #    close() or housekeeping shuts the socket down (module docstring).
             try:
                 message = read_message(self.sock, self.reader, scratch)
                 if message is None:
