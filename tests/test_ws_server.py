@@ -435,31 +435,41 @@ def test_concurrent_calls_each_frame_once_and_whole(server):
         answerer.join(10)
 
 
-def test_a_frame_queued_as_the_writer_lets_go_is_still_sent(server):
-    """A sender that finds the lock taken leaves its frame to the writer, even at its last moment."""
+class LateSender:
+    """A connection's send lock that lets another thread queue a frame just before release."""
+
+    def __init__(self, conn, frame: bytes) -> None:
+        self.real, self.conn, self.frame, self.queued = conn._send_lock, conn, frame, False
+
+    def acquire(self, *args, **kwargs):
+        return self.real.acquire(*args, **kwargs)
+
+    def release(self):
+        if not self.queued:
+            self.queued = True
+            other = threading.Thread(target=self.conn.send_text, args=(self.frame,))
+            other.start()
+            other.join(5)  # it found the lock taken and returned at once
+        self.real.release()
+
+
+@pytest.mark.parametrize("writer", ["send", "ping"])
+def test_a_frame_queued_as_the_writer_lets_go_is_still_sent(server, writer):
+    """A sender that finds the lock taken leaves its frame to the writer, even at its last moment.
+
+    After a ping (sent by the accept thread, which must not block) the frame goes out
+    from a thread of its own.
+    """
     ws = ws_client(server.url, 1)
     try:
         wait_until(lambda: server.bots == ["1"])
         (conn,) = server._connections
-        real = conn._send_lock
-
-        class LateSender:  # the send lock, with a second frame queued just before release
-            queued = False
-
-            def acquire(self, *args, **kwargs):
-                return real.acquire(*args, **kwargs)
-
-            def release(self):
-                if not self.queued:
-                    self.queued = True
-                    other = threading.Thread(target=conn.send_text, args=(b'{"second":2}',))
-                    other.start()
-                    other.join(5)  # it found the lock taken and returned at once
-                real.release()
-
-        conn._send_lock = LateSender()
-        conn.send_text(b'{"first":1}')
-        assert json.loads(ws.recv(timeout=5)) == {"first": 1}
+        conn._send_lock = LateSender(conn, b'{"second":2}')
+        if writer == "send":
+            conn.send_text(b'{"first":1}')
+            assert json.loads(ws.recv(timeout=5)) == {"first": 1}
+        else:
+            conn.ping()  # the websockets client answers it by itself
         assert json.loads(ws.recv(timeout=5)) == {"second": 2}
     finally:
         ws.close()
