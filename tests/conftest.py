@@ -29,3 +29,17 @@ def no_thread_leak():
             break
         time.sleep(0.02)
     assert not extra, f"threads left running: {[t.name for t in extra]}"
+
+
+def upgrade_request(target: str = "/", headers: "tuple[str, ...] | list[str]" = ()) -> bytes:
+    """A raw WebSocket upgrade request (RFC 6455 §4.1, the RFC's sample key) with extra headers."""
+    head = [
+        f"GET {target} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *headers,
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode()

@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from conftest import upgrade_request
 
 from onebot_ref import codec
 from onebot_ref.errors import NotConnected
@@ -77,17 +78,8 @@ def trickle(sock, data, interval, stop_after):
 def ws_handshake(port, self_id=None, target="/", extra=()):
     """A raw reverse-WS client: connect, upgrade, return the socket and leftover bytes."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    head = [
-        f"GET {target} HTTP/1.1",
-        "Host: 127.0.0.1",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        *([f"X-Self-ID: {self_id}"] if self_id is not None else []),
-        *extra,
-    ]
-    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+    self_id_header = [f"X-Self-ID: {self_id}"] if self_id is not None else []
+    sock.sendall(upgrade_request(target, [*self_id_header, *extra]))
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)

@@ -19,6 +19,7 @@ import time
 
 import pytest
 import websocket
+from conftest import upgrade_request
 
 from onebot_ref import codec
 from onebot_ref.errors import AuthError, NetworkError, ProtocolError
@@ -56,17 +57,7 @@ def post(port, target="/", headers=(), body=b'{"post_type":"meta_event","self_id
 
 
 def handshake(port, target="/", headers=()):
-    head = [
-        f"GET {target} HTTP/1.1",
-        "Host: 127.0.0.1",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        "X-Self-ID: 10001",
-        *headers,
-    ]
-    return http(port, ("\r\n".join(head) + "\r\n\r\n").encode())
+    return http(port, upgrade_request(target, ["X-Self-ID: 10001", *headers]))
 
 
 def assert_nothing_leaked(caplog):
