@@ -22,6 +22,7 @@ import requests
 import websocket
 import websockets.sync.client
 import websockets.sync.server
+from conftest import upgrade_request
 
 from onebot_ref import tls
 from onebot_ref.errors import NetworkError
@@ -97,6 +98,24 @@ def url_of(scheme, host, port, path="/"):
 
 
 # -- the helpers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("built", [True, False], ids=["certfile", "ssl_context"])
+def test_certfile_servers_issue_no_session_tickets(pki, built, no_thread_leak):
+    # A context we build from certfile= sends no TLS 1.3 tickets (see the tls module docstring);
+    # one the user passes is left as it is, tickets and all.
+    options = (
+        {"certfile": pki.certfile, "keyfile": pki.keyfile}
+        if built
+        else {"ssl_context": pki.server_ctx()}
+    )
+    with WsServer("127.0.0.1", 0, **options) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with pki.client_ctx().wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            conn.sendall(upgrade_request())
+            assert conn.recv(4096).startswith(b"HTTP/1.1 101")  # the tickets came before it
+            assert conn.session is not None
+            assert conn.session.has_ticket is not built
 
 
 def test_option_checks(pki, caplog):
@@ -223,7 +242,13 @@ def test_ws_client_over_wss_against_fake(pki, host, no_thread_leak):
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_ws_server_over_wss_against_websockets_and_websocket_client(pki, host, no_thread_leak):
-    server = WsServer(host, 0, ssl_context=pki.server_ctx(), timeout=5).start()
+    # websockets.sync's client reads on one thread and writes on another from the moment its
+    # TLS handshake ends; taking in the server's TLS 1.3 session tickets while it writes the
+    # upgrade request loses the request now and then (1 connect in ~1,600 under load, against
+    # websockets' own server too). WsServer(certfile=...) turns tickets off; do it here as well.
+    context = pki.server_ctx()
+    context.num_tickets = 0
+    server = WsServer(host, 0, ssl_context=context, timeout=5).start()
     try:
         assert server.url == url_of("wss", host, server.port)
         # 1) the websockets library as the implementation
