@@ -266,17 +266,21 @@ class Connection:
     def handle(self, message: Frame) -> bool:
         """Act on one control frame or whole message; False to stop reading."""
         if message.opcode == PING:
-            self.send(PONG, message.payload)  # RFC 6455 section 5.5.2
+            if not self._close_sent:  # after our Close, no more frames of ours (section 5.5.1)
+                self.send(PONG, message.payload)  # RFC 6455 section 5.5.2
         elif message.opcode == CLOSE:
             code, _ = parse_close(message.payload)  # raises ProtocolError on a bad payload
             # Section 5.5.1: reply with a Close, "typically echoing the status code it received".
             self.close(None if code == 1005 else code)
             return False
-        elif message.opcode in (TEXT, BINARY) and not self._close_sent:
-            if self.server.echo:
-                self.send(message.opcode, message.payload)
-            else:
+        elif message.opcode in (TEXT, BINARY):
+            # Still handled after we sent our Close (section 1.4 only has the receiver of a
+            # Close discard data): an event the implementation sent before it saw our Close
+            # (a server shutting down, a connection being replaced) is not lost.
+            if not self.server.echo:
                 self.on_message(message.payload)
+            elif not self._close_sent:
+                self.send(message.opcode, message.payload)
         return True
 
     def on_message(self, payload: bytes) -> None:

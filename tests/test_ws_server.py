@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from onebot_ref import ActionFailed, ApiTimeout, NotConnected, Registry
+from onebot_ref.framer import CLOSE, PING, TEXT, Frame, encode_frame
 from onebot_ref.ws_server import WsServer
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
@@ -231,6 +232,32 @@ def test_replace_on_reconnect(server):
     finally:
         old.close()
         new.close()
+
+
+def test_events_sent_before_the_implementation_saw_our_close_are_not_lost(server):
+    # The race behind a lost event: we send a Close (here: the bot reconnected, so the old
+    # connection is retired) while the implementation is still pushing events on it. What it
+    # sent before it read our Close must reach the handlers; a ping in between gets no pong.
+    seen = queue.Queue()
+    server.on("message")(lambda e: seen.put(e["message"]))
+    sock, conn = raw_client(server.port, headers=[(b"X-Self-ID", b"9")])
+    try:
+        wait_until(lambda: server.bots == ["9"])
+        newer = Impl(server.url, headers_for(9))
+        assert close_code_after(sock, conn) == 1000  # "replaced by a newer connection"
+        frames = [
+            Frame(TEXT, json.dumps(event(9, "late-1")).encode()),
+            Frame(PING, b"?"),
+            Frame(TEXT, json.dumps(event(9, "late-2")).encode()),
+            Frame(CLOSE, (1000).to_bytes(2, "big")),
+        ]
+        sock.sendall(b"".join(encode_frame(f, mask=True) for f in frames))
+        assert [seen.get(timeout=5), seen.get(timeout=5)] == ["late-1", "late-2"]
+        sock.settimeout(5)
+        assert sock.recv(65536) == b""  # no pong: nothing after our Close but the TCP close
+        newer.close()
+    finally:
+        sock.close()
 
 
 def hooked_server(log: queue.Queue, **options):
