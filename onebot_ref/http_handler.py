@@ -1,0 +1,308 @@
+"""One HTTP POST connection, request by request: the half of mode 2 that reads and answers.
+
+:class:`EventHandler` is the ``BaseHTTPRequestHandler`` that
+:class:`~onebot_ref.http_server.HttpServer` gives each connection (on its own
+thread). For each request it checks, in order, each failure with its own status
+and a one-line reason: method (405), path (404), ``Content-Length`` (411/400)
+and ``max_body`` (413), Content-Type (415; the spec's HTTP API table says 406
+for the same thing), ``X-Signature`` (401 missing / 403 wrong; HMAC-SHA1 over
+the raw bytes), JSON (400). Then the server runs the handlers and we write the
+quick operation (200) or nothing (204).
+
+The request head is read by :mod:`.http_head`, not the stdlib's ``email``
+parser (a fifth of each event's CPU, and more lenient than is safe). The
+stdlib answers each keep-alive request with two writes (headers, then body) on
+a socket that still has Nagle's algorithm on; with the peer's delayed ACK that
+stalls every response by ~40 ms on Linux. We disable Nagle and buffer the
+response so that it leaves in one write. :class:`Clock` bounds every read and
+write without a socket timeout.
+"""
+
+import functools
+import http.client
+import io
+import logging
+import socket
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .api import STANDARD_ACTIONS
+from .codec import loads, redact
+from .errors import DecodeError
+from .http_head import BadHead, parse_request_line, read_fields
+
+if TYPE_CHECKING:
+    from .http_server import HttpServer
+
+__all__ = ["Clock", "EventHandler"]
+
+log = logging.getLogger("onebot_ref.http_server")  # one logger for mode 2, as before the split
+
+JSON_TYPES = ("application/json", "text/json")
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
+class Clock(io.RawIOBase):
+    """A connection's reads, and the time by which the server's reaper may cut it.
+
+    The socket itself has no timeout: a timeout makes every ``recv`` and ``send``
+    wait in ``poll()`` first, which cost a fifth of the throughput in the
+    benchmark. Instead ``expires`` says when the connection has overstayed, and
+    :meth:`HttpServer.service_actions` (every ``poll_interval``) shuts down the
+    socket of any connection past it, which wakes a blocked read or write on
+    every OS. The limits: ``idle`` between requests and for writing a response,
+    ``per_request`` from a request's first byte until its body is read (so a
+    peer trickling a byte at a time is cut off), none while handlers run.
+    """
+
+    def __init__(self, sock: socket.socket, idle: float, per_request: float) -> None:
+        self.sock = sock
+        self.idle = idle
+        self.per_request = per_request
+        self.in_request = False
+        self.expires = time.monotonic() + idle
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.sock.recv_into(buffer)
+        if n and not self.in_request:
+            self.in_request = True
+            self.expires = time.monotonic() + self.per_request
+        return n
+
+    def handlers_running(self) -> None:
+        self.expires = float("inf")
+
+    def writing(self) -> None:
+        self.expires = time.monotonic() + self.idle
+
+    def next_request(self) -> None:
+        self.in_request = False
+        self.expires = time.monotonic() + self.idle
+
+
+def _http_date() -> str:
+    """The ``Date`` header's value (RFC 9110 §6.6.1), formatted once a second."""
+    return _date_of(int(time.time()))
+
+
+@functools.lru_cache(maxsize=2)
+def _date_of(second: int) -> str:
+    return formatdate(second, usegmt=True)
+
+
+class EventHandler(BaseHTTPRequestHandler):
+    """One connection: reads each POSTed event, dispatches it, writes the quick operation."""
+
+    server: "HttpServer"
+    raw_requestline: bytes  # set by the stdlib's handle_one_request
+    fields: dict[str, str]  # the request's header fields by lower-case name
+    protocol_version = "HTTP/1.1"  # keep-alive: one connection carries many events
+    disable_nagle_algorithm = True  # see the module docstring
+    wbufsize = 64 * 1024  # headers and body collect here; handle_one_request flushes once
+
+    def setup(self) -> None:
+        super().setup()
+        # No socket timeout: the server's reaper bounds reads and writes (see Clock).
+        self.connection.settimeout(None)
+        self.clock = Clock(self.connection, self.server.idle_timeout, self.server.request_timeout)
+        self.server.clocks.add(self.clock)
+        self.rfile.close()  # the stdlib's reader, replaced by ours
+        self.rfile = io.BufferedReader(self.clock)
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        self.clock.next_request()
+
+    def parse_request(self) -> bool:
+        """The request line and header fields, read by :mod:`.http_head`; False once refused.
+
+        Sets what the stdlib's version does (``command``, ``path``,
+        ``request_version``, ``headers``, ``close_connection``, and answers
+        ``Expect: 100-continue``), plus ``fields``: the headers by lower-case name.
+        """
+        self.command = None  # type: ignore[assignment]  # the stdlib's own convention
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if not self.requestline.strip():
+            return False
+        try:
+            method, target, version = parse_request_line(self.requestline)
+            self.fields, pairs = read_fields(self.rfile)
+        except BadHead as exc:
+            self.respond(exc.status, exc.reason, close=True)
+            return False
+        except EOFError:
+            return False
+        self.command, self.request_version = method, f"HTTP/{version[0]}.{version[1]}"
+        # As the stdlib does (gh-87389): "//x" would read as a host to a client.
+        self.path = "/" + target.lstrip("/") if target.startswith("//") else target
+        self.headers = http.client.HTTPMessage()
+        for name, value in pairs:
+            self.headers[name] = value
+        options = {o.strip() for o in self.fields.get("connection", "").lower().split(",")}
+        self.close_connection = "close" in options or (
+            version < (1, 1) and "keep-alive" not in options
+        )
+        if self.fields.get("expect", "").lower() == "100-continue" and version >= (1, 1):
+            return self.handle_expect_100()
+        return True
+
+    def handle_expect_100(self) -> bool:
+        super().handle_expect_100()
+        self.wfile.flush()  # our wfile is buffered: the peer waits for this line
+        return True
+
+    def finish(self) -> None:
+        self.server.clocks.discard(self.clock)
+        super().finish()
+
+    def do_POST(self) -> None:
+        # 1) Is this our path?
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # e.g. "http://[::1": not a URL at all
+            self.refuse(400, f"malformed request target {redact(self.path)[:80]!r}", close=True)
+            return
+        if path.rstrip("/") != self.server.path.rstrip("/"):
+            hint = ""
+            if path.rsplit("/", 1)[-1] in STANDARD_ACTIONS:
+                hint = " (to call an action, point HttpClient at OneBot, not at this server)"
+            # The body stays unread, so this connection cannot carry another request.
+            reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
+            self.refuse(404, reason, close=True)
+            return
+        # 2) Read the body, bounded by Content-Length and max_body.
+        headers = self.fields
+        body = self.read_body(headers)
+        if body is None:
+            return
+        # 3) Content-Type, signature and JSON; each failure gets its own status.
+        event = self.check_event(body, headers)
+        if event is None:
+            return
+        # 4) A copy we have seen (an implementation retrying): answered, not run again.
+        if self.server.recent is not None and self.server.recent.seen(body):
+            self.server.duplicate()
+            self.respond(204)
+            return
+        # 5) Run the handlers here and answer with their quick operation.
+        self.clock.handlers_running()
+        reply = self.server.handle_event(event)
+        self.clock.writing()
+        if reply:
+            self.respond(200, reply, "application/json")
+        else:
+            self.respond(204)
+
+    def read_body(self, headers: dict[str, str]) -> bytes | None:
+        """The request body, or None after answering 400/411/413 (or on a dead peer)."""
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self.refuse(411, "chunked bodies are not supported", close=True)
+            return None
+        length_header = headers.get("content-length")
+        if length_header is None:
+            self.refuse(411, "Content-Length is required", close=True)
+            return None
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError(length_header)
+        except ValueError:
+            self.refuse(400, f"bad Content-Length {length_header!r}", close=True)
+            return None
+        if length > self.server.max_body:
+            # We do not read the body, so the connection cannot carry another request.
+            reason = f"body of {length} bytes exceeds max_body={self.server.max_body}"
+            self.refuse(413, reason, close=True)
+            return None
+        body = self.rfile.read(length)
+        if len(body) < length:  # the peer went away mid-body
+            self.close_connection = True
+            return None
+        return body
+
+    def check_event(self, body: bytes, headers: dict[str, str]) -> dict[str, Any] | None:
+        """The decoded event, or None after answering 415/401/403/400."""
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type and media_type not in JSON_TYPES:
+            reason = f"Content-Type {media_type} is not supported; send application/json"
+            self.refuse(415, reason)
+            return None
+        refusal = self.server.check_credentials(headers, self.path, body)
+        if refusal is not None:
+            self.refuse(*refusal)
+            return None
+        try:
+            event = loads(body)
+        except DecodeError as exc:
+            self.refuse(400, str(exc))
+            return None
+        if not isinstance(event, dict) or "post_type" not in event:
+            self.refuse(400, f"not an event (an object with post_type): {body[:40]!r}")
+            return None
+        # X-Self-ID is the bot's identity (NapCat sends it lowercase; headers
+        # are case-insensitive). Some implementations leave self_id out.
+        self_id = headers.get("x-self-id")
+        if "self_id" not in event and self_id:
+            event["self_id"] = int(self_id) if self_id.isdigit() else self_id
+        return event
+
+    def refuse(self, status: int, reason: str, *, close: bool = False) -> None:
+        """Answer an error status with a one-line reason."""
+        log.debug("%s %s -> %d %s", self.command, redact(self.path), status, reason)
+        self.respond(status, reason, close=close)
+
+    def respond(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        content_type: str = "",
+        *,
+        close: bool = False,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Send a complete response, head and body in one write.
+
+        The head is built here rather than with ``send_response``/``send_header``:
+        they cost a tenth of each event (a ``Date`` formatted per response, a
+        list of encoded lines), which the stdlib server in the benchmark pays too.
+        """
+        if isinstance(body, str):
+            body, content_type = (body + "\n").encode(), "text/plain; charset=utf-8"
+        self.log_request(status, len(body))
+        lines = [
+            f"{self.protocol_version} {status} {_REASONS.get(status, '')}",
+            f"Server: {self.version_string()}",
+            f"Date: {_http_date()}",
+        ]
+        if content_type:
+            lines.append(f"Content-Type: {content_type}")
+        if status != 204:  # RFC 9110 §8.6: no Content-Length on 204
+            lines.append(f"Content-Length: {len(body)}")
+        lines.extend(f"{name}: {value}" for name, value in (extra or {}).items())
+        if close:
+            lines.append("Connection: close")
+            self.close_connection = True
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head if self.command == "HEAD" else head + body)
+
+    def method_not_allowed(self) -> None:
+        reason = f"{self.command} is not allowed here; OneBot POSTs events"
+        self.respond(405, reason, close=True, extra={"Allow": "POST"})
+
+    # The stdlib finds handlers by name: do_<METHOD>.
+    do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = method_not_allowed  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG):  # called for every request: keep it cheap
+            log.debug("%s - %s", self.address_string(), redact(format % args))
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.info("%s - %s", self.address_string(), redact(format % args))
