@@ -32,7 +32,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .listeners import listen_http, listen_ws
-from .probes import check_http, check_ws, is_loopback
+from .probes import check_http, is_loopback
+from .probes_ws import check_ws
 from .session import Check, warn
 
 __all__ = ["Check", "in_container", "main", "run"]

@@ -1,4 +1,4 @@
-"""The doctor's probes for the client modes: is the implementation there, and does it speak OneBot?
+"""The doctor's probes for mode 1 (HTTP API), and what every client-mode probe shares.
 
 Each probe returns :class:`Check` records, one per question, in the order a
 human would ask them: does the name resolve, does the port accept TCP, is it
@@ -9,7 +9,8 @@ in Chinese and in English; the probes stop at the first failure that makes the
 later questions meaningless.
 
 Every network call is bounded by ``timeout``; nothing here prints (``doctor``
-renders the checks). The WebSocket session checks shared with the reverse-WS
+renders the checks). Mode 3 (forward WebSocket) is probed by :mod:`probes_ws`
+with the helpers here; the session checks it shares with the reverse-WS
 listener (echo, lifecycle, heartbeat, message format) live in :mod:`session`.
 """
 
@@ -19,23 +20,30 @@ import ipaddress
 import logging
 import os
 import socket
-import threading
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import websocket
-
-from .codec import dumps, loads
+from .codec import loads
 from .errors import DecodeError
-from .session import Check, Inbox, fail, ok, probe_session, summarize, warn
+from .session import Check, fail, ok, summarize, warn
 
-__all__ = ["Reply", "check_http", "check_tcp", "check_ws", "http_request", "is_loopback"]
+__all__ = [
+    "Reply",
+    "add_token",
+    "call_action",
+    "check_http",
+    "check_tcp",
+    "http_request",
+    "is_loopback",
+    "token_fail",
+    "upgrade",
+    "with_path",
+]
 
 log = logging.getLogger(__name__)
 
 # Other places implementations and tutorials put a OneBot endpoint.
 HTTP_PATHS = ("/", "/api", "/onebot/v11", "/onebot/v11/api")
-WS_PATHS = ("/", "/ws", "/onebot/v11/ws", "/api", "/event")
 
 
 class Reply(NamedTuple):
@@ -141,12 +149,12 @@ def http_request(
         conn.close()
 
 
-def _with_path(url: str, path: str, query: str | None = None) -> str:
+def with_path(url: str, path: str, query: str | None = None) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=path, query=parts.query if query is None else query))
 
 
-def _add_token(url: str, token: str) -> str:
+def add_token(url: str, token: str) -> str:
     parts = urlsplit(url)
     query = "&".join(q for q in (parts.query, urlencode({"access_token": token})) if q)
     return urlunsplit(parts._replace(query=query))
@@ -155,14 +163,32 @@ def _add_token(url: str, token: str) -> str:
 # -- mode 1: HTTP API --------------------------------------------------------------------
 
 
-def _call(base: str, action: str, token: str | None, timeout: float, query: bool = False) -> Reply:
+def call_action(
+    base: str, action: str, token: str | None, timeout: float, query: bool = False
+) -> Reply:
     url = f"{base.rstrip('/')}/{action}"
     headers = {"Content-Type": "application/json"}
     if token and query:
-        url = _add_token(url, token)
+        url = add_token(url, token)
     elif token:
         headers["Authorization"] = f"Bearer {token}"
     return http_request(url, "POST", headers, b"{}", timeout)
+
+
+def upgrade(url: str, token: str | None, timeout: float, query: bool = False) -> Reply:
+    """A WebSocket upgrade request sent as plain HTTP: whatever answers, we see it."""
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode("ascii"),
+    }
+    if token and query:
+        url = add_token(url, token)
+    elif token:
+        headers["Authorization"] = f"Bearer {token}"
+    http_url = url.replace("ws", "http", 1)
+    return http_request(http_url, "GET", headers, timeout=timeout)
 
 
 def _what_is_it(reply: Reply, url: str) -> Check | None:
@@ -204,7 +230,7 @@ def check_http(url: str, token: str | None, timeout: float) -> list[Check]:
         return checks
     base = url.rstrip("/")
     try:
-        reply = _call(base, "get_login_info", token, timeout)
+        reply = call_action(base, "get_login_info", token, timeout)
     except OSError as exc:
         return [
             *checks,
@@ -219,8 +245,8 @@ def check_http(url: str, token: str | None, timeout: float) -> list[Check]:
     wrong = _what_is_it(reply, url)
     if wrong is None and reply.envelope() is None and reply.status not in (401, 403):
         try:  # a WebSocket server refuses a POST with 400 or 426: does it upgrade a GET?
-            upgrade = _upgrade(url.replace("http", "ws", 1), token, timeout)
-            if upgrade.status in (101, 401, 403):  # it upgrades, or would with a token
+            upgraded = upgrade(url.replace("http", "ws", 1), token, timeout)
+            if upgraded.status in (101, 401, 403):  # it upgrades, or would with a token
                 wrong = _what_is_it(Reply(426, {}, b"websocket"), url)
         except OSError:
             pass
@@ -241,7 +267,7 @@ def check_http(url: str, token: str | None, timeout: float) -> list[Check]:
                     "the action; make sure this is the HTTP server's port.",
                 ),
             ]
-        good = _with_path(url, found).rstrip("/")
+        good = with_path(url, found).rstrip("/")
         return [
             *checks,
             fail(
@@ -266,7 +292,7 @@ def _find_http_path(url: str, token: str | None, timeout: float) -> str | None:
         if path.rstrip("/") == urlsplit(url).path.rstrip("/"):
             continue
         try:
-            reply = _call(_with_path(url, path), "get_login_info", token, timeout)
+            reply = call_action(with_path(url, path), "get_login_info", token, timeout)
         except OSError:
             return None
         if reply.envelope() is not None or reply.status in (401, 403):
@@ -274,7 +300,7 @@ def _find_http_path(url: str, token: str | None, timeout: float) -> str | None:
     return None
 
 
-def _token_fail(status: int, token: str | None, *, ws: bool) -> Check:
+def token_fail(status: int, token: str | None, *, ws: bool) -> Check:
     where, where_zh = (
         ("its WebSocket server", "WebSocket 服务器") if ws else ("its HTTP server", "HTTP 服务器")
     )
@@ -301,7 +327,7 @@ def _check_http_token(base: str, token: str | None, reply: Reply, timeout: float
     """Header vs ``?access_token=``, 401 vs 403, and an implementation that checks nothing."""
     if reply.status in (401, 403):
         if token:
-            via_query = _call(base, "get_login_info", token, timeout, query=True)
+            via_query = call_action(base, "get_login_info", token, timeout, query=True)
             if via_query.status == 200:
                 return warn(
                     "token",
@@ -310,9 +336,9 @@ def _check_http_token(base: str, token: str | None, reply: Reply, timeout: float
                     "the implementation reads the token from the query only: send it as "
                     "?access_token= (the spec allows both).",
                 )
-        return _token_fail(reply.status, token, ws=False)
+        return token_fail(reply.status, token, ws=False)
     if token:
-        bare = _call(base, "get_login_info", None, timeout)
+        bare = call_action(base, "get_login_info", None, timeout)
         if bare.status == 200:
             return warn(
                 "token",
@@ -330,190 +356,10 @@ def _http_actions(base: str, token: str | None, timeout: float) -> list[Check]:
     results: dict[str, Any] = {}
     for action in ("get_login_info", "get_version_info", "get_status", ".handle_quick_operation"):
         try:
-            reply = _call(base, action, token, timeout)
+            reply = call_action(base, action, token, timeout)
         except OSError as exc:
             results[action] = f"no answer: {exc}"
             continue
         envelope = reply.envelope()
         results[action] = envelope if envelope is not None else f"HTTP {reply.status}"
     return summarize(results)
-
-
-# -- mode 3: forward WebSocket -------------------------------------------------------------
-
-
-def _upgrade(url: str, token: str | None, timeout: float, query: bool = False) -> Reply:
-    headers = {
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode("ascii"),
-    }
-    if token and query:
-        url = _add_token(url, token)
-    elif token:
-        headers["Authorization"] = f"Bearer {token}"
-    http_url = url.replace("ws", "http", 1)
-    return http_request(http_url, "GET", headers, timeout=timeout)
-
-
-def check_ws(url: str, token: str | None, wait: float, timeout: float) -> list[Check]:
-    """Mode 3: the handshake (HTTP port? path? token?), then a session over websocket-client."""
-    parts = urlsplit(url)
-    default_port = 443 if parts.scheme == "wss" else 80
-    checks = [check_tcp(parts.hostname or "", parts.port or default_port, timeout)]
-    if checks[-1].status == "fail":
-        return checks
-    try:
-        reply = _upgrade(url, token, timeout)
-    except OSError as exc:
-        return [
-            *checks,
-            fail(
-                "handshake",
-                f"{url} accepts TCP but does not answer HTTP: {exc}",
-                "这个端口上的不是 WebSocket 服务；核对端口（NapCat "
-                "WS 默认 3001，go-cqhttp 8080）。",
-                "whatever listens there does not speak HTTP/WebSocket; check the "
-                "port (NapCat's WebSocket default is 3001, go-cqhttp's 8080).",
-            ),
-        ]
-    if reply.status in (401, 403) and token:
-        via_query = _upgrade(url, token, timeout, query=True)
-        if via_query.status == 101:
-            checks.append(
-                warn(
-                    "token",
-                    f"the Authorization header got HTTP {reply.status}, ?access_token= works",
-                    "实现只认 URL 里的 access_token：在 ws 地址后加 ?access_token=。",
-                    "the implementation reads the token from the query only: add "
-                    "?access_token= to the URL.",
-                )
-            )
-            url = _add_token(url, token)
-            reply = via_query
-    if reply.status in (401, 403):
-        return [*checks, _token_fail(reply.status, token, ws=True)]
-    if reply.status != 101:
-        return [*checks, _not_websocket(url, reply, token, timeout)]
-    checks.append(ok("handshake", f"101 Switching Protocols at {parts.path or '/'}"))
-    role = (parts.path or "/").rstrip("/").rsplit("/", 1)[-1]
-    if role == "api":
-        checks.append(
-            warn(
-                "endpoint",
-                "/api carries actions only: no events will be seen",
-                "要收事件请连 / （Universal）或另开一个 /event 连接。",
-                "to receive events connect to / (Universal) or also open /event.",
-            )
-        )
-    elif role == "event":
-        checks.append(
-            warn(
-                "endpoint",
-                "/event carries events only: actions are not answered",
-                "要调用 API 请连 / （Universal）或另开一个 /api 连接。",
-                "to call actions connect to / (Universal) or also open /api.",
-            )
-        )
-    checks += _ws_session(url, token, wait, timeout, api=role != "event")
-    return checks
-
-
-def _not_websocket(url: str, reply: Reply, token: str | None, timeout: float) -> Check:
-    """HTTP 200/404/… instead of 101: which kind of server, or which path would work."""
-    got = f"HTTP {reply.status} instead of 101 Switching Protocols"
-    if reply.status == 200 and reply.is_html:
-        return fail(
-            "handshake",
-            f"{url}: {got}; a web page answers (a web UI?)",
-            "这是网页（如 NapCat WebUI）：在实现的网络配置里新建 WebSocket 服务器，填它的端口。",
-            "this is a web page (e.g. NapCat's WebUI): add a WebSocket server in the "
-            "implementation's network config and give its port.",
-        )
-    http_url = url.replace("ws", "http", 1)
-    try:
-        api = _call(_with_path(http_url, "/"), "get_login_info", token, timeout)
-    except OSError:
-        api = Reply(0, {}, b"")
-    if api.envelope() is not None or reply.envelope() is not None:
-        return fail(
-            "handshake",
-            f"{url}: {got}; this is the OneBot HTTP API port",
-            "这是 HTTP API 端口：用 --http http://…/ 检查它，或者改填 WebSocket 服务器的端口。",
-            "this is the HTTP API port: check it with --http http://…/, or give the "
-            "WebSocket server's port.",
-        )
-    for path in WS_PATHS:
-        if path.rstrip("/") == urlsplit(url).path.rstrip("/"):
-            continue
-        try:
-            if _upgrade(_with_path(url, path), token, timeout).status == 101:
-                good = _with_path(url, path)
-                return fail(
-                    "path",
-                    f"{url}: {got}, but {good} accepts the WebSocket",
-                    f"把 URL 改成 {good}。",
-                    f"use {good} as the URL.",
-                )
-        except OSError:
-            break
-    return fail(
-        "handshake",
-        f"{url}: {got}; no usual path ({', '.join(WS_PATHS)}) upgrades either",
-        "这个端口不是 WebSocket 服务器：核对端口，并在实现里启用正向 WebSocket（WS 服务器）。",
-        "this port is not a WebSocket server: check the port and enable the forward "
-        "WebSocket (WS server) in the implementation.",
-    )
-
-
-def _ws_session(url: str, token: str | None, wait: float, timeout: float, api: bool) -> list[Check]:
-    header = [f"Authorization: Bearer {token}"] if token else []
-    try:
-        ws = websocket.create_connection(url, header=header, timeout=timeout)
-    except (OSError, websocket.WebSocketException) as exc:
-        return [
-            fail(
-                "session",
-                f"the second connection to {url} failed: {exc}",
-                "连接不稳定：查看实现的日志，是否限制了连接数或刚刚重启。",
-                "the link is unstable: read the implementation's log (connection limit? "
-                "restarting?).",
-            )
-        ]
-    inbox = Inbox()
-    reader = threading.Thread(target=_read_into, args=(ws, inbox), name="doctor-ws", daemon=True)
-    reader.start()
-    try:
-
-        def send(obj: Any) -> None:
-            try:
-                ws.send(dumps(obj).decode("utf-8"))
-            except websocket.WebSocketException as exc:  # closed under us: not an OSError
-                raise ConnectionError(str(exc)) from exc
-
-        return probe_session(send, inbox, wait, api=api, timeout=timeout)
-    finally:
-        inbox.stop.set()
-        try:
-            ws.close(timeout=0.5)
-        except (OSError, websocket.WebSocketException):
-            pass
-        reader.join(timeout + 1)
-
-
-def _read_into(ws: websocket.WebSocket, inbox: Inbox) -> None:
-    """The reader thread: every frame into ``inbox`` until EOF or ``inbox.stop``."""
-    ws.settimeout(0.2)
-    while not inbox.stop.is_set():
-        try:
-            data = ws.recv()
-        except websocket.WebSocketTimeoutException:
-            continue
-        except (OSError, websocket.WebSocketException) as exc:
-            inbox.close(f"{exc!r}")
-            return
-        if not data:
-            inbox.close("closed by the implementation")
-            return
-        inbox.put_raw(data)
