@@ -49,9 +49,15 @@ LONG = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check
 MAX_MESSAGE = 4096
 
 
+def long_run(test):
+    """Mark a ``LONG`` test ``fuzz``, with time for its examples: setup.cfg's 60 s is per
+    test, and 5,000 HTTP exchanges take about that long on their own."""
+    return pytest.mark.fuzz(pytest.mark.timeout(60 + FUZZ_EXAMPLES / 10)(test))
+
+
 def both(prop, strategy):
     """``prop`` at the default size, plus a ``fuzz``-marked copy with many more examples."""
-    return QUICK(given(strategy)(prop)), pytest.mark.fuzz(LONG(given(strategy)(prop)))
+    return QUICK(given(strategy)(prop)), long_run(LONG(given(strategy)(prop)))
 
 
 # --- WebSocket frames --------------------------------------------------------------
@@ -418,7 +424,7 @@ def _http_property(http_target, data):
 
 
 test_http_post_requests = QUICK(given(data=http_requests())(_http_property))
-test_http_post_requests_long = pytest.mark.fuzz(LONG(given(data=http_requests())(_http_property)))
+test_http_post_requests_long = long_run(LONG(given(data=http_requests())(_http_property)))
 
 
 @pytest.mark.parametrize("target", ["http://[::1", "http://x]/", "http://[:::::]/"])
