@@ -124,6 +124,7 @@ class Connection:
         self._send_lock = threading.Lock()
         self._close_sent = False
         self.sending_since = 0.0  # monotonic start of the send under way; 0.0 when none is
+        self.closing_since = 0.0  # when our Close was queued; 0.0 before
         self._outbox: list[bytes] = []  # frames waiting for the thread that holds _send_lock
         self._queued = 0  # bytes in _outbox
         self._outbox_lock = threading.Lock()  # never held across I/O
@@ -325,7 +326,8 @@ class Connection:
         with self._outbox_lock:
             if self.dead or self._close_sent:
                 raise NotConnected(f"the connection to bot {self.self_id} is closed or closing")
-            self._close_sent = opcode == CLOSE
+            if opcode == CLOSE:
+                self._close_sent, self.closing_since = True, time.monotonic()
             self._outbox.append(data)
             self._queued += len(data)
             full = self._queued > OUTBOX_LIMIT

@@ -101,6 +101,8 @@ class WsServer(OneBotApi):
         max_message: the largest message accepted, in bytes (1009 beyond it).
         handshake_timeout: seconds a client may take to send its upgrade request.
         send_timeout: seconds a send may block before the peer is dropped.
+        close_timeout: seconds a peer has to answer our Close (a reconnect that
+            replaced its connection, say) before we cut the connection.
         ping_interval: send a ping every this many seconds; None sends none. A peer
             silent (not even a pong) for 3 intervals is then dropped as half-open.
         echo: echo every message back instead of speaking OneBot (for conformance suites).
@@ -128,6 +130,7 @@ class WsServer(OneBotApi):
         max_header: int = 16384,
         handshake_timeout: float = 10.0,
         send_timeout: float = 10.0,
+        close_timeout: float = 10.0,
         ping_interval: float | None = None,
         echo: bool = False,
         ssl_context: ssl.SSLContext | None = None,
@@ -148,6 +151,7 @@ class WsServer(OneBotApi):
         self.max_header = max_header
         self.handshake_timeout = handshake_timeout
         self.send_timeout = send_timeout
+        self.close_timeout = close_timeout
         self.ping_interval = ping_interval
         self.echo = echo
         self._throttle = Throttle()
@@ -268,7 +272,10 @@ class WsServer(OneBotApi):
         for conn in conns:
             silent = now - conn.last_seen
             stuck = now - conn.sending_since if conn.sending_since else 0.0
-            if stuck > self.send_timeout:
+            if conn.closing_since and now - conn.closing_since > self.close_timeout:
+                log.info("%r left our Close unanswered for %.1fs; cut", conn, self.close_timeout)
+                conn.abort()
+            elif stuck > self.send_timeout:
                 log.warning("%r has not taken what we sent for %.1fs; closing it", conn, stuck)
                 conn.abort()
             elif conn.heartbeat is not None and silent > 3 * conn.heartbeat:

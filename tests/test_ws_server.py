@@ -260,6 +260,23 @@ def test_events_sent_before_the_implementation_saw_our_close_are_not_lost(server
         sock.close()
 
 
+def test_a_peer_that_never_answers_our_close_is_cut_after_close_timeout():
+    with WsServer(port=0, timeout=5, close_timeout=0.5) as srv:
+        sock, conn = raw_client(srv.port, headers=[(b"X-Self-ID", b"9")])
+        try:
+            wait_until(lambda: srv.bots == ["9"])
+            newer = Impl(srv.url, headers_for(9))
+            assert close_code_after(sock, conn) == 1000  # retired; we never answer
+            sock.sendall(encode_frame(Frame(TEXT, json.dumps(event(9)).encode()), mask=True))
+            started = time.monotonic()
+            sock.settimeout(5)
+            assert sock.recv(65536) == b""  # cut, not left open for ever
+            assert time.monotonic() - started < 3
+            newer.close()
+        finally:
+            sock.close()
+
+
 def hooked_server(log: queue.Queue, **options):
     """A WsServer whose hooks log ("connect"/"disconnect", self_id, thread name)."""
 
