@@ -122,9 +122,8 @@ class Connection:
         self.last_ping = self.last_seen
         self.heartbeat: float | None = None  # seconds, from the latest heartbeat's interval
         self._send_lock = threading.Lock()
-        self._close_sent = False
         self.sending_since = 0.0  # monotonic start of the send under way; 0.0 when none is
-        self.closing_since = 0.0  # when our Close was queued; 0.0 before
+        self.closing_since = 0.0  # when our Close was queued; 0.0 until then
         self._outbox: list[bytes] = []  # frames waiting for the thread that holds _send_lock
         self._queued = 0  # bytes in _outbox
         self._outbox_lock = threading.Lock()  # never held across I/O
@@ -267,7 +266,7 @@ class Connection:
     def handle(self, message: Frame) -> bool:
         """Act on one control frame or whole message; False to stop reading."""
         if message.opcode == PING:
-            if not self._close_sent:  # after our Close, no more frames of ours (section 5.5.1)
+            if not self.closing_since:  # after our Close, no more frames of ours (section 5.5.1)
                 self.send(PONG, message.payload)  # RFC 6455 section 5.5.2
         elif message.opcode == CLOSE:
             code, _ = parse_close(message.payload)  # raises ProtocolError on a bad payload
@@ -280,7 +279,7 @@ class Connection:
             # (a server shutting down, a connection being replaced) is not lost.
             if not self.server.echo:
                 self.on_message(message.payload)
-            elif not self._close_sent:
+            elif not self.closing_since:
                 self.send(message.opcode, message.payload)
         return True
 
@@ -324,10 +323,10 @@ class Connection:
         """
         data = encode_frame(Frame(opcode, payload), mask=False)
         with self._outbox_lock:
-            if self.dead or self._close_sent:
+            if self.dead or self.closing_since:
                 raise NotConnected(f"the connection to bot {self.self_id} is closed or closing")
             if opcode == CLOSE:
-                self._close_sent, self.closing_since = True, time.monotonic()
+                self.closing_since = time.monotonic()
             self._outbox.append(data)
             self._queued += len(data)
             full = self._queued > OUTBOX_LIMIT
@@ -378,7 +377,7 @@ class Connection:
         The accept thread calls this, and must never block: a peer that reads
         nothing is what the pings are there to find.
         """
-        if self.dead or self._close_sent or not _writable(self.sock):
+        if self.dead or self.closing_since or not _writable(self.sock):
             return
         if not self._send_lock.acquire(blocking=False):
             return  # a write is under way: the link is not idle
