@@ -462,7 +462,7 @@ class WsClient(OneBotApi):
             self._learn(link, frame)
             # A worker thread runs the handlers: a handler may call() and wait for
             # a response that this very thread has to read.
-            self.registry.submit(frame)
+            self.registry.submit(frame, size=len(data))
         elif isinstance(frame, dict):
             if frame.get("retcode") in AUTH_RETCODES and frame.get("echo") in (None, ""):
                 self._refused(link, f"answered retcode {frame['retcode']} with no echo (NapCat)")

@@ -300,7 +300,7 @@ class Connection:
         if self.self_id is None and obj.get("self_id") is not None:
             self.server._learn(self, str(obj["self_id"]))
         # Never run handlers here: a handler's call() needs this thread to read its response.
-        self.server.registry.submit(obj)
+        self.server.registry.submit(obj, size=len(payload))
 
     def send(self, opcode: int, payload: bytes) -> None:
         """Send one frame, or leave it to the thread that is writing now.
