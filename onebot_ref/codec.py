@@ -22,6 +22,11 @@ and NapCat sends retcode 200 with status ``failed``.
 Ids are never coerced: Python ints are unbounded and ``json`` never routes them
 through float, so large, negative and string ids pass through unchanged.
 
+Going out we are strict where we read leniently: :func:`dumps` writes only
+JSON (no ``NaN``, no non-string keys), and :func:`encode_request`, which every
+transport sends its calls through, also checks that a ``message`` is a message.
+Both raise :class:`~onebot_ref.errors.EncodeError` before a byte is sent.
+
 This module is pure: no sockets, no threads, stdlib only.
 """
 
