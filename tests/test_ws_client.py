@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import load_vectors
+from hostile import Peer, RawServer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
@@ -87,7 +88,15 @@ class Impl:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
+        """Stop listening and close every open connection with 1001, as an implementation
+        shutting down does.
+
+        websockets 17 closes the connections in ``shutdown()``; 16 (the last release for
+        Python 3.10) only stops accepting. Closing them here makes both behave the same.
+        """
         self.server.shutdown()
+        for conn in list(self.conns):
+            conn.close(1001)
         self.thread.join(5)
 
     def push(self, event: Any) -> None:
@@ -479,6 +488,59 @@ def test_reconnect_false_returns_when_server_closes(impls):
     thread.join(10)
     assert not thread.is_alive()
     client.close()
+
+
+@pytest.mark.parametrize("how", ["reset", "shutdown"])
+def test_server_vanishing_without_a_close_fails_the_pending_call_fast(how, no_thread_leak):
+    """No Close frame, just a TCP reset or FIN: the call in flight still fails at once."""
+
+    def script(peer: Peer) -> None:
+        peer.send_text(json.dumps(LIFECYCLE))
+        if peer.read(lambda: peer.texts, 10):  # the call arrived: leave without a word
+            peer.vanish(how)
+
+    with RawServer(script) as impl:
+        bot = fast(WsClient(impl.url, timeout=30)).start()
+        try:
+            outcome: list[BaseException] = []
+
+            def hang() -> None:
+                try:
+                    bot.call("hang")
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            started = time.monotonic()
+            waiter = threading.Thread(target=hang)
+            waiter.start()
+            waiter.join(10)
+            assert outcome and isinstance(outcome[0], NotConnected), outcome
+            assert time.monotonic() - started < 5  # far less than the call's 30 s timeout
+        finally:
+            bot.close()
+
+
+@pytest.mark.parametrize("how", ["reset", "shutdown"])
+def test_reconnect_false_returns_when_the_server_vanishes(how, no_thread_leak):
+    go = threading.Event()
+
+    def script(peer: Peer) -> None:
+        peer.send_text(json.dumps(LIFECYCLE))
+        if go.wait(10):
+            peer.vanish(how)
+
+    with RawServer(script) as impl:
+        client = WsClient(impl.url, reconnect=False)
+        thread = threading.Thread(target=client.run_forever)
+        thread.start()
+        try:
+            wait_for(lambda: client.connected)
+            go.set()
+            thread.join(10)
+            assert not thread.is_alive()
+        finally:
+            client.close()
+            thread.join(5)
 
 
 def free_port() -> int:
