@@ -23,13 +23,40 @@ import wsproto.events as wse
 
 
 class Peer:
-    """One accepted connection: the raw socket and a wsproto view of what the client sends."""
+    """One end of a connection: the raw socket and a wsproto view of what the other end sends.
 
-    def __init__(self, sock: socket.socket) -> None:
+    As a server (:class:`RawServer`) it writes unmasked frames; as a client
+    (:meth:`dial`) its raw frames must be masked by the caller.
+    """
+
+    def __init__(self, sock: socket.socket, *, client: bool = False) -> None:
         self.sock = sock
-        self.ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        self.close_code: int | None = None  # from the client's Close frame, once it came
-        self.texts: list[str] = []  # the client's text messages, in order
+        kind = wsproto.ConnectionType.CLIENT if client else wsproto.ConnectionType.SERVER
+        self.ws = wsproto.WSConnection(kind)
+        self.close_code: int | None = None  # from the other end's Close frame, once it came
+        self.texts: list[str] = []  # the other end's text messages, in order
+
+    @classmethod
+    def dial(cls, port: int, headers: list[tuple[bytes, bytes]]) -> "Peer":
+        """Connect to a WebSocket server on loopback and upgrade (wsproto writes the request)."""
+        peer = cls(socket.create_connection(("127.0.0.1", port), timeout=10), client=True)
+        request = wse.Request(host="127.0.0.1", target="/", extra_headers=headers)
+        peer.sock.sendall(peer.ws.send(request))
+        while True:
+            data = peer.sock.recv(65536)
+            assert data, "the server hung up during the handshake"
+            peer.ws.receive_data(data)
+            if any(isinstance(e, wse.AcceptConnection) for e in peer.ws.events()):
+                return peer
+
+    def fragments(self, text: str, count: int) -> bytes:
+        """``text`` as one message of ``count`` frames (wsproto encodes and masks them)."""
+        size = -(-len(text) // count)
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        return b"".join(
+            self.ws.send(wse.Message(data=piece, message_finished=i == len(pieces) - 1))
+            for i, piece in enumerate(pieces)
+        )
 
     def handshake(self, timeout: float = 10.0) -> None:
         """Read the upgrade request and accept it (wsproto writes the 101)."""
@@ -44,7 +71,7 @@ class Peer:
                     return
 
     def send_text(self, text: str) -> None:
-        """One well-formed text message (unmasked, as a server sends)."""
+        """One well-formed text message (wsproto masks it if we are the client)."""
         self.sock.sendall(self.ws.send(wse.Message(data=text)))
 
     def _take(self, data: bytes) -> None:
