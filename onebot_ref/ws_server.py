@@ -62,7 +62,7 @@ from typing import Any
 from .api import OneBotApi
 from .errors import NetworkError, NotConnected
 from .registry import Handler, Registry
-from .tls import family_for, server_context, url_host
+from .tls import LISTEN_BACKLOG, family_for, server_context, url_host
 from .ws_connection import Connection, Throttle, read_message
 
 __all__ = ["Bot", "Connection", "WsServer", "read_message"]
@@ -204,7 +204,7 @@ class WsServer(OneBotApi):
             # "::" also takes IPv4 connections where the OS supports dual-stack sockets.
             dual = self.host == "::" and socket.has_dualstack_ipv6()
             self._listener = socket.create_server(
-                (self.host, self.port), family=family, dualstack_ipv6=dual
+                (self.host, self.port), family=family, backlog=LISTEN_BACKLOG, dualstack_ipv6=dual
             )
         except OSError as exc:
             raise NetworkError(

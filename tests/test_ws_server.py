@@ -23,7 +23,7 @@ from websockets.sync.client import connect as ws_connect
 
 from onebot_ref import ActionFailed, ApiTimeout, NotConnected, Registry
 from onebot_ref.framer import CLOSE, PING, TEXT, Frame, encode_frame
-from onebot_ref.ws_server import WsServer
+from onebot_ref.ws_server import Connection, WsServer
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
@@ -675,3 +675,43 @@ def test_echo_server_module():
         proc.terminate()
         proc.wait(10)
         proc.stderr.close()
+
+
+def test_a_burst_of_connections_waits_in_the_listen_backlog():
+    """1,000 bots coming back at once must not wait out SYN retransmits (backlog 128 did)."""
+    gate = threading.Event()
+
+    class Held(Connection):
+        def __init__(self, *args):
+            gate.wait(10)  # the accept thread is busy, as in a burst
+            super().__init__(*args)
+
+    burst = 300
+    with WsServer(port=0) as srv:
+        srv.connection_class = Held
+        socks = []
+        try:
+            for _ in range(burst):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", srv.port))
+                socks.append(sock)
+
+            def connected():
+                done = 0
+                for sock in socks:
+                    try:
+                        sock.getpeername()  # ENOTCONN while our SYN waits for a retransmit
+                        done += 1
+                    except OSError:
+                        pass
+                return done
+
+            deadline = time.monotonic() + 0.5  # well under the first SYN retransmit (1 s)
+            while (done := connected()) < burst and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert done == burst, f"{burst - done} of {burst} connections wait outside the backlog"
+        finally:
+            gate.set()
+            for sock in socks:
+                sock.close()
