@@ -378,11 +378,17 @@ class MessageReader:
 
 
 class HandshakeError(ProtocolError):
-    """An opening handshake we refuse; ``status`` is the HTTP status to answer with."""
+    """An opening handshake we refuse; ``status`` is the HTTP status to answer with.
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    ``reply`` is what the peer is told in the response body. ``str()`` adds
+    ``detail`` for our own log and reports (token fingerprints, say), which
+    must never reach the wire.
+    """
+
+    def __init__(self, message: str, status: int = 400, *, detail: str = "") -> None:
         self.status = status
-        super().__init__(message)
+        self.reply = message
+        super().__init__(message + detail)
 
 
 class Request(NamedTuple):

@@ -193,7 +193,7 @@ class Connection:
             key = check_request(request)
             self.check_onebot(request)
         except HandshakeError as exc:
-            self.refuse(exc.status, str(exc))
+            self.refuse(exc.status, exc.reply, str(exc))
             return False
         self.sock.settimeout(None)  # bounded from now on by housekeeping (module docstring)
         self.reader.feed(bytes(data[consumed:]))
@@ -220,10 +220,12 @@ class Connection:
             if presented is None:
                 raise HandshakeError("no access token (send Authorization: Bearer <token>)", 401)
             if not token_matches(server.access_token, presented):
+                # Fingerprints of the tokens help whoever reads our log; the peer gets
+                # nothing about the real one, not even its length.
                 raise HandshakeError(
-                    f"wrong access token {mask_token(presented)}, "
-                    f"expected {mask_token(server.access_token)}",
+                    "wrong access token",
                     403,
+                    detail=f" {mask_token(presented)}, expected {mask_token(server.access_token)}",
                 )
         self.self_id = headers.get("x-self-id", "").strip() or None
         role = headers.get("x-client-role", "universal").strip()
@@ -233,12 +235,16 @@ class Connection:
         if self.self_id is None:
             log.warning("%s sent no X-Self-ID; learning it from the first event", self.peer)
 
-    def refuse(self, status: int, reason: str) -> None:
-        """Answer a refused handshake with ``status``, and log it without flooding."""
+    def refuse(self, status: int, reason: str, logged: str | None = None) -> None:
+        """Answer a refused handshake with ``status`` and ``reason``; log ``logged`` (or it).
+
+        The log is rate-limited per peer address and status: implementations
+        retry every few seconds, for ever.
+        """
         suppressed = self.server._throttle((self.peer.rpartition(":")[0], status))
         if suppressed is not None:
             more = f" ({suppressed} more since the last report)" if suppressed else ""
-            log.warning("refused %s with %d: %s%s", self.peer, status, reason, more)
+            log.warning("refused %s with %d: %s%s", self.peer, status, logged or reason, more)
         self.sock.settimeout(self.server.send_timeout)
         self.sock.sendall(error_response(status, reason))
 

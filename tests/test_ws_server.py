@@ -17,7 +17,7 @@ import pytest
 import websocket
 import wsproto
 import wsproto.events as wse
-from conftest import load_vectors
+from conftest import load_vectors, upgrade_request
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
@@ -185,6 +185,17 @@ def test_auth_401_403_before_upgrade_logged_once(caplog):
         ]:
             ws = websocket.create_connection(url, header=token_header, timeout=10)
             ws.close()
+
+
+def test_a_wrong_token_learns_nothing_about_the_real_one(caplog):
+    caplog.set_level(logging.WARNING, logger="onebot_ref")
+    with WsServer(port=0, access_token="s3cr3t-token") as srv:
+        headers = ["X-Self-ID: 1", "Authorization: Bearer wr0ng"]
+        answer = http_exchange(srv.port, upgrade_request("/", headers))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 ")
+    assert body == b"wrong access token\n"  # neither fingerprint nor length on the wire
+    assert "wr…(5 chars), expected s3…(12 chars)" in caplog.text  # our own log keeps them
 
 
 def test_several_bots_routing(server):
