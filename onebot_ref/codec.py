@@ -28,6 +28,7 @@ This module is pure: no sockets, no threads, stdlib only.
 import hashlib
 import hmac
 import json
+import math
 import re
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "check_signature",
     "dumps",
     "event_name",
+    "heartbeat_interval",
     "http_error",
     "is_event",
     "loads",
@@ -102,6 +104,30 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 def is_event(obj: Any) -> bool:
     """Tell an event from an action response: events always carry ``post_type``."""
     return isinstance(obj, dict) and "post_type" in obj
+
+
+# Heartbeat intervals drive a watchdog (3 silent intervals mean a dead link), so the
+# number from the wire is clamped to this range, in seconds.
+HEARTBEAT_RANGE = (0.1, 86400.0)
+
+
+def heartbeat_interval(event: dict[str, Any]) -> float | None:
+    """Seconds between heartbeats, from a heartbeat event's ``interval`` (ms); None if unusable.
+
+    The number comes off the wire and drives a timer, so only a real number
+    above 0 counts: not a bool (``True`` is an int in Python), a string, NaN
+    or infinity. It is clamped to :data:`HEARTBEAT_RANGE`: ``1`` would have the
+    link declared dead after 3 ms of silence, and ``10**400`` is an int no
+    float can hold (dividing it raised ``OverflowError`` in a receive thread).
+    None means no watchdog, as for an implementation that sends no heartbeats.
+    """
+    value = event.get("interval")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not 0 < value < math.inf:  # also false for NaN; int and float compare exactly
+        return None
+    low, high = HEARTBEAT_RANGE
+    return max(low, min(value, high * 1000) / 1000)
 
 
 def action_request(action: str, params: dict[str, Any] | None, echo: Any) -> dict[str, Any]:

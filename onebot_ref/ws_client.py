@@ -27,6 +27,9 @@ What the spec leaves to us, and what we do:
   :meth:`WsClient.start` raise :class:`~onebot_ref.errors.AuthError`.
 * **Liveness.** Heartbeat meta events carry ``interval`` (ms). Once one has
   arrived, silence for 3× that interval means the link is dead: reconnect.
+  The interval is clamped to 0.1 s-1 day; one that is no positive number
+  (a bool, a string, NaN) turns the watchdog off
+  (:func:`~onebot_ref.codec.heartbeat_interval`).
 * **Identity.** There is no ``X-Self-ID`` here: ``self_id`` is taken from the
   lifecycle ``connect`` event or any event, or ``get_login_info`` on an
   API-only connection. Events are never held back waiting for a lifecycle.
@@ -56,11 +59,19 @@ import websocket
 
 from .api import OneBotApi
 from .calls import PendingCalls
-from .codec import AUTH_RETCODES, is_event, loads, mask_token
+from .codec import AUTH_RETCODES, heartbeat_interval, is_event, loads, mask_token
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
 from .tls import client_context
-from .ws_link import CLOSE_NORMAL, MAX_SIZE, Link, LinkSocket, dial, safe_url
+from .ws_link import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    MAX_SIZE,
+    Link,
+    LinkSocket,
+    dial,
+    safe_url,
+)
 
 __all__ = ["WsClient"]
 
@@ -418,7 +429,13 @@ class WsClient(OneBotApi):
     # -- one socket's receive thread ---------------------------------------------
 
     def _receive(self, link: Link) -> None:
-        """Read frames until the socket ends. Never runs user code (events go to workers)."""
+        """Read frames until the socket ends. Never runs user code (events go to workers).
+
+        Whatever ends the loop becomes ``link.error``, never a traceback on
+        stderr: the peer's protocol errors carry the close code to send, the
+        socket's end is an OSError or websocket-client's "closed", and anything
+        else (a bug of ours) is logged once and closes the connection with 1011.
+        """
         try:
             while not self._closed.is_set() and link.error is None:
                 # 1) Read one message (control frames too: they prove the link is alive).
@@ -440,8 +457,19 @@ class WsClient(OneBotApi):
                 if link.error is not None:
                     self._wake.set()
                 self._heard.set()
-        except Exception as exc:
+        except ProtocolError as exc:  # our header and fragment checks (ws_link)
             link.error = exc
+        except websocket.WebSocketProtocolException as exc:  # websocket-client's own checks
+            link.error = ProtocolError(f"{safe_url(link.url)} broke the protocol: {exc}")
+        except websocket.WebSocketPayloadException as exc:
+            link.error = ProtocolError(f"{safe_url(link.url)} sent a bad payload: {exc}", 1007)
+        except (OSError, websocket.WebSocketException) as exc:  # the socket ended
+            link.error = exc
+        except Exception as exc:
+            log.exception("reading from %s failed unexpectedly", safe_url(link.url))
+            link.error = ProtocolError(
+                f"unexpected error reading from {safe_url(link.url)}: {exc!r}", CLOSE_INTERNAL_ERROR
+            )
         finally:
             self._wake.set()
 
@@ -484,9 +512,7 @@ class WsClient(OneBotApi):
         if self_id is not None and self_id != self.self_id:
             self.self_id = self_id
         if event.get("meta_event_type") == "heartbeat":
-            interval = event.get("interval")
-            if isinstance(interval, int | float) and interval > 0:
-                link.interval = interval / 1000
+            link.interval = heartbeat_interval(event)
 
     # -- small helpers -------------------------------------------------------------
 

@@ -26,7 +26,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .calls import PendingCalls
-from .codec import is_event, loads, mask_token, parse_authorization, token_matches
+from .codec import (
+    heartbeat_interval,
+    is_event,
+    loads,
+    mask_token,
+    parse_authorization,
+    token_matches,
+)
 from .errors import DecodeError, NotConnected, ProtocolError
 from .framer import (
     BINARY,
@@ -142,12 +149,22 @@ class Connection:
         return self.role != "API"
 
     def run(self) -> None:
-        """The thread body: handshake, receive loop, and always the cleanup."""
+        """The thread body: handshake, receive loop, and always the cleanup.
+
+        Nothing from the wire ends this thread with a traceback on stderr: the
+        socket's end is an OSError, a broken protocol a Close with its code
+        (:meth:`receive`), and anything else, a bug of ours, is logged once and
+        closes the connection with 1011.
+        """
         try:
             if self.secure() and self.handshake():
                 self.receive()
         except OSError as exc:  # reset, timeout or shut down by close()
             log.debug("%r: %s", self, exc)
+        except Exception:
+            log.exception("%r: unexpected error; closing the connection with 1011", self)
+            if self.open:
+                self.close(1011, "internal error")  # RFC 6455 section 7.4.1
         finally:
             self.dead = True
             self.server._detach(self)
@@ -301,8 +318,8 @@ class Connection:
             if isinstance(obj, dict):
                 self.calls.resolve(obj)
             return
-        if obj.get("meta_event_type") == "heartbeat" and isinstance(obj.get("interval"), int):
-            self.heartbeat = obj["interval"] / 1000 if obj["interval"] > 0 else None
+        if obj.get("meta_event_type") == "heartbeat":
+            self.heartbeat = heartbeat_interval(obj)  # validated: it drives housekeeping's timer
         if self.self_id is None and obj.get("self_id") is not None:
             self.server._learn(self, str(obj["self_id"]))
         # Never run handlers here: a handler's call() needs this thread to read its response.

@@ -36,11 +36,22 @@ from .framer import (
 )
 from .tls import explain, is_tls_refusal
 
-__all__ = ["CLOSE_NORMAL", "CLOSE_TOO_BIG", "MAX_SIZE", "Link", "LinkSocket", "dial", "safe_url"]
+__all__ = [
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_NORMAL",
+    "CLOSE_TOO_BIG",
+    "MAX_SIZE",
+    "Link",
+    "LinkSocket",
+    "dial",
+    "safe_url",
+]
 
 MAX_SIZE = 32 * 2**20  # bytes per incoming message; NapCat member lists reach several MiB
-CLOSE_NORMAL = 1000  # RFC 6455 section 7.4.1
-CLOSE_TOO_BIG = 1009  # RFC 6455 section 7.4.1: "a message that is too big for it to process"
+# RFC 6455 section 7.4.1
+CLOSE_NORMAL = 1000
+CLOSE_TOO_BIG = 1009  # "a message that is too big for it to process"
+CLOSE_INTERNAL_ERROR = 1011  # "an unexpected condition that prevented it from fulfilling"
 
 
 class LinkSocket(websocket.WebSocket):
