@@ -44,6 +44,7 @@ __all__ = [
     "is_event",
     "loads",
     "mask_token",
+    "onebot12_impl",
     "parse_authorization",
     "redact",
     "sign",
@@ -104,6 +105,28 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 def is_event(obj: Any) -> bool:
     """Tell an event from an action response: events always carry ``post_type``."""
     return isinstance(obj, dict) and "post_type" in obj
+
+
+ONEBOT12_TYPES = ("meta", "message", "notice", "request")
+
+
+def onebot12_impl(obj: Any) -> str | None:
+    """If ``obj`` is a OneBot 12 event, the implementation's name ("" if unnamed); else None.
+
+    OneBot 12 (spec ``connect/data-protocol/event.md``) renamed the event
+    fields: "``type`` [...] 必须是 ``meta``、``message``、``notice``、``request``
+    中的一个" (type must be one of meta, message, notice, request), with
+    ``detail_type`` beside it and no ``post_type``. Its first event on every
+    WebSocket is ``meta.connect``, which names the implementation in
+    ``version.impl``. To a OneBot 11 client such a frame is no event at all.
+    """
+    if not isinstance(obj, dict) or "post_type" in obj:
+        return None
+    if obj.get("type") not in ONEBOT12_TYPES or not isinstance(obj.get("detail_type"), str):
+        return None
+    version = obj.get("version")
+    name = obj.get("impl") or (version.get("impl") if isinstance(version, dict) else None)
+    return name if isinstance(name, str) else ""
 
 
 # Heartbeat intervals drive a watchdog (3 silent intervals mean a dead link), so the

@@ -25,6 +25,11 @@ What the spec leaves to us, and what we do:
   ``authorization failed`` then close (CQHTTP), an echo-less ``retcode 1403``
   envelope then close (NapCat, LLOneBot). :meth:`WsClient.run_forever` and
   :meth:`WsClient.start` raise :class:`~onebot_ref.errors.AuthError`.
+* **So is OneBot 12.** Its events carry ``type``/``detail_type`` instead of
+  ``post_type`` (nonebot-plugin-all4one, for one, greets every connection with
+  ``meta.connect``): we close with 1003 and raise
+  :class:`~onebot_ref.errors.ProtocolError` instead of dropping every event
+  as a stray response.
 * **Liveness.** Heartbeat meta events carry ``interval`` (ms). Once one has
   arrived, silence for 3× that interval means the link is dead: reconnect.
   The interval is clamped to 0.1 s-1 day; one that is no positive number
@@ -59,13 +64,14 @@ import websocket
 
 from .api import OneBotApi
 from .calls import PendingCalls
-from .codec import AUTH_RETCODES, heartbeat_interval, is_event, loads, mask_token
+from .codec import AUTH_RETCODES, heartbeat_interval, is_event, loads, mask_token, onebot12_impl
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
 from .tls import client_context
 from .ws_link import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
+    CLOSE_UNSUPPORTED,
     MAX_SIZE,
     Link,
     LinkSocket,
@@ -491,6 +497,8 @@ class WsClient(OneBotApi):
             # A worker thread runs the handlers: a handler may call() and wait for
             # a response that this very thread has to read.
             self.registry.submit(frame)
+        elif (impl := onebot12_impl(frame)) is not None:
+            self._wrong_version(link, impl)
         elif isinstance(frame, dict):
             if frame.get("retcode") in AUTH_RETCODES and frame.get("echo") in (None, ""):
                 self._refused(link, f"answered retcode {frame['retcode']} with no echo (NapCat)")
@@ -505,6 +513,20 @@ class WsClient(OneBotApi):
             "config (NapCat: network settings → WebSocket server → token)"
         )
         link.error = self.error
+        self._pending.fail_all(self.error)  # this thread reads no more: no answer will come
+        self._wake.set()
+
+    def _wrong_version(self, link: Link, impl: str) -> None:
+        """A OneBot 12 event: stop (no reconnect) and say so, instead of dropping every event."""
+        name = f" ({impl})" if impl else ""
+        self.error = ProtocolError(
+            f"{safe_url(link.url)} speaks OneBot 12{name}, not OneBot 11 (its events carry "
+            "type/detail_type instead of post_type): onebot_ref speaks OneBot 11 only, so "
+            "switch the implementation to OneBot 11 or use a OneBot 12 library",
+            CLOSE_UNSUPPORTED,
+        )
+        link.error = self.error
+        self._pending.fail_all(self.error)  # this thread reads no more: no answer will come
         self._wake.set()
 
     def _learn(self, link: Link, event: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from .codec import (
     is_event,
     loads,
     mask_token,
+    onebot12_impl,
     parse_authorization,
     token_matches,
 )
@@ -82,6 +83,30 @@ def read_message(sock: socket.socket, reader: MessageReader, scratch: memoryview
             return None
         reader.feed(scratch[:n])
     return message
+
+
+def check_version(request: Request) -> None:
+    """Refuse a OneBot 12 implementation at the handshake, with a reason it can log.
+
+    OneBot 12's reverse WebSocket (spec ``connect/communication/websocket-reverse.md``)
+    "必须在请求连接时设置 [...] ``Sec-WebSocket-Protocol: <onebot_version>.<impl>``"
+    (must send ``12.<impl>``) and a ``User-Agent`` such as ``OneBot/12 (qq) ...``.
+    Accepted, it would push events that have no ``post_type`` and answer calls
+    with retcode 10101 ("Who Am I"): nothing would work, and nothing would say why.
+
+    Raises:
+        HandshakeError: 400 for a client that says it speaks OneBot 12.
+    """
+    offered = request.headers.get("sec-websocket-protocol", "")
+    agent = request.headers.get("user-agent", "")
+    if any(p.strip().startswith("12.") for p in offered.split(",")) or agent.startswith(
+        "OneBot/12"
+    ):
+        said = f"Sec-WebSocket-Protocol {offered!r}" if offered else f"User-Agent {agent!r}"
+        raise HandshakeError(
+            f"this server speaks OneBot 11, but the client speaks OneBot 12 ({said}): "
+            "configure the implementation for OneBot 11 or point it at a OneBot 12 bot"
+        )
 
 
 def _writable(sock: socket.socket) -> bool:
@@ -244,6 +269,7 @@ class Connection:
                     403,
                     detail=f" {mask_token(presented)}, expected {mask_token(server.access_token)}",
                 )
+        check_version(request)
         self.self_id = headers.get("x-self-id", "").strip() or None
         role = headers.get("x-client-role", "universal").strip()
         self.role = ROLES.get(role.lower(), "Universal")
@@ -315,7 +341,9 @@ class Connection:
                 log.warning("%r sent a frame that is not JSON: %s", self, exc)
             return
         if not is_event(obj):
-            if isinstance(obj, dict):
+            if (impl := onebot12_impl(obj)) is not None:
+                self.wrong_version(impl)
+            elif isinstance(obj, dict):
                 self.calls.resolve(obj)
             return
         if obj.get("meta_event_type") == "heartbeat":
@@ -324,6 +352,18 @@ class Connection:
             self.server._learn(self, str(obj["self_id"]))
         # Never run handlers here: a handler's call() needs this thread to read its response.
         self.server.registry.submit(obj)
+
+    def wrong_version(self, impl: str) -> None:
+        """A OneBot 12 event on an open connection (one that did not say so at the handshake)."""
+        name = f" ({impl})" if impl else ""
+        if self.server._throttle(("onebot12", self.peer.rpartition(":")[0])) is not None:
+            log.warning(
+                "%r speaks OneBot 12%s, not OneBot 11; closing with 1003: configure the "
+                "implementation for OneBot 11 or use a OneBot 12 library",
+                self,
+                name,
+            )
+        self.close(1003, "this server speaks OneBot 11 only, not OneBot 12")
 
     def send(self, opcode: int, payload: bytes) -> None:
         """Send one frame, or leave it to the thread that is writing now.

@@ -40,6 +40,7 @@ __all__ = [
     "CLOSE_INTERNAL_ERROR",
     "CLOSE_NORMAL",
     "CLOSE_TOO_BIG",
+    "CLOSE_UNSUPPORTED",
     "MAX_SIZE",
     "Link",
     "LinkSocket",
@@ -50,6 +51,7 @@ __all__ = [
 MAX_SIZE = 32 * 2**20  # bytes per incoming message; NapCat member lists reach several MiB
 # RFC 6455 section 7.4.1
 CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED = 1003  # "received a type of data it cannot accept"
 CLOSE_TOO_BIG = 1009  # "a message that is too big for it to process"
 CLOSE_INTERNAL_ERROR = 1011  # "an unexpected condition that prevented it from fulfilling"
 

@@ -543,6 +543,106 @@ def test_reconnect_false_returns_when_the_server_vanishes(how, no_thread_leak):
             thread.join(5)
 
 
+# -- OneBot 12 on the other end --------------------------------------------------------------
+
+ONEBOT12_CONNECT = {  # nonebot-plugin-all4one greets every connection with meta.connect
+    "id": "b6e65187-5ac0-489c-b431-53078e9d2bbb",
+    "time": 1632847927.599013,
+    "type": "meta",
+    "detail_type": "connect",
+    "sub_type": "",
+    "version": {"impl": "nonebot-plugin-all4one", "version": "0.1.0", "onebot_version": "12"},
+}
+
+
+class OneBot12Impl:
+    """A OneBot 12 forward-WS server (as nonebot-plugin-all4one): meta.connect, then
+    status_update; every call without ``self`` fails with 10101 "Who Am I"."""
+
+    def __init__(self) -> None:
+        self.handshakes = 0
+        self.close_codes: list[int | None] = []
+        self.server = serve(self._handle, "127.0.0.1", 0, ping_interval=None)
+        self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, conn: ServerConnection) -> None:
+        self.handshakes += 1
+        try:
+            conn.send(json.dumps(ONEBOT12_CONNECT))
+            status = {"good": True, "bots": [{"self": {"platform": "qq", "user_id": "1"}}]}
+            conn.send(json.dumps({**ONEBOT12_CONNECT, "detail_type": "status_update",
+                                  "status": status}))  # fmt: skip
+            for message in conn:
+                echo = json.loads(message).get("echo")
+                conn.send(json.dumps({"status": "failed", "retcode": 10101, "data": None,
+                                      "message": "Who Am I", "echo": echo}))  # fmt: skip
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_codes.append(conn.close_code)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def onebot12(no_thread_leak):
+    impl = OneBot12Impl()
+    yield impl
+    impl.stop()
+
+
+def test_a_onebot_12_implementation_stops_start_with_one_sentence(onebot12):
+    client = fast(WsClient(onebot12.url))
+    with pytest.raises(ProtocolError) as caught:
+        client.start()
+    client.close()
+    message = str(caught.value)
+    assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in message
+    assert "switch the implementation to OneBot 11" in message
+    assert caught.value.close_code == 1003
+    wait_for(lambda: onebot12.close_codes)
+    assert onebot12.close_codes == [1003]
+    time.sleep(0.3)
+    assert onebot12.handshakes == 1  # stopped: no reconnect loop
+    with pytest.raises(NotConnected, match=r"stopped: .* OneBot 12"):
+        client.get_status()
+
+
+def test_a_onebot_12_implementation_stops_run_forever(onebot12):
+    client = fast(WsClient(onebot12.url))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            client.run_forever()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    client.close()
+    assert len(errors) == 1 and isinstance(errors[0], ProtocolError), errors
+    assert "OneBot 12" in str(errors[0])
+    assert onebot12.handshakes == 1
+
+
+def test_a_onebot_12_api_only_connection_stops_too(onebot12):
+    """Split endpoints: OneBot 12 sends meta.connect on every connection, /api included."""
+    client = fast(WsClient(api_url=onebot12.url))
+    with pytest.raises(ProtocolError, match="speaks OneBot 12"):
+        client.start()
+    client.close()
+
+
+# -- start(): waiting for an implementation that is not up yet --------------------------------
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -18,6 +18,7 @@ import websocket
 import wsproto
 import wsproto.events as wse
 from conftest import load_vectors, upgrade_request
+from hostile import Peer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
@@ -726,3 +727,45 @@ def test_a_burst_of_connections_waits_in_the_listen_backlog():
             gate.set()
             for sock in socks:
                 sock.close()
+
+
+ONEBOT12_CONNECT = {  # nonebot-plugin-all4one's greeting (OneBot 12 meta.connect)
+    "id": "b6e65187-5ac0-489c-b431-53078e9d2bbb",
+    "time": 1632847927.599013,
+    "type": "meta",
+    "detail_type": "connect",
+    "sub_type": "",
+    "version": {"impl": "nonebot-plugin-all4one", "version": "0.1.0", "onebot_version": "12"},
+}
+
+
+def test_a_onebot_12_implementation_is_refused_at_the_handshake(caplog):
+    caplog.set_level(logging.WARNING, logger="onebot_ref")
+    with WsServer(port=0) as srv:
+        for _ in range(2):  # it retries every few seconds: one log line
+            with pytest.raises(websocket.WebSocketBadStatusException) as info:
+                websocket.create_connection(
+                    srv.url,
+                    subprotocols=["12.nonebot-plugin-all4one"],  # the OneBot 12 reverse-WS MUST
+                    header=["User-Agent: OneBot/12 NoneBot Plugin All4One/0.1.0"],
+                    timeout=10,
+                )
+            assert info.value.status_code == 400
+            assert b"the client speaks OneBot 12" in info.value.resp_body
+    refusals = [r.getMessage() for r in caplog.records if "OneBot 12" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "12.nonebot-plugin-all4one" in refusals[0]
+
+
+def test_a_onebot_12_event_closes_the_connection_with_1003(caplog):
+    caplog.set_level(logging.WARNING, logger="onebot_ref")
+    with WsServer(port=0) as srv:
+        peer = Peer.dial(srv.port, [])  # says nothing about its version at the handshake
+        try:
+            peer.send_text(json.dumps(ONEBOT12_CONNECT))
+            assert peer.read(lambda: peer.close_code is not None, 5)
+            assert peer.close_code == 1003
+        finally:
+            peer.sock.close()
+    (line,) = [r.getMessage() for r in caplog.records if "OneBot 12" in r.getMessage()]
+    assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in line
