@@ -46,6 +46,7 @@ __all__ = [
     "LinkSocket",
     "dial",
     "safe_url",
+    "transient",
 ]
 
 MAX_SIZE = 32 * 2**20  # bytes per incoming message; NapCat member lists reach several MiB
@@ -227,7 +228,9 @@ def dial(
             raise NetworkError(
                 f"cannot connect to {safe_url(url)}: this port speaks TLS; use wss://"
             ) from None
-        raise _status_error(url, exc.status_code, access_token) from None
+        # A proxy whose implementation is not up yet answers 5xx: the cause says so (transient).
+        cause = exc if exc.status_code >= 500 else None
+        raise _status_error(url, exc.status_code, access_token) from cause
     except (websocket.WebSocketException, OSError) as exc:
         reason = explain(exc, url) or str(exc)
         raise NetworkError(f"cannot connect to {safe_url(url)}: {reason}") from exc
@@ -235,6 +238,28 @@ def dial(
     ws.max_size = max_size
     ws.settimeout(max(timeout, 1.0))  # bounds sends; an idle recv just loops
     return ws
+
+
+def transient(exc: NetworkError) -> bool:
+    """True if a failed :func:`dial` may succeed when retried: nobody answered, yet.
+
+    That is a refused, reset or timed-out connection, a name that does not
+    resolve (yet: containers), or a proxy's 5xx. What did answer, and wrongly
+    (an HTTP API or web UI port, TLS on one side only, a bad certificate), will
+    answer the same way next time.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, websocket.WebSocketBadStatusException):
+        return cause.status_code >= 500
+    if isinstance(cause, ssl.SSLError):  # certificates and TLS on one side only
+        return False
+    retryable = (
+        OSError,
+        websocket.WebSocketTimeoutException,
+        websocket.WebSocketConnectionClosedException,
+        websocket.WebSocketAddressException,
+    )
+    return isinstance(cause, retryable)
 
 
 def _status_error(url: str, status: int, access_token: str | None) -> Exception:

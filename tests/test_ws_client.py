@@ -649,6 +649,58 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def test_start_waits_for_an_implementation_that_comes_up_later(impls):
+    port = free_port()
+    later = threading.Timer(0.5, lambda: impls(port=port))
+    client = fast(WsClient(f"ws://127.0.0.1:{port}/"))
+    started = time.monotonic()
+    later.start()
+    try:
+        client.start()  # waits up to connect_timeout (10 s) by default
+        assert client.connected
+        assert 0.4 < time.monotonic() - started < 5
+        assert client.get_status()["action"] == "get_status"
+    finally:
+        later.join()
+        client.close()
+
+
+def test_start_gives_up_after_wait_with_the_last_error(caplog, no_thread_leak):
+    client = fast(WsClient(f"ws://127.0.0.1:{free_port()}/"))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
+        with pytest.raises(NetworkError, match=r"still failing after \d+ attempts in 0.5s"):
+            client.start(wait=0.5)
+    client.close()
+    assert 0.4 < time.monotonic() - started < 3
+    warnings = [r.getMessage() for r in caplog.records if r.name == "onebot_ref.ws_client"]
+    assert "retrying with backoff for up to 0.5s" in warnings[0]
+
+
+def test_start_retries_a_proxys_503_within_its_wait(impls):
+    impl = impls(status=503)
+    client = fast(WsClient(impl.url()))
+    with pytest.raises(NetworkError, match="HTTP 503"):
+        client.start(wait=0.5)
+    client.close()
+    assert len(impl.handshakes) >= 2
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_start_does_not_wait_out_an_answer_that_will_not_change(impls, status, caplog):
+    impl = impls(status=status)
+    client = WsClient(impl.url())  # the default backoff and wait
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
+        with pytest.raises(NetworkError, match="not a WebSocket server"):
+            client.start()
+    client.close()
+    assert time.monotonic() - started < 2
+    assert len(impl.handshakes) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "onebot_ref.ws_client"]
+    assert warnings and "(not retrying: the answer will not change)" in warnings[0]
+
+
 def test_close_during_backoff_is_prompt_and_leaves_no_threads(no_thread_leak):
     client = WsClient(f"ws://127.0.0.1:{free_port()}/", connect_timeout=2)
     client.backoff_initial = client.backoff_max = 30.0
