@@ -3,11 +3,11 @@
 :class:`EventHandler` is the ``BaseHTTPRequestHandler`` that
 :class:`~onebot_ref.http_server.HttpServer` gives each connection (on its own
 thread). For each request it checks, in order, each failure with its own status
-and a one-line reason: method (405), path (404), ``Content-Length`` (411/400)
-and ``max_body`` (413), Content-Type (415; the spec's HTTP API table says 406
-for the same thing), ``X-Signature`` (401 missing / 403 wrong; HMAC-SHA1 over
-the raw bytes), JSON (400). Then the server runs the handlers and we write the
-quick operation (200) or nothing (204).
+and a one-line reason: head and request target (400, 431, 505), method (405),
+path (404), body framing (411/400/501) and ``max_body`` (413), Content-Type
+(415; the spec's HTTP API table says 406 for the same thing), ``X-Signature``
+(401 missing / 403 wrong; HMAC-SHA1 over the raw bytes), JSON (400). Then the
+server runs the handlers and we write the quick operation (200) or nothing (204).
 
 The request head is read by :mod:`.http_head`, not the stdlib's ``email``
 parser (a fifth of each event's CPU, and more lenient than is safe). The
@@ -28,12 +28,18 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .api import STANDARD_ACTIONS
 from .codec import loads, redact
 from .errors import DecodeError
-from .http_head import BadHead, parse_request_line, read_fields
+from .http_head import (
+    BadHead,
+    body_length,
+    parse_request_line,
+    read_chunked,
+    read_fields,
+    split_target,
+)
 
 if TYPE_CHECKING:
     from .http_server import HttpServer
@@ -103,6 +109,10 @@ class EventHandler(BaseHTTPRequestHandler):
     server: "HttpServer"
     raw_requestline: bytes  # set by the stdlib's handle_one_request
     fields: dict[str, str]  # the request's header fields by lower-case name
+    target_path: str  # the request target's path (RFC 9112 §3.2), and its query
+    query: str
+    http_version: tuple[int, int]  # (1, 1) for HTTP/1.1
+    expect_100: bool  # the peer waits for "100 Continue" before it sends the body
     protocol_version = "HTTP/1.1"  # keep-alive: one connection carries many events
     disable_nagle_algorithm = True  # see the module docstring
     wbufsize = 64 * 1024  # headers and body collect here; handle_one_request flushes once
@@ -124,8 +134,10 @@ class EventHandler(BaseHTTPRequestHandler):
         """The request line and header fields, read by :mod:`.http_head`; False once refused.
 
         Sets what the stdlib's version does (``command``, ``path``,
-        ``request_version``, ``headers``, ``close_connection``, and answers
-        ``Expect: 100-continue``), plus ``fields``: the headers by lower-case name.
+        ``request_version``, ``headers``, ``close_connection``), plus ``fields``
+        (the headers by lower-case name), ``target_path`` and ``query``.
+        ``Expect: 100-continue`` is answered later, once :meth:`do_POST` has
+        checked the head and is about to read the body.
         """
         self.command = None  # type: ignore[assignment]  # the stdlib's own convention
         self.close_connection = True
@@ -134,6 +146,7 @@ class EventHandler(BaseHTTPRequestHandler):
             return False
         try:
             method, target, version = parse_request_line(self.requestline)
+            self.target_path, self.query = split_target(target)
             self.fields, pairs = read_fields(self.rfile)
         except BadHead as exc:
             self.respond(exc.status, exc.reason, close=True)
@@ -141,6 +154,7 @@ class EventHandler(BaseHTTPRequestHandler):
         except EOFError:
             return False
         self.command, self.request_version = method, f"HTTP/{version[0]}.{version[1]}"
+        self.http_version = version
         # As the stdlib does (gh-87389): "//x" would read as a host to a client.
         self.path = "/" + target.lstrip("/") if target.startswith("//") else target
         self.headers = http.client.HTTPMessage()
@@ -150,8 +164,9 @@ class EventHandler(BaseHTTPRequestHandler):
         self.close_connection = "close" in options or (
             version < (1, 1) and "keep-alive" not in options
         )
-        if self.fields.get("expect", "").lower() == "100-continue" and version >= (1, 1):
-            return self.handle_expect_100()
+        self.expect_100 = (
+            version >= (1, 1) and self.fields.get("expect", "").lower() == "100-continue"
+        )
         return True
 
     def handle_expect_100(self) -> bool:
@@ -165,11 +180,7 @@ class EventHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         # 1) Is this our path?
-        try:
-            path = urlsplit(self.path).path
-        except ValueError:  # e.g. "http://[::1": not a URL at all
-            self.refuse(400, f"malformed request target {redact(self.path)[:80]!r}", close=True)
-            return
+        path = self.target_path
         if path.rstrip("/") != self.server.path.rstrip("/"):
             hint = ""
             if path.rsplit("/", 1)[-1] in STANDARD_ACTIONS:
@@ -178,7 +189,7 @@ class EventHandler(BaseHTTPRequestHandler):
             reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
             self.refuse(404, reason, close=True)
             return
-        # 2) Read the body, bounded by Content-Length and max_body.
+        # 2) Read the body, bounded by max_body.
         headers = self.fields
         body = self.read_body(headers)
         if body is None:
@@ -202,25 +213,22 @@ class EventHandler(BaseHTTPRequestHandler):
             self.respond(204)
 
     def read_body(self, headers: dict[str, str]) -> bytes | None:
-        """The request body, or None after answering 400/411/413 (or on a dead peer)."""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self.refuse(411, "chunked bodies are not supported", close=True)
-            return None
-        length_header = headers.get("content-length")
-        if length_header is None:
-            self.refuse(411, "Content-Length is required", close=True)
-            return None
+        """The request body, or None after answering 400/411/413/501 (or on a dead peer).
+
+        ``Content-Length`` or ``chunked`` (:mod:`.http_head`), both within ``max_body``.
+        """
         try:
-            length = int(length_header)
-            if length < 0:
-                raise ValueError(length_header)
-        except ValueError:
-            self.refuse(400, f"bad Content-Length {length_header!r}", close=True)
+            length = body_length(headers, self.http_version, self.server.max_body)
+            if self.expect_100:
+                self.handle_expect_100()  # the head passed: now invite the body
+            if length is None:
+                return read_chunked(self.rfile, self.server.max_body)
+        except BadHead as exc:
+            # The rest of the body stays unread: this connection cannot carry another request.
+            self.refuse(exc.status, exc.reason, close=True)
             return None
-        if length > self.server.max_body:
-            # We do not read the body, so the connection cannot carry another request.
-            reason = f"body of {length} bytes exceeds max_body={self.server.max_body}"
-            self.refuse(413, reason, close=True)
+        except EOFError:  # the peer went away mid-body
+            self.close_connection = True
             return None
         body = self.rfile.read(length)
         if len(body) < length:  # the peer went away mid-body

@@ -294,9 +294,13 @@ def test_missing_content_length_is_411(server: HttpServer) -> None:
     assert reply.startswith(b"HTTP/1.1 411 ")
 
 
-def test_chunked_body_is_411(server: HttpServer) -> None:
-    response = requests.post(server.url, data=iter([b"{}"]), headers=JSON, timeout=5)
-    assert response.status_code == 411
+def test_chunked_body_is_read(server: HttpServer) -> None:
+    """RFC 9112 §6.1: a recipient MUST parse ``chunked`` (requests sends it for an iterator)."""
+    seen: list[dict[str, Any]] = []
+    server.on("message")(seen.append)
+    body = json.dumps(MESSAGE).encode()
+    response = requests.post(server.url, data=iter([body[:9], body[9:]]), headers=JSON, timeout=5)
+    assert response.status_code == 204 and seen == [MESSAGE]
 
 
 def test_bad_content_length_is_400(server: HttpServer) -> None:
