@@ -4,10 +4,14 @@
 :class:`~onebot_ref.http_server.HttpServer` gives each connection (on its own
 thread). For each request it checks, in order, each failure with its own status
 and a one-line reason: head and request target (400, 431, 505), method (405),
-path (404), body framing (411/400/501) and ``max_body`` (413), Content-Type
-(415; the spec's HTTP API table says 406 for the same thing), ``X-Signature``
-(401 missing / 403 wrong; HMAC-SHA1 over the raw bytes), JSON (400). Then the
-server runs the handlers and we write the quick operation (200) or nothing (204).
+path (404), access token (401 missing / 403 wrong), body framing (411/400/501)
+and ``max_body`` (413) — all from the head, before a byte of the body is read —
+then Content-Type (415; the spec's HTTP API table says 406
+for the same thing), ``X-Signature`` (401 missing / 403 wrong; HMAC-SHA1 over
+the raw bytes, so after the body), JSON (400). Then, if fewer than
+``max_handlers`` are running (else 503), the server runs the handlers and we
+write the quick operation (200) or nothing (204). A refusal before the body
+closes the connection: the unread body cannot be taken for the next request.
 
 The request head is read by :mod:`.http_head`, not the stdlib's ``email``
 parser (a fifth of each event's CPU, and more lenient than is safe). The
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .api import STANDARD_ACTIONS
 from .codec import loads, redact
 from .errors import DecodeError
+from .http_base import RETRY_AFTER
 from .http_head import (
     BadHead,
     body_length,
@@ -189,24 +194,40 @@ class EventHandler(BaseHTTPRequestHandler):
             reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
             self.refuse(404, reason, close=True)
             return
-        # 2) Read the body, bounded by max_body.
+        # 2) The head alone: access token and the body's framing. A peer refused
+        # here never gets its body read (or held).
         headers = self.fields
+        refusal = self.server.check_access_token(headers, self.query)
+        if refusal is not None:
+            self.refuse(*refusal, close=True)
+            return
+        # 3) Read the body, bounded by max_body.
         body = self.read_body(headers)
         if body is None:
             return
-        # 3) Content-Type, signature and JSON; each failure gets its own status.
+        # 4) Content-Type, signature and JSON; each failure gets its own status.
         event = self.check_event(body, headers)
         if event is None:
             return
-        # 4) A copy we have seen (an implementation retrying): answered, not run again.
-        if self.server.recent is not None and self.server.recent.seen(body):
-            self.server.duplicate()
-            self.respond(204)
+        # 5) At most max_handlers run at once. Checked before dedup remembers the
+        # event, so that the implementation's retry of a 503 is run, not dropped.
+        slots = self.server.handler_slots
+        if not slots.acquire(blocking=False):
+            reason = self.server.handlers_busy()
+            self.refuse(503, reason, extra={"Retry-After": str(RETRY_AFTER)})
             return
-        # 5) Run the handlers here and answer with their quick operation.
-        self.clock.handlers_running()
-        reply = self.server.handle_event(event)
-        self.clock.writing()
+        try:
+            # 6) A copy we have seen (an implementation retrying): answered, not run again.
+            if self.server.recent is not None and self.server.recent.seen(body):
+                self.server.duplicate()
+                reply = b""
+            else:
+                # 7) Run the handlers here and answer with their quick operation.
+                self.clock.handlers_running()
+                reply = self.server.handle_event(event)
+                self.clock.writing()
+        finally:
+            slots.release()
         if reply:
             self.respond(200, reply, "application/json")
         else:
@@ -243,7 +264,7 @@ class EventHandler(BaseHTTPRequestHandler):
             reason = f"Content-Type {media_type} is not supported; send application/json"
             self.refuse(415, reason)
             return None
-        refusal = self.server.check_credentials(headers, self.path, body)
+        refusal = self.server.check_x_signature(headers, body)
         if refusal is not None:
             self.refuse(*refusal)
             return None
@@ -262,10 +283,17 @@ class EventHandler(BaseHTTPRequestHandler):
             event["self_id"] = int(self_id) if self_id.isdigit() else self_id
         return event
 
-    def refuse(self, status: int, reason: str, *, close: bool = False) -> None:
+    def refuse(
+        self,
+        status: int,
+        reason: str,
+        *,
+        close: bool = False,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         """Answer an error status with a one-line reason."""
         log.debug("%s %s -> %d %s", self.command, redact(self.path), status, reason)
-        self.respond(status, reason, close=close)
+        self.respond(status, reason, close=close, extra=extra)
 
     def respond(
         self,
