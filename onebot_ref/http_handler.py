@@ -4,9 +4,9 @@
 :class:`~onebot_ref.http_server.HttpServer` gives each connection (on its own
 thread). For each request it checks, in order, each failure with its own status
 and a one-line reason: head and request target (400, 431, 505), method (405),
-path (404), access token (401 missing / 403 wrong), body framing (411/400/501)
-and ``max_body`` (413) — all from the head, before a byte of the body is read —
-then Content-Type (415; the spec's HTTP API table says 406
+path (404), access token (401 missing / 403 wrong), ``X-Self-ID`` (400), body
+framing (411/400/501) and ``max_body`` (413) — all from the head, before a byte
+of the body is read — then Content-Type (415; the spec's HTTP API table says 406
 for the same thing), ``X-Signature`` (401 missing / 403 wrong; HMAC-SHA1 over
 the raw bytes, so after the body), JSON (400). Then, if fewer than
 ``max_handlers`` are running (else 503), the server runs the handlers and we
@@ -49,12 +49,27 @@ from .http_head import (
 if TYPE_CHECKING:
     from .http_server import HttpServer
 
-__all__ = ["Clock", "EventHandler"]
+__all__ = ["Clock", "EventHandler", "self_id_of"]
 
 log = logging.getLogger("onebot_ref.http_server")  # one logger for mode 2, as before the split
 
 JSON_TYPES = ("application/json", "text/json")
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
+MAX_SELF_ID = 2**63 - 1  # OneBot 11 event fields: self_id is int64
+
+
+def self_id_of(value: str) -> int:
+    """The QQ number in an ``X-Self-ID`` header: 1 to 19 ASCII digits, within int64.
+
+    ``str.isdigit`` is not enough: ``"²"`` passes it and fails ``int()``, and
+    ``int()`` of 5,000 digits is slow (and refused on Python 3.11+).
+
+    Raises:
+        ValueError: with the reason for the 400.
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > MAX_SELF_ID:
+        raise ValueError(f"X-Self-ID {value[:24]!r} is not a QQ number (an int64 in ASCII digits)")
+    return int(value)
 
 
 class Clock(io.RawIOBase):
@@ -194,12 +209,18 @@ class EventHandler(BaseHTTPRequestHandler):
             reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
             self.refuse(404, reason, close=True)
             return
-        # 2) The head alone: access token and the body's framing. A peer refused
-        # here never gets its body read (or held).
+        # 2) The head alone: access token, X-Self-ID and the body's framing. A peer
+        # refused here never gets its body read (or held).
         headers = self.fields
         refusal = self.server.check_access_token(headers, self.query)
         if refusal is not None:
             self.refuse(*refusal, close=True)
+            return
+        self_id = headers.get("x-self-id")
+        try:
+            self_id_number = self_id_of(self_id) if self_id else None
+        except ValueError as exc:
+            self.refuse(400, str(exc), close=True)
             return
         # 3) Read the body, bounded by max_body.
         body = self.read_body(headers)
@@ -209,6 +230,10 @@ class EventHandler(BaseHTTPRequestHandler):
         event = self.check_event(body, headers)
         if event is None:
             return
+        if "self_id" not in event and self_id_number is not None:
+            # X-Self-ID is the bot's identity (NapCat sends it lowercase; headers
+            # are case-insensitive). Some implementations leave self_id out.
+            event["self_id"] = self_id_number
         # 5) At most max_handlers run at once. Checked before dedup remembers the
         # event, so that the implementation's retry of a 503 is run, not dropped.
         slots = self.server.handler_slots
@@ -276,11 +301,6 @@ class EventHandler(BaseHTTPRequestHandler):
         if not isinstance(event, dict) or "post_type" not in event:
             self.refuse(400, f"not an event (an object with post_type): {body[:40]!r}")
             return None
-        # X-Self-ID is the bot's identity (NapCat sends it lowercase; headers
-        # are case-insensitive). Some implementations leave self_id out.
-        self_id = headers.get("x-self-id")
-        if "self_id" not in event and self_id:
-            event["self_id"] = int(self_id) if self_id.isdigit() else self_id
         return event
 
     def refuse(
