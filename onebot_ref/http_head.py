@@ -72,6 +72,10 @@ _CHUNK_LINE = re.compile(
 # RFC 3986 §3.3-§3.4: pchar = unreserved / pct-encoded / sub-delims / ":" / "@", plus the
 # "/" and "?" that path and query allow. No "#" (a fragment is never sent), no brackets.
 _TARGET_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")
+# In the query we also take what WHATWG URL parsers (Node's, so NapCat's and LLOneBot's,
+# and every browser's) leave unencoded there: [ ] { } | ^ ` \. Refusing them would
+# refuse real implementations; none of them can end the target or the head.
+_QUERY_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/?\[\]{}|^`\\]*")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")  # pct-encoded = "%" HEXDIG HEXDIG (§2.1)
 # RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then "//" authority.
 _ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?#]*)(.*)", re.DOTALL)
@@ -140,9 +144,13 @@ def split_target(target: str) -> tuple[str, str]:
         _check_authority(authority)
         if rest and rest[0] not in "/?":
             raise BadHead(400, f"malformed request target {_shown(target)!r}")
-    if _TARGET_CHARS.fullmatch(rest) is None or ("%" in rest and _BAD_PERCENT.search(rest)):
-        raise BadHead(400, _bad_character(rest))
     path, _, query = rest.partition("?")
+    if (
+        _TARGET_CHARS.fullmatch(path) is None
+        or _QUERY_CHARS.fullmatch(query) is None
+        or ("%" in rest and _BAD_PERCENT.search(rest))
+    ):
+        raise BadHead(400, _bad_character(rest))
     return path or "/", query
 
 
@@ -183,7 +191,7 @@ def _bad_character(rest: str) -> str:
             part = "query"
         if char == "%" and not re.match(r"%[0-9A-Fa-f]{2}", rest[i : i + 3]):
             return f"a '%' in the request target's {part} is not followed by two hex digits"
-        if _TARGET_CHARS.fullmatch(char) is None:
+        if (_QUERY_CHARS if part == "query" else _TARGET_CHARS).fullmatch(char) is None:
             return (
                 f"character {char!r} in the request target's {part} is not allowed "
                 f"(RFC 3986); percent-encode it as %{ord(char):02X}"

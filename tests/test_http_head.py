@@ -246,6 +246,7 @@ def test_bad_chunked_bodies(data: bytes, status: int) -> None:
         ("ws://[::1]:6700/ws?a=1", ("/ws", "a=1")),
         ("wss://[::ffff:1.2.3.4]/", ("/", "")),
         ("http://%65x.com/", ("/", "")),
+        ("/?q=[1]&r={x}|^`\\", ("/", "q=[1]&r={x}|^`\\")),  # as WHATWG parsers send them
     ],
 )
 def test_targets(target: str, expected: tuple[str, str]) -> None:
@@ -283,7 +284,10 @@ def test_targets(target: str, expected: tuple[str, str]) -> None:
         "/%4",
         "/a\xe9",  # not ASCII (a latin-1 decoded byte)
         "/\x00",
-        "/?q=[1]",
+        "/?q=a b",
+        '/?q="',
+        "/?q=<x>",
+        "/[1]",  # brackets are for a query only
     ],
 )
 def test_bad_targets(target: str) -> None:
@@ -297,7 +301,7 @@ def test_a_bad_target_says_how_to_fix_it_and_never_quotes_the_query() -> None:
         split_target("/x|y")
     assert "'|'" in info.value.reason and "%7C" in info.value.reason
     with pytest.raises(BadHead) as info:
-        split_target("/?access_token=s3cr|t")
+        split_target('/?access_token=s3cr"t')
     assert "query" in info.value.reason and "s3cr" not in info.value.reason
     with pytest.raises(BadHead) as info:
         split_target("nowhere?access_token=s3cret")
