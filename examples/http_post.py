@@ -8,14 +8,14 @@ whose url is http://HOST:PORT/ and whose token is our --secret). Ctrl+C stops it
 
 import argparse
 
-from onebot_ref.demo import host_port
 from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_server import HttpServer
+from onebot_ref.tls import host_port_arg
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0))
+    parser.add_argument("--listen", type=host_port_arg, default=("127.0.0.1", 0))
     parser.add_argument("--secret")
     args = parser.parse_args()
     with HttpServer(*args.listen, secret=args.secret) as server:

@@ -7,14 +7,14 @@ implementation (NapCat: a websocketClients entry with url ws://HOST:PORT/).
 
 import argparse
 
-from onebot_ref.demo import host_port
 from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.tls import host_port_arg
 from onebot_ref.ws_server import WsServer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0))
+    parser.add_argument("--listen", type=host_port_arg, default=("127.0.0.1", 0))
     parser.add_argument("--token")
     args = parser.parse_args()
     # Leaving the with-block closes the server first: a reply still in flight gets its answer.

@@ -44,7 +44,7 @@ from .errors import OneBotError
 from .fake_onebot import FakeOneBot
 from .http_client import HttpClient
 from .http_server import HttpServer
-from .tls import client_context, server_context
+from .tls import client_context, host_port_arg, server_context
 from .ws_client import WsClient
 from .ws_server import WsServer
 
@@ -203,13 +203,6 @@ def tls_contexts(args: argparse.Namespace, live: bool) -> None:
     print("TLS: a throwaway certificate for 127.0.0.1, made by trustme", flush=True)
 
 
-def host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m onebot_ref.demo",
@@ -217,7 +210,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("mode", choices=[*MODES, "all"])
     parser.add_argument(
-        "--listen", type=host_port, help="server modes: wait for a real implementation"
+        "--listen",
+        type=host_port_arg,
+        metavar="HOST:PORT",
+        help="server modes: wait for a real implementation",
     )
     parser.add_argument("--url", help="client modes: connect to a real implementation")
     parser.add_argument("--token", help="access token (both sides must agree)")

@@ -35,6 +35,7 @@ from .listeners import listen_http, listen_ws
 from .probes import check_http, is_loopback
 from .probes_ws import check_ws
 from .session import Check, warn
+from .tls import host_port_arg
 
 __all__ = ["Check", "in_container", "main", "run"]
 
@@ -142,13 +143,6 @@ def report(mode: str, target: str, checks: list[Check]) -> dict[str, Any]:
     }
 
 
-def host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m onebot_ref.doctor",
@@ -158,12 +152,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--http", metavar="URL", help="probe the implementation's HTTP API")
     mode.add_argument("--ws", metavar="URL", help="probe its forward WebSocket server")
     mode.add_argument(
-        "--listen-http", metavar="HOST:PORT", type=host_port, help="wait for its HTTP POST events"
+        "--listen-http",
+        metavar="HOST:PORT",
+        type=host_port_arg,
+        help="wait for its HTTP POST events",
     )
     mode.add_argument(
         "--listen-ws",
         metavar="HOST:PORT",
-        type=host_port,
+        type=host_port_arg,
         help="wait for its reverse WebSocket connection",
     )
     parser.add_argument("--token", help="access token (both sides must agree)")

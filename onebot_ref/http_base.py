@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import NetworkError
-from .tls import family_for, handshake, peer_name, sniff, url_host
+from .tls import check_address, family_for, handshake, peer_name, sniff, url_host
 
 __all__ = ["ManagedHTTPServer"]
 
@@ -59,6 +59,7 @@ class ManagedHTTPServer(ThreadingHTTPServer):
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
     ) -> None:
+        check_address(address[0], address[1], type(self).__name__)
         self.name = name
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
