@@ -24,7 +24,10 @@ the server modes listen with TLS, and ``wss://``/``https://`` URLs verify with
 
 The echo bot answers every message event with the same message: by a quick
 operation ``reply`` over HTTP POST, by a ``send_*`` call over WebSocket.
-Ctrl+C stops it.
+Ctrl+C stops it. Live, the transcript comes from our own side: every frame the
+bot receives or sends is logged at DEBUG on the ``onebot_ref.wire`` logger
+(:func:`codec.log_frame`), and :class:`Transcript` prints those records in the
+offline format.
 """
 
 import argparse
@@ -99,11 +102,14 @@ def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> 
 
 
 def printer(verbose: bool) -> Callable[[str, str, Any], None]:
-    """A transcript line per frame: direction, mode, compact JSON."""
+    """A transcript line per frame: direction, mode, compact JSON (text is shown as it is)."""
     lock = threading.Lock()
 
     def show(direction: str, mode: str, obj: Any) -> None:
-        text = dumps(obj).decode("utf-8") if not isinstance(obj, int) else f"HTTP {obj}"
+        if isinstance(obj, str):
+            text = obj
+        else:
+            text = dumps(obj).decode("utf-8") if not isinstance(obj, int) else f"HTTP {obj}"
         if not verbose and len(text) > 150:
             text = text[:147] + "..."
         with lock:
@@ -163,8 +169,30 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
+class Transcript(logging.Handler):
+    """Prints the ``onebot_ref.wire`` log (:func:`codec.log_frame`) as transcript lines.
+
+    Live there is no FakeOneBot to record the frames: our own modes log what
+    they receive and send, and this handler shows it the way the offline
+    transcript does.
+    """
+
+    def __init__(self, mode: str, show: Callable[[str, str, Any], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.mode = mode
+        self.show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not (isinstance(record.args, tuple) and len(record.args) == 2):
+            return  # not a log_frame record
+        direction, text = record.args  # ("received" | "sent", the JSON text)
+        self.show("onebot → bot" if direction == "received" else "bot → onebot", self.mode, text)
+
+
 def run_live(mode: str, args: argparse.Namespace) -> int:
     """Run only the echo bot against a real implementation, until Ctrl+C."""
+    if mode not in SERVER_MODES:  # frames may arrive as soon as it connects
+        print(f"{mode} echo bot connecting to {args.url}", flush=True)
     bot = echo_bot(mode, args)
     where = bot.url if mode in SERVER_MODES else args.url
     print(f"{mode} echo bot running at {where}; Ctrl+C to stop", flush=True)
@@ -251,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{args.mode} listens: give --listen HOST:PORT, not --url")
             if args.mode not in SERVER_MODES and args.url is None:
                 raise SystemExit(f"{args.mode} connects: give --url URL, not --listen")
+            wire = logging.getLogger("onebot_ref.wire")  # our side's frames: the transcript
+            wire.setLevel(logging.DEBUG)
+            wire.propagate = args.verbose  # --verbose: the same frames as DEBUG lines on stderr
+            wire.addHandler(Transcript(args.mode, printer(args.verbose)))
             return run_live(args.mode, args)
         results = []
         for mode in MODES if args.mode == "all" else (args.mode,):

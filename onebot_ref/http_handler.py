@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .api import STANDARD_ACTIONS
-from .codec import loads, redact
+from .codec import loads, log_frame, redact
 from .errors import DecodeError
 from .http_head import BadHead, parse_request_line, read_fields
 
@@ -197,6 +197,7 @@ class EventHandler(BaseHTTPRequestHandler):
         reply = self.server.handle_event(event)
         self.clock.writing()
         if reply:
+            log_frame("sent", reply)
             self.respond(200, reply, "application/json")
         else:
             self.respond(204)
