@@ -27,23 +27,26 @@ operation ``reply`` over HTTP POST, by a ``send_*`` call over WebSocket.
 Ctrl+C stops it. Live, the transcript comes from our own side: every frame the
 bot receives or sends is logged at DEBUG on the ``onebot_ref.wire`` logger
 (:func:`codec.log_frame`), and :class:`Transcript` prints those records in the
-offline format.
+offline format. ``ws-client`` waits up to a minute for an implementation that
+is not up yet.
 """
 
 import argparse
 import importlib
 import importlib.util
 import logging
+import socket
 import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import message as m
 from .codec import dumps
-from .errors import OneBotError
+from .errors import NetworkError, OneBotError
 from .fake_onebot import FakeOneBot
 from .http_client import HttpClient
 from .http_server import HttpServer
@@ -55,6 +58,7 @@ __all__ = ["main"]
 
 MODES = ("http-client", "http-server", "ws-client", "ws-server")
 SERVER_MODES = ("http-server", "ws-server")
+CONNECT_WAIT = 60.0  # seconds ws-client waits for an implementation that starts late
 
 # The conversation: what the "users" say to the bot. The group message mentions
 # the bot and carries text that only survives with correct CQ escaping.
@@ -84,13 +88,7 @@ def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> 
 
         return server.start()
     if mode == "ws-client":
-        client = WsClient(target or args.url, access_token=args.token, ssl_context=client_tls)
-
-        @client.on("message")
-        def echo_forward(event: dict[str, Any]) -> None:
-            client.reply(event, event["message"])
-
-        return client.start()
+        return start_forward(target or args.url, args, wait=0.0 if target else CONNECT_WAIT)
     host, port = args.listen
     reverse = WsServer(host, port, access_token=args.token, ssl_context=server_tls)
 
@@ -99,6 +97,55 @@ def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> 
         reverse.reply(event, event["message"])
 
     return reverse.start()
+
+
+def forward_bot(url: str, args: argparse.Namespace) -> WsClient:
+    """The ws-client echo bot, not started yet."""
+    client = WsClient(url, access_token=args.token, ssl_context=args.client_tls)
+
+    @client.on("message")
+    def echo_forward(event: dict[str, Any]) -> None:
+        client.reply(event, event["message"])
+
+    return client
+
+
+def start_forward(url: str, args: argparse.Namespace, wait: float) -> WsClient:
+    """Start the ws-client echo bot, waiting up to ``wait`` seconds for the implementation.
+
+    ``WsClient.start()`` raises on the first failed connect, so that a wrong URL
+    or token shows at once. While nothing at all listens at ``url`` the
+    implementation may simply not be up yet: the demo waits for the port to
+    open, as ``run_forever()`` would, and then tries once more. Anything that
+    answers (a wrong port, a refused token) is reported without waiting.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        client = forward_bot(url, args)
+        try:
+            return client.start()
+        except NetworkError as exc:
+            client.close()
+            if _listening(url):
+                raise  # something answers there: waiting will not change its answer
+            if time.monotonic() >= deadline:
+                if not wait:
+                    raise
+                raise NetworkError(f"{exc}; nothing listened there for {wait:g} s") from exc
+            print(f"waiting up to {wait:g} s for an implementation at {url} ({exc})", flush=True)
+            while time.monotonic() < deadline and not _listening(url):
+                time.sleep(0.25)
+
+
+def _listening(url: str) -> bool:
+    """True if something accepts TCP connections at ``url``'s host and port."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80))
+    try:
+        with socket.create_connection(address, timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def printer(verbose: bool) -> Callable[[str, str, Any], None]:
@@ -243,7 +290,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="HOST:PORT",
         help="server modes: wait for a real implementation",
     )
-    parser.add_argument("--url", help="client modes: connect to a real implementation")
+    parser.add_argument(
+        "--url", help="client modes: connect to a real implementation (ws-client waits for it)"
+    )
     parser.add_argument("--token", help="access token (both sides must agree)")
     parser.add_argument("--secret", help="HTTP POST signature secret")
     parser.add_argument(

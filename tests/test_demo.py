@@ -268,3 +268,17 @@ def test_demo_http_client_live_prints_the_transcript(no_thread_leak):
     assert 'onebot → bot  [http-client]  {"status":"ok","retcode":0,"data":{"user_id":10001' in (
         result.stdout
     )
+
+
+def test_demo_ws_client_waits_for_an_implementation_that_starts_late(no_thread_leak):
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/"
+    with Live("-m", "onebot_ref.demo", "ws-client", "--url", url) as demo:
+        assert url in demo.wait_for("waiting up to 60 s for an implementation")
+        with FakeOneBot() as fake:
+            fake.start_ws_server(port)
+            demo.wait_for("running at")
+            fake.push_message(text="late but here")
+            assert fake.wait_for_sent(1, timeout=10)[0]["text"] == "late but here"
+            code, _out, err = demo.stop()
+    assert code == 0 and "Traceback" not in err
