@@ -1,5 +1,6 @@
 """The demo and the examples, run as a user runs them: in a subprocess, offline."""
 
+import ast
 import http.client
 import json
 import os
@@ -282,3 +283,44 @@ def test_demo_ws_client_waits_for_an_implementation_that_starts_late(no_thread_l
             assert fake.wait_for_sent(1, timeout=10)[0]["text"] == "late but here"
             code, _out, err = demo.stop()
     assert code == 0 and "Traceback" not in err
+
+
+def docstring(path: pathlib.Path) -> str:
+    return " ".join(ast.get_docstring(ast.parse(path.read_text("utf-8"))).split())
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_says_what_it_does_on_help(path):
+    result = run(str(path), "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: ")
+    assert docstring(path)[:60] in " ".join(result.stdout.split())
+
+
+def test_example_test_file_runs_its_tests_as_a_script():
+    result = run(str(ROOT / "examples" / "test_my_bot.py"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["ws_forward.py", "ws_reverse.py", "http_post.py"])
+def test_live_example_serves_then_stops_cleanly_on_ctrl_c(name, no_thread_leak):
+    path = str(ROOT / "examples" / name)
+    with FakeOneBot() as fake:
+        if name == "ws_forward.py":
+            example = Live(path, "--url", fake.start_ws_server())
+        else:
+            example = Live(path, "--listen", f"127.0.0.1:{free_port()}")
+        with example:
+            ready = example.wait_for("echoing messages")
+            url = re.search(r"(ws|http)://\S+/", ready)
+            if name == "ws_reverse.py":
+                assert fake.connect_reverse(url.group()).wait_connected(timeout=10)
+            elif name == "http_post.py":
+                fake.add_http_post(url.group())
+            fake.push_message(user_id=20001, text="ping")
+            assert fake.wait_for_sent(1, timeout=10)[0]["text"] == "ping"
+            code, out, err = example.stop()
+    assert code == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert out.rstrip().endswith("stopped")
