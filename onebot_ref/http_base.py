@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import NetworkError
-from .tls import family_for, handshake, peer_name, sniff, url_host
+from .tls import check_address, family_for, handshake, peer_name, sniff, url_host
 
 __all__ = ["RETRY_AFTER", "ManagedHTTPServer"]
 
@@ -69,6 +69,7 @@ class ManagedHTTPServer(ThreadingHTTPServer):
         handshake_timeout: float = 10.0,
         max_connections: int | None = None,
     ) -> None:
+        check_address(address[0], address[1], type(self).__name__)
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections={max_connections} must be at least 1 (or None)")
         self.name = name

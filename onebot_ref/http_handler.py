@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from .api import STANDARD_ACTIONS
-from .codec import loads, redact
+from .codec import loads, log_frame, redact
 from .errors import DecodeError
 from .http_base import RETRY_AFTER
 from .http_head import (
@@ -254,6 +254,7 @@ class EventHandler(BaseHTTPRequestHandler):
         finally:
             slots.release()
         if reply:
+            log_frame("sent", reply)
             self.respond(200, reply, "application/json")
         else:
             self.respond(204)

@@ -108,6 +108,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
             204 without running the handlers again. 0, the default, keeps none.
 
     Raises:
+        ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the host.
         NetworkError: the port cannot be bound; the message says why.
         ValueError: inconsistent TLS options, a certificate that cannot be loaded,
             or a cap under 1.

@@ -158,7 +158,7 @@ def _ws_session(url: str, token: str | None, wait: float, timeout: float, api: b
             except websocket.WebSocketException as exc:  # closed under us: not an OSError
                 raise ConnectionError(str(exc)) from exc
 
-        return probe_session(send, inbox, wait, api=api, timeout=timeout)
+        return probe_session(send, inbox, wait, token=token, api=api, timeout=timeout)
     finally:
         inbox.stop.set()
         try:
