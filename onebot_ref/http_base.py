@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from .errors import NetworkError
+from .errors import ConfigError, NetworkError
 from .tls import check_address, family_for, handshake, peer_name, sniff, url_host
 
 __all__ = ["RETRY_AFTER", "ManagedHTTPServer"]
@@ -71,7 +71,7 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     ) -> None:
         check_address(address[0], address[1], type(self).__name__)
         if max_connections is not None and max_connections < 1:
-            raise ValueError(f"max_connections={max_connections} must be at least 1 (or None)")
+            raise ConfigError(f"max_connections={max_connections} must be at least 1 (or None)")
         self.name = name
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout

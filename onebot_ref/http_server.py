@@ -55,7 +55,7 @@ from urllib.parse import parse_qs
 from .api import OneBotApi
 from .codec import check_signature, dumps, mask_token, parse_authorization, token_matches
 from .dedup import Recent
-from .errors import NotConnected
+from .errors import ConfigError, NotConnected
 from .http_base import ManagedHTTPServer, decade
 from .http_handler import Clock, EventHandler
 from .registry import Handler, Registry
@@ -136,7 +136,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         max_handlers: int = 32,
     ) -> None:
         if max_handlers < 1:
-            raise ValueError(f"max_handlers={max_handlers} must be at least 1")
+            raise ConfigError(f"max_handlers={max_handlers} must be at least 1")
         self.path = path if path.startswith("/") else f"/{path}"
         self.secret = secret
         self.access_token = access_token
