@@ -22,12 +22,18 @@ and NapCat sends retcode 200 with status ``failed``.
 Ids are never coerced: Python ints are unbounded and ``json`` never routes them
 through float, so large, negative and string ids pass through unchanged.
 
+Every event, action and response a bot receives or sends is also logged at
+DEBUG on the ``onebot_ref.wire`` logger (:func:`log_frame`), in all four modes:
+``logging.getLogger("onebot_ref.wire").setLevel(logging.DEBUG)`` and a handler
+show the traffic; ``python -m onebot_ref.demo`` prints it as its transcript.
+
 This module is pure: no sockets, no threads, stdlib only.
 """
 
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 from typing import Any
@@ -43,6 +49,7 @@ __all__ = [
     "http_error",
     "is_event",
     "loads",
+    "log_frame",
     "mask_token",
     "onebot12_impl",
     "parse_authorization",
@@ -53,6 +60,7 @@ __all__ = [
 ]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_wire_log = logging.getLogger("onebot_ref.wire")  # see log_frame
 _decoder = json.JSONDecoder()
 _lenient_decoder = json.JSONDecoder(strict=False)
 
@@ -66,6 +74,26 @@ AUTH_RETCODES = (1401, 1403)
 def dumps(obj: Any) -> bytes:
     """Encode ``obj`` as compact UTF-8 JSON (non-ASCII text is kept, not ``\\u``-escaped)."""
     return _encoder.encode(obj).encode("utf-8")
+
+
+def log_frame(direction: str, frame: Any) -> None:
+    """Log one frame the bot ``"received"`` or ``"sent"``, at DEBUG on ``onebot_ref.wire``.
+
+    ``frame`` is the JSON as bytes, text or a decoded object. Unless that logger
+    is at DEBUG this costs one level check: nothing is encoded.
+    """
+    if not _wire_log.isEnabledFor(logging.DEBUG):
+        return
+    if isinstance(frame, bytes | bytearray):
+        text = bytes(frame).decode("utf-8", "replace")
+    elif isinstance(frame, str):
+        text = frame
+    else:
+        try:
+            text = _encoder.encode(frame)
+        except (TypeError, ValueError):  # not JSON after all: show it anyway
+            text = repr(frame)
+    _wire_log.debug("%s %s", direction, text)
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

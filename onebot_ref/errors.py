@@ -10,7 +10,8 @@
     ├── ActionFailed                      the implementation answered status "failed"
     │   └── ApiNotAvailable               unknown action (HTTP 404, retcode 404 / 1404)
     ├── ProtocolError                     the peer broke the wire protocol (.close_code)
-    └── DecodeError (also ValueError)     bytes that are not the JSON we expect
+    ├── DecodeError (also ValueError)     bytes that are not the JSON we expect
+    └── ConfigError (also ValueError)     an argument that cannot work: fix the call
 
 Catch ``OneBotError`` for "anything from this library", or a built-in base
 (``OSError``, ``TimeoutError``, ``ValueError``) if you only know the stdlib.
@@ -23,6 +24,7 @@ __all__ = [
     "ApiNotAvailable",
     "ApiTimeout",
     "AuthError",
+    "ConfigError",
     "DecodeError",
     "NetworkError",
     "NotConnected",
@@ -103,3 +105,7 @@ class ProtocolError(OneBotError):
 
 class DecodeError(OneBotError, ValueError):
     """Input that is not valid UTF-8 JSON of the expected shape."""
+
+
+class ConfigError(OneBotError, ValueError):
+    """An argument that cannot work as given (host and port in one string, a port past 65535)."""

@@ -35,6 +35,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import ProtocolError
+from .http_head import BadHead, split_target
 
 __all__ = [
     "BINARY",
@@ -430,12 +431,10 @@ def parse_handshake(
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         # Errors get logged: quote no query string (?access_token=) and no header value.
         raise HandshakeError(f"malformed request line {lines[0].partition('?')[0][:80]!r}")
-    try:
-        urlsplit(parts[1])  # what Request.path and .query do; "http://[::1" is a ValueError
-    except ValueError:
-        raise HandshakeError(
-            f"malformed request target {parts[1].partition('?')[0][:80]!r}"
-        ) from None
+    try:  # the HTTP server's own check (RFC 9112 §3.2), the same on every Python
+        split_target(parts[1])
+    except BadHead as exc:
+        raise HandshakeError(exc.reason) from None
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")

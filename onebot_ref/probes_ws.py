@@ -162,7 +162,7 @@ def _ws_session(url: str, token: str | None, wait: float, timeout: float, api: b
             except websocket.WebSocketException as exc:  # closed under us: not an OSError
                 raise ConnectionError(str(exc)) from exc
 
-        checks = probe_session(send, inbox, wait, api=api, timeout=timeout)
+        checks = probe_session(send, inbox, wait, token=token, api=api, timeout=timeout)
         return [_onebot12(url, version[0])] if version else checks
     finally:
         inbox.stop.set()

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .codec import event_name
+from .codec import event_name, log_frame
 from .dedup import Recent, shared_key
 
 __all__ = ["Handler", "Registry"]
@@ -106,6 +106,7 @@ class Registry:
 
     def dispatch(self, event: dict[str, Any]) -> list[Any]:
         """Run the handlers for ``event`` in this thread; return their non-None results."""
+        log_frame("received", event)
         self.received += 1
         if self._duplicate(event):
             return []
@@ -144,6 +145,7 @@ class Registry:
 
         A copy that ``dedup_accounts`` recognises is not queued, and counts as delivered (True).
         """
+        log_frame("received", event)
         self.received += 1
         if self._closed:
             self.dropped += 1

@@ -69,9 +69,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .api import OneBotApi
-from .errors import NetworkError, NotConnected
+from .errors import ConfigError, NetworkError, NotConnected
 from .registry import Handler, Registry
-from .tls import LISTEN_BACKLOG, family_for, server_context, url_host
+from .tls import LISTEN_BACKLOG, check_address, family_for, port_arg, server_context, url_host
 from .ws_connection import Connection, Throttle, read_message
 
 __all__ = ["Bot", "Connection", "WsServer", "read_message"]
@@ -121,6 +121,7 @@ class WsServer(OneBotApi):
         on_disconnect: ``f(bot)`` when a bot's last connection is gone.
 
     Raises:
+        ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the host.
         ValueError: inconsistent TLS options, or a certificate that cannot be loaded.
     """
 
@@ -148,6 +149,7 @@ class WsServer(OneBotApi):
         on_connect: Callable[[Bot], object] | None = None,
         on_disconnect: Callable[[Bot], object] | None = None,
     ) -> None:
+        check_address(host, port, type(self).__name__)
         self.ssl_context = server_context(ssl_context, certfile, keyfile)
         self.host = host
         self.port = port
@@ -478,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m onebot_ref.ws_server``: log events from implementations, or ``--echo``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument(
+        "--port", type=port_arg, default=8080, help="port to listen on (default 8080)"
+    )
     parser.add_argument("--path", default=None, help="accept only this path (default: any)")
     parser.add_argument("--access-token", default=None, help="token implementations must present")
     parser.add_argument("--echo", action="store_true", help="plain RFC 6455 echo server")
@@ -488,9 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    server = WsServer(
-        args.host, args.port, path=args.path, access_token=args.access_token, echo=args.echo
-    )
+    try:
+        server = WsServer(
+            args.host, args.port, path=args.path, access_token=args.access_token, echo=args.echo
+        )
+    except ConfigError as exc:  # e.g. --host 0.0.0.0:8080: a usage error, not a traceback
+        parser.error(str(exc))
     server.on("*")(lambda event: log.info("event %s", event))
     try:
         server.serve_forever()
