@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 from typing import Any
 
@@ -44,11 +45,13 @@ __all__ = [
     "check_signature",
     "dumps",
     "event_name",
+    "heartbeat_interval",
     "http_error",
     "is_event",
     "loads",
     "log_frame",
     "mask_token",
+    "onebot12_impl",
     "parse_authorization",
     "redact",
     "sign",
@@ -130,6 +133,52 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 def is_event(obj: Any) -> bool:
     """Tell an event from an action response: events always carry ``post_type``."""
     return isinstance(obj, dict) and "post_type" in obj
+
+
+ONEBOT12_TYPES = ("meta", "message", "notice", "request")
+
+
+def onebot12_impl(obj: Any) -> str | None:
+    """If ``obj`` is a OneBot 12 event, the implementation's name ("" if unnamed); else None.
+
+    OneBot 12 (spec ``connect/data-protocol/event.md``) renamed the event
+    fields: "``type`` [...] 必须是 ``meta``、``message``、``notice``、``request``
+    中的一个" (type must be one of meta, message, notice, request), with
+    ``detail_type`` beside it and no ``post_type``. Its first event on every
+    WebSocket is ``meta.connect``, which names the implementation in
+    ``version.impl``. To a OneBot 11 client such a frame is no event at all.
+    """
+    if not isinstance(obj, dict) or "post_type" in obj:
+        return None
+    if obj.get("type") not in ONEBOT12_TYPES or not isinstance(obj.get("detail_type"), str):
+        return None
+    version = obj.get("version")
+    name = obj.get("impl") or (version.get("impl") if isinstance(version, dict) else None)
+    return name if isinstance(name, str) else ""
+
+
+# Heartbeat intervals drive a watchdog (3 silent intervals mean a dead link), so the
+# number from the wire is clamped to this range, in seconds.
+HEARTBEAT_RANGE = (0.1, 86400.0)
+
+
+def heartbeat_interval(event: dict[str, Any]) -> float | None:
+    """Seconds between heartbeats, from a heartbeat event's ``interval`` (ms); None if unusable.
+
+    The number comes off the wire and drives a timer, so only a real number
+    above 0 counts: not a bool (``True`` is an int in Python), a string, NaN
+    or infinity. It is clamped to :data:`HEARTBEAT_RANGE`: ``1`` would have the
+    link declared dead after 3 ms of silence, and ``10**400`` is an int no
+    float can hold (dividing it raised ``OverflowError`` in a receive thread).
+    None means no watchdog, as for an implementation that sends no heartbeats.
+    """
+    value = event.get("interval")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not 0 < value < math.inf:  # also false for NaN; int and float compare exactly
+        return None
+    low, high = HEARTBEAT_RANGE
+    return max(low, min(value, high * 1000) / 1000)
 
 
 def action_request(action: str, params: dict[str, Any] | None, echo: Any) -> dict[str, Any]:

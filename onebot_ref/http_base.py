@@ -23,7 +23,15 @@ from types import TracebackType
 from typing import Any
 
 from .errors import ConfigError, NetworkError
-from .tls import check_address, family_for, handshake, peer_name, sniff, url_host
+from .tls import (
+    LISTEN_BACKLOG,
+    check_address,
+    family_for,
+    handshake,
+    peer_name,
+    sniff,
+    url_host,
+)
 
 __all__ = ["RETRY_AFTER", "ManagedHTTPServer"]
 
@@ -52,9 +60,7 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True  # a stuck handler must not keep the interpreter alive
-    # socketserver listens with a backlog of 5: past it, a burst of connections
-    # waits out SYN retransmits (1 s, 2 s, 4 s...) before we even see it.
-    request_queue_size = socket.SOMAXCONN
+    request_queue_size = LISTEN_BACKLOG  # socketserver's is 5
     block_on_close = False  # close() joins the threads itself, with a deadline
     # On Windows SO_REUSEADDR lets a second server bind the same port silently.
     allow_reuse_address = sys.platform != "win32"

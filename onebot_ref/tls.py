@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 __all__ = [
+    "LISTEN_BACKLOG",
     "PLAINTEXT_REFUSAL",
     "check_address",
     "client_context",
@@ -247,6 +248,14 @@ def error_chain(exc: BaseException) -> Iterator[BaseException]:
         yield current
         inner = (getattr(current, "reason", None), current.__cause__, current.__context__)
         todo.extend(e for e in (*inner, *current.args) if isinstance(e, BaseException))
+
+
+# -- Listening sockets ----------------------------------------------------------------------
+
+# The accept queue of every server of ours. Python's default is min(SOMAXCONN, 128) and
+# socketserver's 5: past it, a burst of connections (a restart that brings a thousand
+# bots back at once) waits out SYN retransmits, 1 s, 2 s, 4 s..., before we see it.
+LISTEN_BACKLOG = socket.SOMAXCONN
 
 
 # -- IPv6 -----------------------------------------------------------------------------------

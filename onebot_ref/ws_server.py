@@ -25,9 +25,18 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
   with several bots and no ``self_id`` they raise ``ValueError`` listing the ids.
   A call in flight fails at once with ``NotConnected`` when its connection drops.
 * Liveness: once an implementation sends heartbeats, a connection silent for 3x
-  the heartbeat's ``interval`` is closed (it will reconnect). Pings are answered;
-  ``ping_interval`` adds our own pings, and then a connection that answers
-  nothing for 3 intervals (a half-open one) is closed too. No permessage-deflate.
+  the heartbeat's ``interval`` (clamped to 0.1 s-1 day) is closed (it will
+  reconnect). Pings are answered; ``ping_interval`` adds our own pings, and then
+  a connection that answers nothing for 3 intervals (a half-open one) is closed
+  too. No permessage-deflate.
+* OneBot 12 is refused: at the handshake with 400 when the implementation says
+  so (``Sec-WebSocket-Protocol: 12.<impl>``, ``User-Agent: OneBot/12 ...``), else
+  with Close 1003 at its first event (``type``/``detail_type``, no ``post_type``).
+* Limits: a message over ``max_message`` bytes or of more than
+  ``framer.MAX_FRAGMENTS`` frames closes with 1009; anything unexpected on a
+  connection's thread is logged once and closes it with 1011, never a
+  traceback. The listen backlog is ``SOMAXCONN``: a thousand bots reconnecting
+  at once do not wait out SYN retransmits.
 * TLS: with ``ssl_context=`` or ``certfile=``/``keyfile=`` the URL is
   ``wss://``; each connection's thread checks the first byte and runs the TLS
   handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`), so a
@@ -62,7 +71,7 @@ from typing import Any
 from .api import OneBotApi
 from .errors import ConfigError, NetworkError, NotConnected
 from .registry import Handler, Registry
-from .tls import check_address, family_for, port_arg, server_context, url_host
+from .tls import LISTEN_BACKLOG, check_address, family_for, port_arg, server_context, url_host
 from .ws_connection import Connection, Throttle, read_message
 
 __all__ = ["Bot", "Connection", "WsServer", "read_message"]
@@ -206,7 +215,7 @@ class WsServer(OneBotApi):
             # "::" also takes IPv4 connections where the OS supports dual-stack sockets.
             dual = self.host == "::" and socket.has_dualstack_ipv6()
             self._listener = socket.create_server(
-                (self.host, self.port), family=family, dualstack_ipv6=dual
+                (self.host, self.port), family=family, backlog=LISTEN_BACKLOG, dualstack_ipv6=dual
             )
         except OSError as exc:
             raise NetworkError(

@@ -317,6 +317,43 @@ def test_ws_event_only_endpoint(capsys, no_thread_leak):
     assert "account" not in out  # no calls on an event-only connection
 
 
+def test_ws_onebot_12_implementation(capsys, no_thread_leak):
+    """nonebot-plugin-all4one speaks OneBot 12: one failed check that says so, not five."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.server import ServerConnection, serve
+
+    connect = {  # OneBot 12 meta.connect, the first event on every WebSocket
+        "id": "1", "time": 1632847927.6, "type": "meta", "detail_type": "connect",
+        "sub_type": "", "version": {"impl": "nonebot-plugin-all4one", "onebot_version": "12"},
+    }  # fmt: skip
+
+    def handle(conn: ServerConnection) -> None:
+        try:
+            conn.send(json.dumps(connect))
+            for message in conn:
+                echo = json.loads(message).get("echo")
+                conn.send(json.dumps({"status": "failed", "retcode": 10101, "data": None,
+                                      "message": "Who Am I", "echo": echo}))  # fmt: skip
+        except ConnectionClosed:
+            pass
+
+    server = serve(handle, "127.0.0.1", 0, ping_interval=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+        code, out = run(capsys, "--ws", url, "--wait", "1")
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert code == 1
+    check = line(out, "version")
+    assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in check
+    assert "修复: 这是 OneBot 12 实现，onebot_ref 只支持 OneBot 11" in check
+    assert "fix: this is a OneBot 12 implementation and onebot_ref speaks OneBot 11 only" in check
+    assert "account" not in out  # no misleading "get_login_info did not succeed"
+
+
 # -- mode 2: --listen-http -------------------------------------------------------------------
 
 
