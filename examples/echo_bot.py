@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """One echo bot, written once, run over any of the three receiving modes.
 
-Every transport has the same ``on()`` and ``reply()``: HttpServer sends its
-replies through the HTTP API client it is given. Offline, FakeOneBot plays the
-implementation: ``python echo_bot.py ws-server`` (or ``ws-client``, ``http-server``).
+Every transport has the same on() and reply(): HttpServer sends its replies
+through the HTTP API client it is given. Offline, FakeOneBot plays the
+implementation: it sends "/ping" (the bot answers "pong") and a group message
+(echoed back), and the bot's answers are printed.
 """
 
-import sys
+import argparse
 
 from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_client import HttpClient
@@ -22,7 +23,11 @@ def add_echo(bot):
         bot.reply(event, answer)
 
 
-def main(mode: str = "ws-server") -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    modes = ["ws-server", "ws-client", "http-server"]
+    parser.add_argument("mode", nargs="?", default="ws-server", choices=modes)
+    mode = parser.parse_args().mode
     with FakeOneBot() as fake:
         if mode == "http-server":
             bot = HttpServer(port=0, api=HttpClient(fake.start_http_api())).start()
@@ -41,4 +46,7 @@ def main(mode: str = "ws-server") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("stopped")

@@ -3,6 +3,7 @@
 
 Offline it talks to an in-process FakeOneBot; pass --url http://127.0.0.1:3000 (and
 --token) to talk to a real implementation's HTTP API (NapCat: an httpServers entry).
+It asks who is logged in, sends user 20001 a greeting and prints the message id.
 """
 
 import argparse
@@ -12,7 +13,7 @@ from onebot_ref.http_client import HttpClient
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", help="the implementation's HTTP API, e.g. http://127.0.0.1:3000")
     parser.add_argument("--token")
     args = parser.parse_args()
@@ -25,4 +26,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("stopped")

@@ -8,14 +8,14 @@ whose url is http://HOST:PORT/ and whose token is our --secret). Ctrl+C stops it
 
 import argparse
 
-from onebot_ref.demo import host_port
 from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_server import HttpServer
+from onebot_ref.tls import host_port_arg
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", type=host_port_arg, default=("127.0.0.1", 0))
     parser.add_argument("--secret")
     args = parser.parse_args()
     with HttpServer(*args.listen, secret=args.secret) as server:
@@ -25,6 +25,7 @@ def main() -> None:
             return {"reply": event["message"], "at_sender": False}
 
         if args.listen[1]:  # a real implementation will POST to us
+            print(f"echoing messages posted to {server.url}; Ctrl+C to stop", flush=True)
             server.serve_forever()
             return
         with FakeOneBot() as fake:
@@ -34,4 +35,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("stopped")

@@ -1,8 +1,12 @@
-"""How to test your own bot with FakeOneBot and pytest: ``python -m pytest test_my_bot.py``.
+#!/usr/bin/env python3
+"""How to test your own bot with FakeOneBot and pytest: python -m pytest test_my_bot.py.
 
-FakeOneBot is a real OneBot 11 implementation over loopback sockets, so the test
-exercises your bot exactly as NapCat or go-cqhttp would, with no QQ account.
+FakeOneBot is a real OneBot 11 implementation over loopback sockets, so the tests
+exercise your bot exactly as NapCat or go-cqhttp would, with no QQ account. Run
+as a script (python test_my_bot.py), this file runs its own tests with pytest.
 """
+
+import argparse
 
 import pytest
 
@@ -11,7 +15,7 @@ from onebot_ref.ws_client import WsClient
 
 
 def make_bot(url: str) -> WsClient:
-    """Your bot: greets newcomers' messages, answers /help."""
+    """Your bot: answers /help with its commands and ignores every other message."""
     bot = WsClient(url)
 
     @bot.on("message")
@@ -41,3 +45,8 @@ def test_other_messages_are_ignored(fake):
         fake.push_message(text="hello")
         with pytest.raises(TimeoutError):
             fake.wait_for_sent(1, timeout=0.3)
+
+
+if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    raise SystemExit(pytest.main(["-q", "-p", "no:cacheprovider", __file__]))

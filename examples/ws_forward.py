@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Mode 3, forward WebSocket: connect to the implementation's WS server and echo messages.
 
-Offline it connects to FakeOneBot; with --url ws://127.0.0.1:3001 (and --token) it
-connects to a real one (NapCat: a websocketServers entry) and runs until Ctrl+C.
+Offline it connects to FakeOneBot, which sends "ping"; with --url ws://127.0.0.1:3001
+(and --token) it connects to a real one (NapCat: a websocketServers entry) and echoes
+every message until Ctrl+C.
 """
 
 import argparse
@@ -13,7 +14,7 @@ from onebot_ref.ws_client import WsClient
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", help="the implementation's WebSocket, e.g. ws://127.0.0.1:3001")
     parser.add_argument("--token")
     args = parser.parse_args()
@@ -26,6 +27,7 @@ def main() -> None:
 
         with bot:  # connects (or raises), and closes every thread on the way out
             if args.url:
+                print(f"echoing messages from {args.url}; Ctrl+C to stop", flush=True)
                 while True:
                     time.sleep(1)
             fake.push_message(user_id=20001, text="ping")
@@ -33,4 +35,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("stopped")

@@ -1,20 +1,21 @@
 #!/usr/bin/env python3
 """Mode 4, reverse WebSocket: the implementation dials us; we echo messages.
 
-Offline, FakeOneBot dials our server; with --listen HOST:PORT we wait for a real
-implementation (NapCat: a websocketClients entry with url ws://HOST:PORT/).
+Offline, FakeOneBot dials our server and sends "ping"; with --listen HOST:PORT we
+wait for a real implementation (NapCat: a websocketClients entry with url
+ws://HOST:PORT/) and echo every message until Ctrl+C.
 """
 
 import argparse
 
-from onebot_ref.demo import host_port
 from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.tls import host_port_arg
 from onebot_ref.ws_server import WsServer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", type=host_port_arg, default=("127.0.0.1", 0))
     parser.add_argument("--token")
     args = parser.parse_args()
     # Leaving the with-block closes the server first: a reply still in flight gets its answer.
@@ -28,6 +29,7 @@ def main() -> None:
             server.reply(event, event["message"])  # routed to the bot that got the event
 
         if args.listen[1]:
+            print(f"echoing messages; point the implementation at {server.url}", flush=True)
             server.serve_forever()  # a real implementation dials us; Ctrl+C stops it
             return
         fake.connect_reverse(server.url).wait_connected()
@@ -36,4 +38,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("stopped")

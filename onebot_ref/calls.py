@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .codec import encode_request, unwrap_response
+from .codec import encode_request, log_frame, unwrap_response
 from .errors import ApiTimeout
 
 __all__ = ["PendingCalls"]
@@ -95,6 +95,7 @@ class PendingCalls:
             self._waiting[echo] = slot
         started = time.monotonic()
         try:
+            log_frame("sent", frame)
             send(frame)
             if not slot.done.acquire(timeout=max(timeout, 0.0)):
                 raise ApiTimeout(action, time.monotonic() - started, echo)
@@ -107,6 +108,7 @@ class PendingCalls:
 
     def resolve(self, response: dict[str, Any]) -> bool:
         """Hand a response frame to the call it answers; False if none waits for it."""
+        log_frame("received", response)
         echo = response.get("echo")
         key = None if echo is None or echo == "" else str(echo)
         with self._lock:

@@ -27,12 +27,18 @@ JSON (no ``NaN``, no non-string keys), and :func:`encode_request`, which every
 transport sends its calls through, also checks that a ``message`` is a message.
 Both raise :class:`~onebot_ref.errors.EncodeError` before a byte is sent.
 
+Every event, action and response a bot receives or sends is also logged at
+DEBUG on the ``onebot_ref.wire`` logger (:func:`log_frame`), in all four modes:
+``logging.getLogger("onebot_ref.wire").setLevel(logging.DEBUG)`` and a handler
+show the traffic; ``python -m onebot_ref.demo`` prints it as its transcript.
+
 This module is pure: no sockets, no threads, stdlib only.
 """
 
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 from typing import Any
@@ -46,10 +52,13 @@ __all__ = [
     "dumps",
     "encode_request",
     "event_name",
+    "heartbeat_interval",
     "http_error",
     "is_event",
     "loads",
+    "log_frame",
     "mask_token",
+    "onebot12_impl",
     "parse_authorization",
     "redact",
     "sign",
@@ -60,6 +69,7 @@ __all__ = [
 # allow_nan=False: json's default writes NaN and Infinity, which are not JSON (RFC 8259
 # section 6); JavaScript's JSON.parse (NapCat) and Go's encoding/json refuse the whole frame.
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_wire_log = logging.getLogger("onebot_ref.wire")  # see log_frame
 _decoder = json.JSONDecoder()
 _lenient_decoder = json.JSONDecoder(strict=False)
 
@@ -214,6 +224,26 @@ def _where(pieces: list[str | int]) -> str:
     return where
 
 
+def log_frame(direction: str, frame: Any) -> None:
+    """Log one frame the bot ``"received"`` or ``"sent"``, at DEBUG on ``onebot_ref.wire``.
+
+    ``frame`` is the JSON as bytes, text or a decoded object. Unless that logger
+    is at DEBUG this costs one level check: nothing is encoded.
+    """
+    if not _wire_log.isEnabledFor(logging.DEBUG):
+        return
+    if isinstance(frame, bytes | bytearray):
+        text = bytes(frame).decode("utf-8", "replace")
+    elif isinstance(frame, str):
+        text = frame
+    else:
+        try:
+            text = _encoder.encode(frame)
+        except (TypeError, ValueError):  # not JSON after all: show it anyway
+            text = repr(frame)
+    _wire_log.debug("%s %s", direction, text)
+
+
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Decode one JSON value from ``data``.
 
@@ -251,6 +281,52 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 def is_event(obj: Any) -> bool:
     """Tell an event from an action response: events always carry ``post_type``."""
     return isinstance(obj, dict) and "post_type" in obj
+
+
+ONEBOT12_TYPES = ("meta", "message", "notice", "request")
+
+
+def onebot12_impl(obj: Any) -> str | None:
+    """If ``obj`` is a OneBot 12 event, the implementation's name ("" if unnamed); else None.
+
+    OneBot 12 (spec ``connect/data-protocol/event.md``) renamed the event
+    fields: "``type`` [...] 必须是 ``meta``、``message``、``notice``、``request``
+    中的一个" (type must be one of meta, message, notice, request), with
+    ``detail_type`` beside it and no ``post_type``. Its first event on every
+    WebSocket is ``meta.connect``, which names the implementation in
+    ``version.impl``. To a OneBot 11 client such a frame is no event at all.
+    """
+    if not isinstance(obj, dict) or "post_type" in obj:
+        return None
+    if obj.get("type") not in ONEBOT12_TYPES or not isinstance(obj.get("detail_type"), str):
+        return None
+    version = obj.get("version")
+    name = obj.get("impl") or (version.get("impl") if isinstance(version, dict) else None)
+    return name if isinstance(name, str) else ""
+
+
+# Heartbeat intervals drive a watchdog (3 silent intervals mean a dead link), so the
+# number from the wire is clamped to this range, in seconds.
+HEARTBEAT_RANGE = (0.1, 86400.0)
+
+
+def heartbeat_interval(event: dict[str, Any]) -> float | None:
+    """Seconds between heartbeats, from a heartbeat event's ``interval`` (ms); None if unusable.
+
+    The number comes off the wire and drives a timer, so only a real number
+    above 0 counts: not a bool (``True`` is an int in Python), a string, NaN
+    or infinity. It is clamped to :data:`HEARTBEAT_RANGE`: ``1`` would have the
+    link declared dead after 3 ms of silence, and ``10**400`` is an int no
+    float can hold (dividing it raised ``OverflowError`` in a receive thread).
+    None means no watchdog, as for an implementation that sends no heartbeats.
+    """
+    value = event.get("interval")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not 0 < value < math.inf:  # also false for NaN; int and float compare exactly
+        return None
+    low, high = HEARTBEAT_RANGE
+    return max(low, min(value, high * 1000) / 1000)
 
 
 def action_request(action: str, params: dict[str, Any] | None, echo: Any) -> dict[str, Any]:

@@ -24,27 +24,33 @@ the server modes listen with TLS, and ``wss://``/``https://`` URLs verify with
 
 The echo bot answers every message event with the same message: by a quick
 operation ``reply`` over HTTP POST, by a ``send_*`` call over WebSocket.
-Ctrl+C stops it.
+Ctrl+C stops it. Live, the transcript comes from our own side: every frame the
+bot receives or sends is logged at DEBUG on the ``onebot_ref.wire`` logger
+(:func:`codec.log_frame`), and :class:`Transcript` prints those records in the
+offline format. ``ws-client`` waits up to a minute for an implementation that
+is not up yet.
 """
 
 import argparse
 import importlib
 import importlib.util
 import logging
+import socket
 import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import message as m
 from .codec import dumps
-from .errors import OneBotError
+from .errors import NetworkError, OneBotError
 from .fake_onebot import FakeOneBot
 from .http_client import HttpClient
 from .http_server import HttpServer
-from .tls import client_context, server_context
+from .tls import client_context, host_port_arg, server_context
 from .ws_client import WsClient
 from .ws_server import WsServer
 
@@ -52,6 +58,7 @@ __all__ = ["main"]
 
 MODES = ("http-client", "http-server", "ws-client", "ws-server")
 SERVER_MODES = ("http-server", "ws-server")
+CONNECT_WAIT = 60.0  # seconds ws-client waits for an implementation that starts late
 
 # The conversation: what the "users" say to the bot. The group message mentions
 # the bot and carries text that only survives with correct CQ escaping.
@@ -81,13 +88,7 @@ def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> 
 
         return server.start()
     if mode == "ws-client":
-        client = WsClient(target or args.url, access_token=args.token, ssl_context=client_tls)
-
-        @client.on("message")
-        def echo_forward(event: dict[str, Any]) -> None:
-            client.reply(event, event["message"])
-
-        return client.start()
+        return start_forward(target or args.url, args, wait=0.0 if target else CONNECT_WAIT)
     host, port = args.listen
     reverse = WsServer(host, port, access_token=args.token, ssl_context=server_tls)
 
@@ -98,12 +99,64 @@ def echo_bot(mode: str, args: argparse.Namespace, target: str | None = None) -> 
     return reverse.start()
 
 
+def forward_bot(url: str, args: argparse.Namespace) -> WsClient:
+    """The ws-client echo bot, not started yet."""
+    client = WsClient(url, access_token=args.token, ssl_context=args.client_tls)
+
+    @client.on("message")
+    def echo_forward(event: dict[str, Any]) -> None:
+        client.reply(event, event["message"])
+
+    return client
+
+
+def start_forward(url: str, args: argparse.Namespace, wait: float) -> WsClient:
+    """Start the ws-client echo bot, waiting up to ``wait`` seconds for the implementation.
+
+    ``WsClient.start()`` raises on the first failed connect, so that a wrong URL
+    or token shows at once. While nothing at all listens at ``url`` the
+    implementation may simply not be up yet: the demo waits for the port to
+    open, as ``run_forever()`` would, and then tries once more. Anything that
+    answers (a wrong port, a refused token) is reported without waiting.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        client = forward_bot(url, args)
+        try:
+            return client.start()
+        except NetworkError as exc:
+            client.close()
+            if _listening(url):
+                raise  # something answers there: waiting will not change its answer
+            if time.monotonic() >= deadline:
+                if not wait:
+                    raise
+                raise NetworkError(f"{exc}; nothing listened there for {wait:g} s") from exc
+            print(f"waiting up to {wait:g} s for an implementation at {url} ({exc})", flush=True)
+            while time.monotonic() < deadline and not _listening(url):
+                time.sleep(0.25)
+
+
+def _listening(url: str) -> bool:
+    """True if something accepts TCP connections at ``url``'s host and port."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80))
+    try:
+        with socket.create_connection(address, timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def printer(verbose: bool) -> Callable[[str, str, Any], None]:
-    """A transcript line per frame: direction, mode, compact JSON."""
+    """A transcript line per frame: direction, mode, compact JSON (text is shown as it is)."""
     lock = threading.Lock()
 
     def show(direction: str, mode: str, obj: Any) -> None:
-        text = dumps(obj).decode("utf-8") if not isinstance(obj, int) else f"HTTP {obj}"
+        if isinstance(obj, str):
+            text = obj
+        else:
+            text = dumps(obj).decode("utf-8") if not isinstance(obj, int) else f"HTTP {obj}"
         if not verbose and len(text) > 150:
             text = text[:147] + "..."
         with lock:
@@ -163,8 +216,30 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
+class Transcript(logging.Handler):
+    """Prints the ``onebot_ref.wire`` log (:func:`codec.log_frame`) as transcript lines.
+
+    Live there is no FakeOneBot to record the frames: our own modes log what
+    they receive and send, and this handler shows it the way the offline
+    transcript does.
+    """
+
+    def __init__(self, mode: str, show: Callable[[str, str, Any], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.mode = mode
+        self.show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not (isinstance(record.args, tuple) and len(record.args) == 2):
+            return  # not a log_frame record
+        direction, text = record.args  # ("received" | "sent", the JSON text)
+        self.show("onebot → bot" if direction == "received" else "bot → onebot", self.mode, text)
+
+
 def run_live(mode: str, args: argparse.Namespace) -> int:
     """Run only the echo bot against a real implementation, until Ctrl+C."""
+    if mode not in SERVER_MODES:  # frames may arrive as soon as it connects
+        print(f"{mode} echo bot connecting to {args.url}", flush=True)
     bot = echo_bot(mode, args)
     where = bot.url if mode in SERVER_MODES else args.url
     print(f"{mode} echo bot running at {where}; Ctrl+C to stop", flush=True)
@@ -203,13 +278,6 @@ def tls_contexts(args: argparse.Namespace, live: bool) -> None:
     print("TLS: a throwaway certificate for 127.0.0.1, made by trustme", flush=True)
 
 
-def host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m onebot_ref.demo",
@@ -217,9 +285,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("mode", choices=[*MODES, "all"])
     parser.add_argument(
-        "--listen", type=host_port, help="server modes: wait for a real implementation"
+        "--listen",
+        type=host_port_arg,
+        metavar="HOST:PORT",
+        help="server modes: wait for a real implementation",
     )
-    parser.add_argument("--url", help="client modes: connect to a real implementation")
+    parser.add_argument(
+        "--url", help="client modes: connect to a real implementation (ws-client waits for it)"
+    )
     parser.add_argument("--token", help="access token (both sides must agree)")
     parser.add_argument("--secret", help="HTTP POST signature secret")
     parser.add_argument(
@@ -255,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{args.mode} listens: give --listen HOST:PORT, not --url")
             if args.mode not in SERVER_MODES and args.url is None:
                 raise SystemExit(f"{args.mode} connects: give --url URL, not --listen")
+            wire = logging.getLogger("onebot_ref.wire")  # our side's frames: the transcript
+            wire.setLevel(logging.DEBUG)
+            wire.propagate = args.verbose  # --verbose: the same frames as DEBUG lines on stderr
+            wire.addHandler(Transcript(args.mode, printer(args.verbose)))
             return run_live(args.mode, args)
         results = []
         for mode in MODES if args.mode == "all" else (args.mode,):

@@ -35,6 +35,7 @@ from .listeners import listen_http, listen_ws
 from .probes import check_http, is_loopback
 from .probes_ws import check_ws
 from .session import Check, warn
+from .tls import host_port_arg, url_host
 
 __all__ = ["Check", "in_container", "main", "run"]
 
@@ -63,9 +64,18 @@ def _addresses() -> str:
     return f"; this container's addresses: {', '.join(ips)}" if ips else ""
 
 
-def environment(host: str, listening: bool) -> list[Check]:
-    """A warning when 127.0.0.1 is used inside a container, where it means the container."""
-    if not is_loopback(host) or not in_container():
+def environment(host: str, listening: bool, checks: list[Check]) -> list[Check]:
+    """A warning when 127.0.0.1 inside a container may be the reason nothing connected.
+
+    Inside a container 127.0.0.1 is the container itself, so an implementation
+    on the host (or in another container) cannot be reached there. But when
+    something did answer on loopback (``tcp`` passed) or the implementation did
+    connect (``connect`` passed), both sides share the network namespace (one
+    container, or host networking) and the warning would be noise: it is given
+    only when that connection failed.
+    """
+    unreached = any(c.name in ("tcp", "connect") and c.status == "fail" for c in checks)
+    if not unreached or not is_loopback(host) or not in_container():
         return []
     if listening:
         return [
@@ -106,16 +116,18 @@ def run(args: argparse.Namespace) -> tuple[str, list[Check]]:
                     f"write it as {wanted}.",
                 )
             ]
-        checks = environment(parts.hostname, listening=False)
         if args.http:
-            return url, checks + check_http(url, args.token, args.timeout)
-        return url, checks + check_ws(url, args.token, args.wait, args.timeout)
+            checks = check_http(url, args.token, args.timeout)
+        else:
+            checks = check_ws(url, args.token, args.wait, args.timeout)
+        return url, checks + environment(parts.hostname, False, checks)
     host, port = args.listen_http or args.listen_ws
-    target = f"{host}:{port}"
-    checks = environment(host, listening=True)
+    target = f"{url_host(host)}:{port}"
     if args.listen_http:
-        return target, checks + listen_http(host, port, args.secret, args.wait)
-    return target, checks + listen_ws(host, port, args.token, args.wait, args.timeout)
+        checks = listen_http(host, port, args.secret, args.wait)
+    else:
+        checks = listen_ws(host, port, args.token, args.wait, args.timeout)
+    return target, checks + environment(host, True, checks)
 
 
 def render(mode: str, target: str, checks: list[Check], symbols: dict[str, str]) -> str:
@@ -142,13 +154,6 @@ def report(mode: str, target: str, checks: list[Check]) -> dict[str, Any]:
     }
 
 
-def host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m onebot_ref.doctor",
@@ -158,12 +163,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--http", metavar="URL", help="probe the implementation's HTTP API")
     mode.add_argument("--ws", metavar="URL", help="probe its forward WebSocket server")
     mode.add_argument(
-        "--listen-http", metavar="HOST:PORT", type=host_port, help="wait for its HTTP POST events"
+        "--listen-http",
+        metavar="HOST:PORT",
+        type=host_port_arg,
+        help="wait for its HTTP POST events",
     )
     mode.add_argument(
         "--listen-ws",
         metavar="HOST:PORT",
-        type=host_port,
+        type=host_port_arg,
         help="wait for its reverse WebSocket connection",
     )
     parser.add_argument("--token", help="access token (both sides must agree)")

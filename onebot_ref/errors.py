@@ -11,8 +11,9 @@
     │   └── ApiNotAvailable               unknown action (HTTP 404, retcode 404 / 1404)
     ├── ProtocolError                     the peer broke the wire protocol (.close_code)
     ├── DecodeError (also ValueError)     bytes that are not the JSON we expect
-    └── EncodeError (also TypeError,      a value we refuse to put on the wire: not JSON,
-        and ValueError)                   or not a message; nothing was sent
+    ├── EncodeError (also TypeError,      a value we refuse to put on the wire: not JSON,
+    │   and ValueError)                   or not a message; nothing was sent
+    └── ConfigError (also ValueError)     an argument that cannot work: fix the call
 
 Catch ``OneBotError`` for "anything from this library", or a built-in base
 (``OSError``, ``TimeoutError``, ``ValueError``, ``TypeError``) if you only know the stdlib.
@@ -25,6 +26,7 @@ __all__ = [
     "ApiNotAvailable",
     "ApiTimeout",
     "AuthError",
+    "ConfigError",
     "DecodeError",
     "EncodeError",
     "NetworkError",
@@ -119,3 +121,7 @@ class EncodeError(OneBotError, TypeError, ValueError):
     def __init__(self, message: str, path: str = "") -> None:
         self.path = path
         super().__init__(message)
+
+
+class ConfigError(OneBotError, ValueError):
+    """An argument that cannot work as given (host and port in one string, a port past 65535)."""

@@ -35,12 +35,14 @@ from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import ProtocolError
+from .http_head import BadHead, split_target
 
 __all__ = [
     "BINARY",
     "CLOSE",
     "CONTINUATION",
     "GUID",
+    "MAX_FRAGMENTS",
     "PING",
     "PONG",
     "TEXT",
@@ -78,6 +80,11 @@ PAYLOAD_LENGTH_TWO_BYTE = 126
 PAYLOAD_LENGTH_EIGHT_BYTE = 127
 # RFC 6455 section 5.5: "All control frames MUST have a payload length of 125 bytes or less".
 MAX_CONTROL_PAYLOAD = 125
+# Frames per fragmented message. Section 5.4 sets no bound, and each frame costs us
+# time and a part to remember (about 40 bytes beyond its payload) even when empty: a
+# peer could otherwise send empty continuation frames for ever. gorilla/websocket
+# (go-cqhttp) writes 4 KiB frames, so a 64 MiB message there is 16,384 of them.
+MAX_FRAGMENTS = 65536
 
 # RFC 6455 section 7.4.1 and the IANA "WebSocket Close Code Number Registry":
 # the codes below 3000 that may appear in a Close frame (1004-1006 and 1015
@@ -259,12 +266,15 @@ class MessageAssembler:
     :meth:`add` returns control frames at once, even between the fragments of
     a message ("Control frames [...] MAY be injected in the middle of a
     fragmented message", section 5.4), and a data message when its last
-    fragment arrives.
+    fragment arrives. The parts are joined once, at the end: linear time
+    however many there are, and there are at most ``max_fragments``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_fragments: int = MAX_FRAGMENTS) -> None:
+        self.max_fragments = max_fragments
         self.opcode: int | None = None  # of the message being assembled
         self.size = 0  # its bytes so far
+        self.frames = 0  # its frames so far
         self._parts: list[bytes] = []
         self._utf8: codecs.IncrementalDecoder | None = None
 
@@ -272,7 +282,8 @@ class MessageAssembler:
         """Add one frame; return a control frame or a finished message, else None.
 
         Raises:
-            ProtocolError: 1002 for a fragment out of sequence, 1007 for invalid UTF-8.
+            ProtocolError: 1002 for a fragment out of sequence, 1007 for invalid
+                UTF-8, 1009 for a message of more than ``max_fragments`` frames.
         """
         if frame.opcode >= CLOSE:
             return frame
@@ -299,12 +310,20 @@ class MessageAssembler:
                 self._utf8.decode(frame.payload, frame.fin)
             except UnicodeDecodeError:
                 raise ProtocolError("text message is not valid UTF-8", 1007) from None
-        self._parts.append(frame.payload)
-        self.size += len(frame.payload)
+        self.frames += 1
+        if self.frames > self.max_fragments:
+            raise ProtocolError(
+                f"fragmented message passed {self.max_fragments} frames "
+                f"({self.size} bytes so far); send fewer, larger frames",
+                1009,
+            )
+        if frame.payload:
+            self._parts.append(frame.payload)
+            self.size += len(frame.payload)
         if not frame.fin:
             return None
         message = Frame(self.opcode, b"".join(self._parts))
-        self.opcode, self._utf8, self._parts, self.size = None, None, [], 0
+        self.opcode, self._utf8, self._parts, self.size, self.frames = None, None, [], 0, 0
         return message
 
 
@@ -313,13 +332,16 @@ class MessageReader:
 
     Feed it whatever ``recv`` returned, then call :meth:`next_message` until it
     returns None. A message over ``max_message`` fails with 1009 as soon as a
-    frame header announces it, before its payload is buffered.
+    frame header announces it, before its payload is buffered, and so does one
+    of more than ``max_fragments`` frames.
     """
 
-    def __init__(self, *, mask: bool, max_message: int = 64 * 2**20) -> None:
+    def __init__(
+        self, *, mask: bool, max_message: int = 64 * 2**20, max_fragments: int = MAX_FRAGMENTS
+    ) -> None:
         self.mask = mask
         self.max_message = max_message
-        self.assembler = MessageAssembler()
+        self.assembler = MessageAssembler(max_fragments=max_fragments)
         self._buffer = bytearray()
         self._pos = 0  # start of the first unparsed frame in _buffer
 
@@ -357,11 +379,17 @@ class MessageReader:
 
 
 class HandshakeError(ProtocolError):
-    """An opening handshake we refuse; ``status`` is the HTTP status to answer with."""
+    """An opening handshake we refuse; ``status`` is the HTTP status to answer with.
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    ``reply`` is what the peer is told in the response body. ``str()`` adds
+    ``detail`` for our own log and reports (token fingerprints, say), which
+    must never reach the wire.
+    """
+
+    def __init__(self, message: str, status: int = 400, *, detail: str = "") -> None:
         self.status = status
-        super().__init__(message)
+        self.reply = message
+        super().__init__(message + detail)
 
 
 class Request(NamedTuple):
@@ -403,12 +431,10 @@ def parse_handshake(
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         # Errors get logged: quote no query string (?access_token=) and no header value.
         raise HandshakeError(f"malformed request line {lines[0].partition('?')[0][:80]!r}")
-    try:
-        urlsplit(parts[1])  # what Request.path and .query do; "http://[::1" is a ValueError
-    except ValueError:
-        raise HandshakeError(
-            f"malformed request target {parts[1].partition('?')[0][:80]!r}"
-        ) from None
+    try:  # the HTTP server's own check (RFC 9112 §3.2), the same on every Python
+        split_target(parts[1])
+    except BadHead as exc:
+        raise HandshakeError(exc.reason) from None
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")

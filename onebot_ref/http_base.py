@@ -6,7 +6,9 @@ all need the same four things the stdlib leaves out: a :meth:`close` that ends
 every thread within a deadline (a thread serving an idle keep-alive connection
 sits in a read until the peer hangs up), TLS whose handshake runs on the
 connection's thread rather than the accept loop, no reverse DNS lookup at bind
-time, and errors logged rather than printed.
+time, and errors logged rather than printed. With ``max_connections`` it also
+bounds its threads: a connection past the cap is answered ``503`` with
+``Retry-After`` by the accept loop itself, and no thread is started for it.
 """
 
 import logging
@@ -20,12 +22,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from .errors import NetworkError
-from .tls import family_for, handshake, peer_name, sniff, url_host
+from .errors import ConfigError, NetworkError
+from .tls import (
+    LISTEN_BACKLOG,
+    check_address,
+    family_for,
+    handshake,
+    peer_name,
+    sniff,
+    url_host,
+)
 
-__all__ = ["ManagedHTTPServer"]
+__all__ = ["RETRY_AFTER", "ManagedHTTPServer"]
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER = 1  # seconds, in the Retry-After of a 503 (RFC 9110 §10.2.3)
 
 
 class ManagedHTTPServer(ThreadingHTTPServer):
@@ -40,12 +52,15 @@ class ManagedHTTPServer(ThreadingHTTPServer):
     With ``ssl_context`` it speaks HTTPS: the connection's thread (never the
     accept loop) checks the first byte and runs the TLS handshake, both within
     ``handshake_timeout`` seconds.
+
+    With ``max_connections`` at most that many connections are served at once,
+    each on its own thread; one more is answered ``503 Service Unavailable``
+    with ``Retry-After`` (over TLS, which the accept loop does not speak, it is
+    just closed) and gets no thread. None (the default here) sets no cap.
     """
 
     daemon_threads = True  # a stuck handler must not keep the interpreter alive
-    # socketserver listens with a backlog of 5: past it, a burst of connections
-    # waits out SYN retransmits (1 s, 2 s, 4 s...) before we even see it.
-    request_queue_size = socket.SOMAXCONN
+    request_queue_size = LISTEN_BACKLOG  # socketserver's is 5
     block_on_close = False  # close() joins the threads itself, with a deadline
     # On Windows SO_REUSEADDR lets a second server bind the same port silently.
     allow_reuse_address = sys.platform != "win32"
@@ -58,10 +73,17 @@ class ManagedHTTPServer(ThreadingHTTPServer):
         *,
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
+        max_connections: int | None = None,
     ) -> None:
+        check_address(address[0], address[1], type(self).__name__)
+        if max_connections is not None and max_connections < 1:
+            raise ConfigError(f"max_connections={max_connections} must be at least 1 (or None)")
         self.name = name
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
+        self.busy_refusals = 0  # connections answered 503 past max_connections
+        self._active = 0  # connection threads started and not yet ended
         self.address_family = family_for(address[0])
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, socket.socket] = {}
@@ -128,6 +150,63 @@ class ManagedHTTPServer(ThreadingHTTPServer):
             target=self.serve_forever, name=f"{self.name}-{self.port}", daemon=True
         )
         self._thread.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Runs on the accept loop: count the connection, or refuse it past the cap.
+        with self._lock:
+            full = self.max_connections is not None and self._active >= self.max_connections
+            if not full:
+                self._active += 1
+        if full:
+            self.refuse_connection(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the thread
+        except BaseException:
+            self._ended()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    def refuse_connection(self, request: socket.socket) -> None:
+        """Past ``max_connections``: answer 503 with ``Retry-After`` and hang up, never blocking.
+
+        The accept loop writes the answer before the request is read (RFC 9112
+        §9.6 allows a response at any time), then reads what has already
+        arrived, so that closing sends a FIN rather than a reset that could
+        erase the answer before the peer reads it.
+        """
+        self.busy_refusals += 1
+        if decade(self.busy_refusals):
+            log.warning(
+                "%s: refused a connection with 503 (%d so far): max_connections=%d are open; "
+                "raise max_connections if the implementation needs more at once",
+                self.name, self.busy_refusals, self.max_connections,
+            )  # fmt: skip
+        if self.ssl_context is None:
+            reason = f"more than max_connections={self.max_connections} at once; retry later\n"
+            head = (
+                "HTTP/1.1 503 Service Unavailable\r\n"
+                f"Retry-After: {RETRY_AFTER}\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(reason)}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            try:
+                request.setblocking(False)
+                request.send((head + reason).encode("latin-1"))
+                request.recv(65536)
+            except OSError:  # nothing arrived yet, or the peer is gone: either is fine
+                pass
+        self.shutdown_request(request)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # Runs in the connection's thread: remember it so close() can end it.
@@ -201,3 +280,8 @@ class ManagedHTTPServer(ThreadingHTTPServer):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def decade(count: int) -> bool:
+    """True for the 1st, 10th, 100th… occurrence: logs that cannot flood."""
+    return str(count).rstrip("0") == "1"

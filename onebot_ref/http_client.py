@@ -55,7 +55,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .api import OneBotApi
-from .codec import encode_request, http_error, loads, unwrap_response
+from .codec import encode_request, http_error, loads, log_frame, unwrap_response
 from .errors import ApiTimeout, DecodeError, NetworkError
 from .tls import client_context, error_chain, explain, is_tls_refusal
 
@@ -139,7 +139,9 @@ class HttpClient(OneBotApi):
             DecodeError: a 200 response whose body is not JSON.
         """
         url = f"{self.base_url}/{action}"
+        log_frame("sent", {"action": action, "params": params})  # the action is the URL's path
         status, body = self._post(action, url, params, self.timeout if timeout is None else timeout)
+        log_frame("received", body)
         if status == 400 and is_tls_refusal(body):
             raise NetworkError(f"{action}: {url}: {body.decode().strip()} (this URL says http://)")
         if status != 200:

@@ -3,11 +3,15 @@
 :class:`EventHandler` is the ``BaseHTTPRequestHandler`` that
 :class:`~onebot_ref.http_server.HttpServer` gives each connection (on its own
 thread). For each request it checks, in order, each failure with its own status
-and a one-line reason: method (405), path (404), ``Content-Length`` (411/400)
-and ``max_body`` (413), Content-Type (415; the spec's HTTP API table says 406
+and a one-line reason: head and request target (400, 431, 505), method (405),
+path (404), access token (401 missing / 403 wrong), ``X-Self-ID`` (400), body
+framing (411/400/501) and ``max_body`` (413) — all from the head, before a byte
+of the body is read — then Content-Type (415; the spec's HTTP API table says 406
 for the same thing), ``X-Signature`` (401 missing / 403 wrong; HMAC-SHA1 over
-the raw bytes), JSON (400). Then the server runs the handlers and we write the
-quick operation (200) or nothing (204).
+the raw bytes, so after the body), JSON (400). Then, if fewer than
+``max_handlers`` are running (else 503), the server runs the handlers and we
+write the quick operation (200) or nothing (204). A refusal before the body
+closes the connection: the unread body cannot be taken for the next request.
 
 The request head is read by :mod:`.http_head`, not the stdlib's ``email``
 parser (a fifth of each event's CPU, and more lenient than is safe). The
@@ -28,22 +32,44 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .api import STANDARD_ACTIONS
-from .codec import loads, redact
+from .codec import loads, log_frame, redact
 from .errors import DecodeError
-from .http_head import BadHead, parse_request_line, read_fields
+from .http_base import RETRY_AFTER
+from .http_head import (
+    BadHead,
+    body_length,
+    parse_request_line,
+    read_chunked,
+    read_fields,
+    split_target,
+)
 
 if TYPE_CHECKING:
     from .http_server import HttpServer
 
-__all__ = ["Clock", "EventHandler"]
+__all__ = ["Clock", "EventHandler", "self_id_of"]
 
 log = logging.getLogger("onebot_ref.http_server")  # one logger for mode 2, as before the split
 
 JSON_TYPES = ("application/json", "text/json")
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
+MAX_SELF_ID = 2**63 - 1  # OneBot 11 event fields: self_id is int64
+
+
+def self_id_of(value: str) -> int:
+    """The QQ number in an ``X-Self-ID`` header: 1 to 19 ASCII digits, within int64.
+
+    ``str.isdigit`` is not enough: ``"²"`` passes it and fails ``int()``, and
+    ``int()`` of 5,000 digits is slow (and refused on Python 3.11+).
+
+    Raises:
+        ValueError: with the reason for the 400.
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > MAX_SELF_ID:
+        raise ValueError(f"X-Self-ID {value[:24]!r} is not a QQ number (an int64 in ASCII digits)")
+    return int(value)
 
 
 class Clock(io.RawIOBase):
@@ -103,6 +129,10 @@ class EventHandler(BaseHTTPRequestHandler):
     server: "HttpServer"
     raw_requestline: bytes  # set by the stdlib's handle_one_request
     fields: dict[str, str]  # the request's header fields by lower-case name
+    target_path: str  # the request target's path (RFC 9112 §3.2), and its query
+    query: str
+    http_version: tuple[int, int]  # (1, 1) for HTTP/1.1
+    expect_100: bool  # the peer waits for "100 Continue" before it sends the body
     protocol_version = "HTTP/1.1"  # keep-alive: one connection carries many events
     disable_nagle_algorithm = True  # see the module docstring
     wbufsize = 64 * 1024  # headers and body collect here; handle_one_request flushes once
@@ -124,8 +154,10 @@ class EventHandler(BaseHTTPRequestHandler):
         """The request line and header fields, read by :mod:`.http_head`; False once refused.
 
         Sets what the stdlib's version does (``command``, ``path``,
-        ``request_version``, ``headers``, ``close_connection``, and answers
-        ``Expect: 100-continue``), plus ``fields``: the headers by lower-case name.
+        ``request_version``, ``headers``, ``close_connection``), plus ``fields``
+        (the headers by lower-case name), ``target_path`` and ``query``.
+        ``Expect: 100-continue`` is answered later, once :meth:`do_POST` has
+        checked the head and is about to read the body.
         """
         self.command = None  # type: ignore[assignment]  # the stdlib's own convention
         self.close_connection = True
@@ -134,6 +166,7 @@ class EventHandler(BaseHTTPRequestHandler):
             return False
         try:
             method, target, version = parse_request_line(self.requestline)
+            self.target_path, self.query = split_target(target)
             self.fields, pairs = read_fields(self.rfile)
         except BadHead as exc:
             self.respond(exc.status, exc.reason, close=True)
@@ -141,6 +174,7 @@ class EventHandler(BaseHTTPRequestHandler):
         except EOFError:
             return False
         self.command, self.request_version = method, f"HTTP/{version[0]}.{version[1]}"
+        self.http_version = version
         # As the stdlib does (gh-87389): "//x" would read as a host to a client.
         self.path = "/" + target.lstrip("/") if target.startswith("//") else target
         self.headers = http.client.HTTPMessage()
@@ -150,8 +184,9 @@ class EventHandler(BaseHTTPRequestHandler):
         self.close_connection = "close" in options or (
             version < (1, 1) and "keep-alive" not in options
         )
-        if self.fields.get("expect", "").lower() == "100-continue" and version >= (1, 1):
-            return self.handle_expect_100()
+        self.expect_100 = (
+            version >= (1, 1) and self.fields.get("expect", "").lower() == "100-continue"
+        )
         return True
 
     def handle_expect_100(self) -> bool:
@@ -165,11 +200,7 @@ class EventHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         # 1) Is this our path?
-        try:
-            path = urlsplit(self.path).path
-        except ValueError:  # e.g. "http://[::1": not a URL at all
-            self.refuse(400, f"malformed request target {redact(self.path)[:80]!r}", close=True)
-            return
+        path = self.target_path
         if path.rstrip("/") != self.server.path.rstrip("/"):
             hint = ""
             if path.rsplit("/", 1)[-1] in STANDARD_ACTIONS:
@@ -178,49 +209,73 @@ class EventHandler(BaseHTTPRequestHandler):
             reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
             self.refuse(404, reason, close=True)
             return
-        # 2) Read the body, bounded by Content-Length and max_body.
+        # 2) The head alone: access token, X-Self-ID and the body's framing. A peer
+        # refused here never gets its body read (or held).
         headers = self.fields
+        refusal = self.server.check_access_token(headers, self.query)
+        if refusal is not None:
+            self.refuse(*refusal, close=True)
+            return
+        self_id = headers.get("x-self-id")
+        try:
+            self_id_number = self_id_of(self_id) if self_id else None
+        except ValueError as exc:
+            self.refuse(400, str(exc), close=True)
+            return
+        # 3) Read the body, bounded by max_body.
         body = self.read_body(headers)
         if body is None:
             return
-        # 3) Content-Type, signature and JSON; each failure gets its own status.
+        # 4) Content-Type, signature and JSON; each failure gets its own status.
         event = self.check_event(body, headers)
         if event is None:
             return
-        # 4) A copy we have seen (an implementation retrying): answered, not run again.
-        if self.server.recent is not None and self.server.recent.seen(body):
-            self.server.duplicate()
-            self.respond(204)
+        if "self_id" not in event and self_id_number is not None:
+            # X-Self-ID is the bot's identity (NapCat sends it lowercase; headers
+            # are case-insensitive). Some implementations leave self_id out.
+            event["self_id"] = self_id_number
+        # 5) At most max_handlers run at once. Checked before dedup remembers the
+        # event, so that the implementation's retry of a 503 is run, not dropped.
+        slots = self.server.handler_slots
+        if not slots.acquire(blocking=False):
+            reason = self.server.handlers_busy()
+            self.refuse(503, reason, extra={"Retry-After": str(RETRY_AFTER)})
             return
-        # 5) Run the handlers here and answer with their quick operation.
-        self.clock.handlers_running()
-        reply = self.server.handle_event(event)
-        self.clock.writing()
+        try:
+            # 6) A copy we have seen (an implementation retrying): answered, not run again.
+            if self.server.recent is not None and self.server.recent.seen(body):
+                self.server.duplicate()
+                reply = b""
+            else:
+                # 7) Run the handlers here and answer with their quick operation.
+                self.clock.handlers_running()
+                reply = self.server.handle_event(event)
+                self.clock.writing()
+        finally:
+            slots.release()
         if reply:
+            log_frame("sent", reply)
             self.respond(200, reply, "application/json")
         else:
             self.respond(204)
 
     def read_body(self, headers: dict[str, str]) -> bytes | None:
-        """The request body, or None after answering 400/411/413 (or on a dead peer)."""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self.refuse(411, "chunked bodies are not supported", close=True)
-            return None
-        length_header = headers.get("content-length")
-        if length_header is None:
-            self.refuse(411, "Content-Length is required", close=True)
-            return None
+        """The request body, or None after answering 400/411/413/501 (or on a dead peer).
+
+        ``Content-Length`` or ``chunked`` (:mod:`.http_head`), both within ``max_body``.
+        """
         try:
-            length = int(length_header)
-            if length < 0:
-                raise ValueError(length_header)
-        except ValueError:
-            self.refuse(400, f"bad Content-Length {length_header!r}", close=True)
+            length = body_length(headers, self.http_version, self.server.max_body)
+            if self.expect_100:
+                self.handle_expect_100()  # the head passed: now invite the body
+            if length is None:
+                return read_chunked(self.rfile, self.server.max_body)
+        except BadHead as exc:
+            # The rest of the body stays unread: this connection cannot carry another request.
+            self.refuse(exc.status, exc.reason, close=True)
             return None
-        if length > self.server.max_body:
-            # We do not read the body, so the connection cannot carry another request.
-            reason = f"body of {length} bytes exceeds max_body={self.server.max_body}"
-            self.refuse(413, reason, close=True)
+        except EOFError:  # the peer went away mid-body
+            self.close_connection = True
             return None
         body = self.rfile.read(length)
         if len(body) < length:  # the peer went away mid-body
@@ -235,7 +290,7 @@ class EventHandler(BaseHTTPRequestHandler):
             reason = f"Content-Type {media_type} is not supported; send application/json"
             self.refuse(415, reason)
             return None
-        refusal = self.server.check_credentials(headers, self.path, body)
+        refusal = self.server.check_x_signature(headers, body)
         if refusal is not None:
             self.refuse(*refusal)
             return None
@@ -247,17 +302,19 @@ class EventHandler(BaseHTTPRequestHandler):
         if not isinstance(event, dict) or "post_type" not in event:
             self.refuse(400, f"not an event (an object with post_type): {body[:40]!r}")
             return None
-        # X-Self-ID is the bot's identity (NapCat sends it lowercase; headers
-        # are case-insensitive). Some implementations leave self_id out.
-        self_id = headers.get("x-self-id")
-        if "self_id" not in event and self_id:
-            event["self_id"] = int(self_id) if self_id.isdigit() else self_id
         return event
 
-    def refuse(self, status: int, reason: str, *, close: bool = False) -> None:
+    def refuse(
+        self,
+        status: int,
+        reason: str,
+        *,
+        close: bool = False,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         """Answer an error status with a one-line reason."""
         log.debug("%s %s -> %d %s", self.command, redact(self.path), status, reason)
-        self.respond(status, reason, close=close)
+        self.respond(status, reason, close=close, extra=extra)
 
     def respond(
         self,

@@ -25,8 +25,17 @@ copy of the same bytes within 60 s with 204 instead of running it again.
 Each connection gets its own thread (``ThreadingHTTPServer``, all stopped by
 :meth:`HttpServer.close`) and an :class:`~onebot_ref.http_handler.EventHandler`,
 which reads each request, answers what it refuses with its own status and a
-one-line reason (405, 404, 411, 413, 415, 401/403, 400), and keeps the
-connection alive between events.
+one-line reason (400, 405, 404, 401/403, 411, 413, 415, 503), and keeps the
+connection alive between events. The access token is checked from the head,
+before the body is read: a peer without it cannot make us hold its body.
+
+Bounds, so that no peer can pile up threads or memory: ``max_connections``
+connections at once (one more is answered 503 with ``Retry-After`` and gets no
+thread), ``max_handlers`` events whose handlers run at once (one more is
+answered 503 with ``Retry-After``; its connection stays open), ``max_body``
+bytes per event. A thread whose handler is stuck stays stuck, but there are at
+most ``max_handlers`` of them; every other thread ends when its peer hangs up
+or overstays ``idle_timeout``/``request_timeout``.
 
 TLS: with ``ssl_context=`` or ``certfile=``/``keyfile=`` the URL is
 ``https://``; the connection's own thread checks the first byte and runs the
@@ -37,16 +46,17 @@ TLS handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`).
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from .api import OneBotApi
 from .codec import check_signature, dumps, mask_token, parse_authorization, token_matches
 from .dedup import Recent
-from .errors import NotConnected
-from .http_base import ManagedHTTPServer
+from .errors import ConfigError, NotConnected
+from .http_base import ManagedHTTPServer, decade
 from .http_handler import Clock, EventHandler
 from .registry import Handler, Registry
 from .tls import server_context
@@ -74,8 +84,19 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         registry: the handlers; by default a new one, closed by :meth:`close`.
         api: where :meth:`call` (and ``reply``, ``send_group_msg``…) send
             actions, usually an ``HttpClient`` for the same implementation.
-        max_body: the largest event accepted, in bytes (413 beyond it). Request
-            heads are bounded by the stdlib: 64 KiB per line, 100 header lines.
+        max_body: the largest event accepted, in bytes (413 beyond it), sent with
+            ``Content-Length`` or ``chunked``. Request heads are bounded too:
+            64 KiB, 100 header lines.
+        max_connections: connections served at once, each on its own thread; one
+            more is answered 503 with ``Retry-After``. 128 is far more than an
+            implementation opens (go-cqhttp and NapCat post over a few keep-alive
+            connections) and bounds the worst case to 128 threads and, without an
+            access token, 128 bodies of ``max_body`` in memory.
+        max_handlers: events whose handlers run at once (each holds its
+            connection's thread until they return); one more is answered 503
+            with ``Retry-After``, so handlers that block for ever pin at most
+            this many threads. 32 covers a burst of events whose handlers each
+            make a few API calls.
         idle_timeout: seconds a connection may sit idle (or stall mid-request).
         ssl_context: serve ``https://`` with this server-side ``ssl.SSLContext``.
         certfile, keyfile: serve ``https://`` with this certificate chain and key (PEM).
@@ -87,8 +108,10 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
             204 without running the handlers again. 0, the default, keeps none.
 
     Raises:
+        ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the host.
         NetworkError: the port cannot be bound; the message says why.
-        ValueError: inconsistent TLS options, or a certificate that cannot be loaded.
+        ValueError: inconsistent TLS options, a certificate that cannot be loaded,
+            or a cap under 1.
     """
 
     def __init__(
@@ -109,7 +132,11 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         handshake_timeout: float = 10.0,
         request_timeout: float = 30.0,
         dedup: float = 0.0,
+        max_connections: int = 128,
+        max_handlers: int = 32,
     ) -> None:
+        if max_handlers < 1:
+            raise ConfigError(f"max_handlers={max_handlers} must be at least 1")
         self.path = path if path.startswith("/") else f"/{path}"
         self.secret = secret
         self.access_token = access_token
@@ -123,6 +150,9 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         self.recent = Recent(dedup) if dedup > 0 else None
         self.duplicates = 0  # events answered without running them again
         self.slow_events = 0
+        self.max_handlers = max_handlers
+        self.handler_slots = threading.BoundedSemaphore(max_handlers)
+        self.busy_events = 0  # events answered 503 because every handler slot was taken
         self.clocks: set[Clock] = set()  # one per open connection, for the reaper
         self._next_reap = 0.0
         super().__init__(
@@ -131,6 +161,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
             "onebot-http-server",
             ssl_context=server_context(ssl_context, certfile, keyfile),
             handshake_timeout=min(handshake_timeout, idle_timeout),
+            max_connections=max_connections,
         )
         if host in WILDCARD_HOSTS and not (secret or access_token):
             log.warning(
@@ -196,7 +227,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         finally:
             if (took := time.monotonic() - started) > PATIENCE:
                 self.slow_events += 1
-                if _decade(self.slow_events):
+                if decade(self.slow_events):
                     log.warning(
                         "handlers took %.1fs on a %s event (%d so far): go-cqhttp waits %gs and "
                         "then posts the event again; make the API calls from a thread of your "
@@ -207,7 +238,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
     def duplicate(self) -> None:
         """Count (and now and then log) an event answered without running it again."""
         self.duplicates += 1
-        if _decade(self.duplicates):
+        if decade(self.duplicates):
             log.info(
                 "a copy of an event seen in the last %gs was not run again (%d so far): "
                 "the implementation retried a POST that we answered too slowly",
@@ -215,21 +246,41 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
                 self.duplicates,
             )
 
-    def check_credentials(
-        self, headers: dict[str, str], path: str, body: bytes
-    ) -> tuple[int, str] | None:
-        """``(401 or 403, reason)`` if ``access_token`` or ``secret`` refuse the request.
+    def handlers_busy(self) -> str:
+        """Count (and now and then log) an event refused because ``max_handlers`` are running.
 
-        ``headers`` has lower-case names.
+        Returns:
+            The one-line reason for the 503.
         """
-        if self.access_token:
-            presented = parse_authorization(headers.get("authorization"))
-            if presented is None:
-                presented = parse_qs(urlsplit(path).query).get("access_token", [None])[0]
-            if presented is None:
-                return self.auth_failed(401, "access token missing")
-            if not token_matches(self.access_token, presented):
-                return self.auth_failed(403, f"wrong access token {mask_token(presented)}")
+        self.busy_events += 1
+        if decade(self.busy_events):
+            log.warning(
+                "all max_handlers=%d handlers are busy: answered an event with 503 (%d so far); "
+                "handlers should return quickly (go-cqhttp waits %gs): make slow calls from a "
+                "thread of your own, or raise max_handlers",
+                self.max_handlers, self.busy_events, PATIENCE,
+            )  # fmt: skip
+        return f"all max_handlers={self.max_handlers} handlers are busy; retry later"
+
+    def check_access_token(self, headers: dict[str, str], query: str) -> tuple[int, str] | None:
+        """``(401 or 403, reason)`` if ``access_token`` refuses the request.
+
+        Needs only the head (``headers`` with lower-case names, the target's
+        query), so it runs before the body is read.
+        """
+        if not self.access_token:
+            return None
+        presented = parse_authorization(headers.get("authorization"))
+        if presented is None:
+            presented = parse_qs(query).get("access_token", [None])[0]
+        if presented is None:
+            return self.auth_failed(401, "access token missing")
+        if not token_matches(self.access_token, presented):
+            return self.auth_failed(403, f"wrong access token {mask_token(presented)}")
+        return None
+
+    def check_x_signature(self, headers: dict[str, str], body: bytes) -> tuple[int, str] | None:
+        """``(401 or 403, reason)`` if ``secret`` refuses the request: HMAC over the body."""
         if self.secret:
             signature = headers.get("x-signature")
             if not signature:
@@ -244,7 +295,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         """Log a refusal: the 1st, 10th, 100th… so a peer that retries cannot flood the log."""
         self.auth_failures += 1
         count = self.auth_failures
-        if _decade(count):
+        if decade(count):
             log.warning("refused an event with %d (%d so far): %s", status, count, reason)
         return status, reason.partition(";")[0]
 
@@ -261,8 +312,3 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
 
     def __enter__(self) -> "HttpServer":
         return self.start()
-
-
-def _decade(count: int) -> bool:
-    """True for the 1st, 10th, 100th… occurrence: logs that cannot flood."""
-    return str(count).rstrip("0") == "1"

@@ -29,6 +29,7 @@ from .framer import Request
 from .http_base import ManagedHTTPServer
 from .probes import http_request
 from .session import Check, Inbox, check_events, fail, ok, probe_session, warn
+from .tls import url_host
 from .ws_server import Connection, WsServer
 
 __all__ = ["bind_failure", "listen_http", "listen_ws"]
@@ -86,7 +87,7 @@ def bind_failure(exc: OSError, host: str, port: int) -> Check:
 def _who_is_there(host: str, port: int) -> str:
     target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     try:
-        reply = http_request(f"http://{target}:{port}/", timeout=1.0)
+        reply = http_request(f"http://{url_host(target)}:{port}/", timeout=1.0)
     except OSError:
         return ""
     body = reply.body[:60].decode("utf-8", "replace").strip()
@@ -160,7 +161,7 @@ def listen_http(host: str, port: int, secret: str | None, wait: float) -> list[C
         return [_bound(exc, host, port)]
     with server:
         server.start_thread()
-        url = f"http://{host}:{server.port}/"
+        url = f"http://{url_host(host)}:{server.port}/"
         started = time.monotonic()
         server.inbox.wait(started + wait, lambda: bool(server.posts))
         if not server.posts:
@@ -280,7 +281,7 @@ def listen_ws(host: str, port: int, token: str | None, wait: float, timeout: flo
     except NetworkError as exc:
         return [_bound(exc, host, port)]
     try:
-        url = f"ws://{host}:{server.port}/"
+        url = f"ws://{url_host(host)}:{server.port}/"
         checks = [ok("bind", f"listening on {url}")]
         started = time.monotonic()
         with server.arrived:
@@ -303,7 +304,9 @@ def listen_ws(host: str, port: int, token: str | None, wait: float, timeout: flo
         api = next((c for c in conns if c.api_capable), None)
         send = (lambda obj: api.send_text(dumps(obj))) if api is not None else (lambda obj: None)
         left = max(0.5, wait - (time.monotonic() - started))
-        checks += probe_session(send, server.inbox, left, api=api is not None, timeout=timeout)
+        checks += probe_session(
+            send, server.inbox, left, api=api is not None, timeout=timeout, token=token
+        )
         return checks
     finally:
         server.close(timeout=2.0)

@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .codec import loads
 from .errors import DecodeError
-from .session import Check, fail, ok, summarize, warn
+from .session import Check, fail, no_token_fail, ok, summarize, warn
 
 __all__ = [
     "Reply",
@@ -305,13 +305,7 @@ def token_fail(status: int, token: str | None, *, ws: bool) -> Check:
         ("its WebSocket server", "WebSocket 服务器") if ws else ("its HTTP server", "HTTP 服务器")
     )
     if not token:
-        return fail(
-            "token",
-            f"HTTP {status}: the implementation requires an access token",
-            "加上 --token，填实现配置里的 access_token（NapCat：网络配置里该服务器的 token）。",
-            "add --token with the implementation's access_token (NapCat: the token of "
-            "this server in its network config).",
-        )
+        return no_token_fail(f"HTTP {status}")
     missing = "the token was not seen (401)" if status == 401 else "the token is wrong (403)"
     return fail(
         "token",

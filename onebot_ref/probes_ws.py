@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 import websocket
 
-from .codec import dumps
+from .codec import dumps, loads, onebot12_impl
+from .errors import DecodeError
 from .probes import Reply, add_token, call_action, check_tcp, token_fail, upgrade, with_path
 from .session import Check, Inbox, fail, ok, probe_session, warn
 
@@ -148,7 +149,10 @@ def _ws_session(url: str, token: str | None, wait: float, timeout: float, api: b
             )
         ]
     inbox = Inbox()
-    reader = threading.Thread(target=_read_into, args=(ws, inbox), name="doctor-ws", daemon=True)
+    version: list[str] = []  # the OneBot 12 implementation's name, once one speaks
+    reader = threading.Thread(
+        target=_read_into, args=(ws, inbox, version), name="doctor-ws", daemon=True
+    )
     reader.start()
     try:
 
@@ -158,7 +162,8 @@ def _ws_session(url: str, token: str | None, wait: float, timeout: float, api: b
             except websocket.WebSocketException as exc:  # closed under us: not an OSError
                 raise ConnectionError(str(exc)) from exc
 
-        return probe_session(send, inbox, wait, api=api, timeout=timeout)
+        checks = probe_session(send, inbox, wait, token=token, api=api, timeout=timeout)
+        return [_onebot12(url, version[0])] if version else checks
     finally:
         inbox.stop.set()
         try:
@@ -168,8 +173,27 @@ def _ws_session(url: str, token: str | None, wait: float, timeout: float, api: b
         reader.join(timeout + 1)
 
 
-def _read_into(ws: websocket.WebSocket, inbox: Inbox) -> None:
-    """The reader thread: every frame into ``inbox`` until EOF or ``inbox.stop``."""
+def _onebot12(url: str, impl: str) -> Check:
+    name = f" ({impl})" if impl else ""
+    return fail(
+        "version",
+        f"{url} speaks OneBot 12{name}, not OneBot 11: its events carry type/detail_type "
+        "instead of post_type, and calls fail with retcode 10101 (Who Am I)",
+        "这是 OneBot 12 实现，onebot_ref 只支持 OneBot 11：在实现里改用 OneBot 11 协议"
+        "（如它支持），或换一个 OneBot 11 实现（NapCat、Lagrange、LLOneBot…），"
+        "或者改用支持 OneBot 12 的框架。",
+        "this is a OneBot 12 implementation and onebot_ref speaks OneBot 11 only: switch the "
+        "implementation to OneBot 11 if it can, use a OneBot 11 implementation (NapCat, "
+        "Lagrange, LLOneBot…), or use a framework that speaks OneBot 12.",
+    )
+
+
+def _read_into(ws: websocket.WebSocket, inbox: Inbox, version: list[str]) -> None:
+    """The reader thread: every frame into ``inbox`` until EOF or ``inbox.stop``.
+
+    A OneBot 12 event (its ``meta.connect`` comes first) ends the session at
+    once: every check after it would only fail in a misleading way.
+    """
     ws.settimeout(0.2)
     while not inbox.stop.is_set():
         try:
@@ -181,5 +205,13 @@ def _read_into(ws: websocket.WebSocket, inbox: Inbox) -> None:
             return
         if not data:
             inbox.close("closed by the implementation")
+            return
+        try:
+            impl = onebot12_impl(loads(data))
+        except DecodeError:
+            impl = None
+        if impl is not None:
+            version.append(impl)
+            inbox.close("the implementation speaks OneBot 12")
             return
         inbox.put_raw(data)

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .codec import event_name
+from .codec import event_name, log_frame
 from .dedup import Recent, shared_key
 
 __all__ = ["Handler", "Registry"]
@@ -134,6 +134,7 @@ class Registry:
 
     def dispatch(self, event: dict[str, Any]) -> list[Any]:
         """Run the handlers for ``event`` in this thread; return their non-None results."""
+        log_frame("received", event)
         self.received += 1
         if self._duplicate(event):
             return []
@@ -177,6 +178,7 @@ class Registry:
             size: its size on the wire in bytes (the transports know the frame's
                 length); when None it is measured as its compact UTF-8 JSON.
         """
+        log_frame("received", event)
         self.received += 1
         if self._closed:
             self.dropped += 1

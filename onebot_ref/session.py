@@ -22,7 +22,17 @@ from typing import Any, NamedTuple
 from .codec import AUTH_RETCODES, NOT_FOUND_RETCODES, action_request, is_event, loads
 from .errors import DecodeError
 
-__all__ = ["Check", "Inbox", "check_events", "fail", "ok", "probe_session", "summarize", "warn"]
+__all__ = [
+    "Check",
+    "Inbox",
+    "check_events",
+    "fail",
+    "no_token_fail",
+    "ok",
+    "probe_session",
+    "summarize",
+    "warn",
+]
 
 # The calls a session makes, each with an echo of a different JSON type. A
 # numeric string is the classic victim: some implementations hand it back as
@@ -131,6 +141,20 @@ TOKEN_FIX_EN = (
     "the tokens differ: set --token to the token (access_token) of this WebSocket server "
     "in the implementation's config."
 )
+# A refusal when we sent no token at all: the fix is to add one, not to compare two.
+NO_TOKEN = "the implementation requires an access token and you gave no --token"
+NO_TOKEN_FIX_ZH = (
+    "加上 --token，填实现配置里的 access_token（NapCat：网络配置里该服务器的 token）。"
+)
+NO_TOKEN_FIX_EN = (
+    "add --token with the implementation's access_token (NapCat: the token of this server "
+    "in its network config)."
+)
+
+
+def no_token_fail(refusal: str) -> Check:
+    """The implementation refused (``refusal`` says how) and no ``--token`` was given."""
+    return fail("token", f"{refusal}: {NO_TOKEN}", NO_TOKEN_FIX_ZH, NO_TOKEN_FIX_EN)
 
 
 def probe_session(
@@ -138,10 +162,14 @@ def probe_session(
     inbox: Inbox,
     wait: float,
     *,
+    token: str | None,
     api: bool = True,
     timeout: float = 3.0,
 ) -> list[Check]:
-    """Call the probe actions over an open session, then watch its events until ``wait`` ends."""
+    """Call the probe actions over an open session, then watch its events until ``wait`` ends.
+
+    ``token`` is the ``--token`` given (None: none), for naming an in-band refusal.
+    """
     started = time.monotonic()
     checks: list[Check] = []
     # 1) A moment for the greeting: a lifecycle event, or an in-band refusal.
@@ -166,6 +194,8 @@ def probe_session(
             break
         results[action] = response
         pairs.append((echo, response))
+    if refused and not token:
+        return [no_token_fail(f"upgraded, then refused in-band ({refused})")]
     if refused:
         return [
             fail(

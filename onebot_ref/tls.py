@@ -30,8 +30,14 @@ and :func:`explain` turns into a sentence.
 
 IPv6: servers listen on ``::1`` or ``::`` (both families at once where the OS
 allows), clients write ``[::1]:port`` in URLs; :func:`url_host` adds brackets.
+The command lines write an address as ``HOST:PORT`` (``[::1]:8080`` for IPv6)
+and read it with :func:`split_host_port`; every server checks the host and port
+it is given with :func:`check_address`, so a mistake is named, not reported as
+a port in use.
 """
 
+import argparse
+import ipaddress
 import logging
 import socket
 import ssl
@@ -39,17 +45,25 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from .errors import ConfigError
+
 __all__ = [
+    "LISTEN_BACKLOG",
     "PLAINTEXT_REFUSAL",
+    "check_address",
     "client_context",
     "error_chain",
     "explain",
     "family_for",
     "handshake",
+    "host_port_arg",
     "is_tls_refusal",
     "peer_name",
+    "port_arg",
+    "port_number",
     "server_context",
     "sniff",
+    "split_host_port",
     "url_host",
 ]
 
@@ -236,6 +250,14 @@ def error_chain(exc: BaseException) -> Iterator[BaseException]:
         todo.extend(e for e in (*inner, *current.args) if isinstance(e, BaseException))
 
 
+# -- Listening sockets ----------------------------------------------------------------------
+
+# The accept queue of every server of ours. Python's default is min(SOMAXCONN, 128) and
+# socketserver's 5: past it, a burst of connections (a restart that brings a thousand
+# bots back at once) waits out SYN retransmits, 1 s, 2 s, 4 s..., before we see it.
+LISTEN_BACKLOG = socket.SOMAXCONN
+
+
 # -- IPv6 -----------------------------------------------------------------------------------
 
 
@@ -254,3 +276,132 @@ def peer_name(address: tuple[object, ...] | str) -> str:
     if isinstance(address, str):
         return address
     return f"{url_host(str(address[0]))}:{address[1]}"
+
+
+# -- host and port: one parser for the command lines, one check for the servers --------------
+
+EXAMPLE = "127.0.0.1:8080"
+MAX_PORT = 65535
+
+
+def port_number(text: str) -> int:
+    """A TCP port written in ASCII digits, 0 to 65535.
+
+    Raises:
+        ConfigError: not digits, or past 65535 (the socket module would raise
+            OverflowError from deep inside ``bind``).
+    """
+    if not (text.isascii() and text.isdigit()):  # isdigit() alone takes "²"
+        raise ConfigError(f"port {_show(text)} is not a number from 0 to {MAX_PORT}")
+    if len(text) > 5 or int(text) > MAX_PORT:
+        raise ConfigError(f"port {_show(text)} is out of range (0 to {MAX_PORT})")
+    return int(text)
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` as ``(host, port)``; an IPv6 host goes in brackets: ``[::1]:8080``.
+
+    Raises:
+        ConfigError: a URL, no host, no port, a bad port, or an IPv6 address
+            without brackets (its colons leave the port ambiguous).
+    """
+    text, shown = value.strip(), _show(value)
+    if "://" in text:
+        raise ConfigError(f"{shown} is a URL; give HOST:PORT, e.g. {EXAMPLE}")
+    if text.startswith("["):  # RFC 3986 section 3.2.2: IP-literal = "[" IPv6address "]"
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":") or not _is_ipv6(host):
+            raise ConfigError(f"{shown}: write an IPv6 address and its port as [::1]:8080")
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            what = "is only a port" if text.isdigit() else "has no port"
+            raise ConfigError(f"{shown} {what}; give HOST:PORT, e.g. {EXAMPLE}")
+        if ":" in host:
+            raise ConfigError(f"{shown}: put an IPv6 address in brackets, e.g. [::1]:8080")
+    if not host:
+        raise ConfigError(
+            f"{shown} has no host; give HOST:PORT, e.g. {EXAMPLE} (this machine only) "
+            "or 0.0.0.0:8080 (every interface)"
+        )
+    try:
+        return host, port_number(port_text)
+    except ConfigError as exc:
+        raise ConfigError(f"{shown}: {exc}; give HOST:PORT, e.g. {EXAMPLE}") from None
+
+
+def host_port_arg(value: str) -> tuple[str, int]:
+    """:func:`split_host_port` as an argparse ``type=``: a mistake is a usage error (exit 2)."""
+    try:
+        return split_host_port(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def port_arg(value: str) -> int:
+    """:func:`port_number` as an argparse ``type=``: a mistake is a usage error (exit 2)."""
+    try:
+        return port_number(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def check_address(host: object, port: object, who: str) -> None:
+    """Refuse a host and port that the server ``who`` cannot listen on, naming the mistake.
+
+    ``WsServer("0.0.0.0:8080")`` would otherwise look up the name "0.0.0.0:8080"
+    and fail as "cannot listen on [0.0.0.0:8080]:8080 … is another program using
+    this port?"; a port past 65535 fails as an OverflowError inside ``bind``.
+
+    Raises:
+        ConfigError: host and port in one string, a URL or a bracketed IPv6
+            address as the host, a host that is not a string, a port that is not
+            an int from 0 to 65535.
+    """
+    fix = f"pass host and port separately: {who}('127.0.0.1', 8080)"
+    if not isinstance(host, str):
+        raise ConfigError(f"{who}: host {_show(host)} is not a string; {fix}")
+    if "://" in host:
+        parts = urlsplit(host)
+        try:
+            url_port = parts.port
+        except ValueError:  # a port past 65535 in the URL
+            url_port = None
+        fix = f"pass host and port separately: {who}({parts.hostname!r}, {url_port or _show(port)})"
+        raise ConfigError(f"{who}: host {_show(host)} is a URL; {fix}")
+    if host.startswith("[") or (":" in host and not _is_ipv6(host)):
+        try:
+            bare, given = split_host_port(host)
+        except ConfigError:
+            if _is_ipv6(host.strip("[]")):
+                raise ConfigError(
+                    f"{who}: host {host!r} has brackets, which belong in URLs only; pass the "
+                    f"bare address: {who}({host.strip('[]')!r}, {_show(port)})"
+                ) from None
+            raise ConfigError(
+                f"{who}: host {_show(host)} is neither a host name nor an IP address; {fix}"
+            ) from None
+        fix = f"pass host and port separately: {who}({bare!r}, {given})"
+        raise ConfigError(f"{who}: host {_show(host)} holds a port too; {fix}")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise ConfigError(f"{who}: port {_show(port)} is not an int; give 0 to {MAX_PORT}")
+    if not 0 <= port <= MAX_PORT:
+        raise ConfigError(
+            f"{who}: port {_show(port)} is out of range; give 0 to {MAX_PORT} (0 picks a free port)"
+        )
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+def _show(value: object) -> str:
+    """``repr(value)``, cut short: a message stays one line whatever was typed."""
+    if isinstance(value, int) and value.bit_length() > 64:  # repr() fails past 4300 digits
+        return f"<an int of {value.bit_length()} bits>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

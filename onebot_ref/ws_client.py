@@ -25,8 +25,16 @@ What the spec leaves to us, and what we do:
   ``authorization failed`` then close (CQHTTP), an echo-less ``retcode 1403``
   envelope then close (NapCat, LLOneBot). :meth:`WsClient.run_forever` and
   :meth:`WsClient.start` raise :class:`~onebot_ref.errors.AuthError`.
+* **So is OneBot 12.** Its events carry ``type``/``detail_type`` instead of
+  ``post_type`` (nonebot-plugin-all4one, for one, greets every connection with
+  ``meta.connect``): we close with 1003 and raise
+  :class:`~onebot_ref.errors.ProtocolError` instead of dropping every event
+  as a stray response.
 * **Liveness.** Heartbeat meta events carry ``interval`` (ms). Once one has
   arrived, silence for 3× that interval means the link is dead: reconnect.
+  The interval is clamped to 0.1 s-1 day; one that is no positive number
+  (a bool, a string, NaN) turns the watchdog off
+  (:func:`~onebot_ref.codec.heartbeat_interval`).
 * **Identity.** There is no ``X-Self-ID`` here: ``self_id`` is taken from the
   lifecycle ``connect`` event or any event, or ``get_login_info`` on an
   API-only connection. Events are never held back waiting for a lifecycle.
@@ -56,11 +64,21 @@ import websocket
 
 from .api import OneBotApi
 from .calls import PendingCalls
-from .codec import AUTH_RETCODES, is_event, loads, mask_token
+from .codec import AUTH_RETCODES, heartbeat_interval, is_event, loads, mask_token, onebot12_impl
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
 from .tls import client_context
-from .ws_link import CLOSE_NORMAL, MAX_SIZE, Link, LinkSocket, dial, safe_url
+from .ws_link import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    CLOSE_UNSUPPORTED,
+    MAX_SIZE,
+    Link,
+    LinkSocket,
+    dial,
+    safe_url,
+    transient,
+)
 
 __all__ = ["WsClient"]
 
@@ -195,21 +213,40 @@ class WsClient(OneBotApi):
             AuthError: the implementation refused our token (never retried).
             NetworkError: with ``reconnect=False``, the connection failed.
         """
-        self._run(fail_fast=False)
+        self._run(give_up_after=None)
 
-    def start(self) -> "WsClient":
+    def start(self, wait: float | None = None) -> "WsClient":
         """Run :meth:`run_forever` in a daemon thread; return once connected.
 
+        An implementation that is not up yet (the connection refused or timed
+        out, a proxy's 5xx) is retried with backoff, as :meth:`run_forever`
+        does, for ``wait`` seconds: a bot started together with its
+        implementation need not be started second. An answer that retrying
+        cannot change fails at once: a refused token, a port that is no
+        WebSocket server, TLS on one side only. With ``reconnect=False`` the
+        first attempt is the only one.
+
+        Args:
+            wait: seconds to keep retrying the first connection; by default
+                ``connect_timeout``.
+
         Raises:
-            AuthError, NetworkError: the first connection attempt failed.
+            AuthError: the implementation refused our token.
+            ProtocolError: the implementation speaks OneBot 12.
+            NetworkError: no connection within ``wait`` (the message has the
+                last attempt's error), or an answer that retrying cannot change.
         """
         if self._thread is not None:
             raise RuntimeError("start() was already called")
+        wait = self.connect_timeout if wait is None else wait
         # Daemon: a bot that forgets close() must not keep the interpreter alive.
-        self._thread = threading.Thread(target=self._run_quietly, name="onebot-ws-client")
+        self._thread = threading.Thread(
+            target=self._run_quietly, args=(wait,), name="onebot-ws-client"
+        )
         self._thread.daemon = True
         self._thread.start()
-        budget = self.connect_timeout * len(self.endpoints) + self.first_frame_wait + 5.0
+        per_attempt = self.connect_timeout * len(self.endpoints)
+        budget = wait + per_attempt + self.first_frame_wait + 5.0
         if not self._ready.wait(budget):
             self.close()
             raise NotConnected(f"no connection to {self._where()} after {budget:.0f}s")
@@ -251,15 +288,16 @@ class WsClient(OneBotApi):
 
     # -- the connection loop -----------------------------------------------------
 
-    def _run_quietly(self) -> None:
+    def _run_quietly(self, wait: float) -> None:
         try:
-            self._run(fail_fast=True)
+            self._run(give_up_after=wait)
         except Exception as exc:  # start() re-raises it in the caller's thread
             self.last_error = exc
         finally:
             self._ready.set()
 
-    def _run(self, *, fail_fast: bool) -> None:
+    def _run(self, *, give_up_after: float | None) -> None:
+        """Connect, serve, reconnect; the first connection is given ``give_up_after`` seconds."""
         with self._lock:
             if self._running:
                 raise RuntimeError("run_forever() is already running")
@@ -267,6 +305,7 @@ class WsClient(OneBotApi):
             self._runner = threading.current_thread()
             self._finished.clear()
         failures = 0  # consecutive failed connects or short-lived connections
+        started = time.monotonic()
         try:
             while not self._closed.is_set():
                 try:
@@ -277,14 +316,19 @@ class WsClient(OneBotApi):
                 except NetworkError as exc:
                     self.last_error = exc
                     failures += 1
-                    self._log_failure(failures, exc)
-                    if fail_fast or not self.reconnect:
+                    delay = self._retry_in(failures, exc, started, give_up_after)
+                    if delay is None:
+                        if failures > 1 and give_up_after is not None and transient(exc):
+                            raise NetworkError(
+                                f"{exc}; still failing after {failures} attempts in "
+                                f"{give_up_after:g}s (start(wait=...) waits longer)"
+                            ) from exc
                         raise
-                    self._closed.wait(self._backoff(failures))
+                    self._closed.wait(delay)
                     continue
                 if failures == 0 or self._reported(failures):
                     log.info("connected to %s (%d failed attempts before)", self._where(), failures)
-                fail_fast = False
+                give_up_after = None  # connected once: from now on, run_forever's rules
                 up_since = time.monotonic()
                 reason = self._serve(links)
                 if self.error is not None:
@@ -297,7 +341,7 @@ class WsClient(OneBotApi):
                     log.warning("connection to %s lost: %s; reconnecting", self._where(), reason)
                 else:
                     failures += 1  # up and straight down again counts as a failure
-                    self._log_failure(failures, reason)
+                    self._log_failure(failures, reason, "retrying with backoff")
                 self._closed.wait(self._backoff(failures))
         finally:
             self._running = False
@@ -418,7 +462,13 @@ class WsClient(OneBotApi):
     # -- one socket's receive thread ---------------------------------------------
 
     def _receive(self, link: Link) -> None:
-        """Read frames until the socket ends. Never runs user code (events go to workers)."""
+        """Read frames until the socket ends. Never runs user code (events go to workers).
+
+        Whatever ends the loop becomes ``link.error``, never a traceback on
+        stderr: the peer's protocol errors carry the close code to send, the
+        socket's end is an OSError or websocket-client's "closed", and anything
+        else (a bug of ours) is logged once and closes the connection with 1011.
+        """
         try:
             while not self._closed.is_set() and link.error is None:
                 # 1) Read one message (control frames too: they prove the link is alive).
@@ -440,8 +490,19 @@ class WsClient(OneBotApi):
                 if link.error is not None:
                     self._wake.set()
                 self._heard.set()
-        except Exception as exc:
+        except ProtocolError as exc:  # our header and fragment checks (ws_link)
             link.error = exc
+        except websocket.WebSocketProtocolException as exc:  # websocket-client's own checks
+            link.error = ProtocolError(f"{safe_url(link.url)} broke the protocol: {exc}")
+        except websocket.WebSocketPayloadException as exc:
+            link.error = ProtocolError(f"{safe_url(link.url)} sent a bad payload: {exc}", 1007)
+        except (OSError, websocket.WebSocketException) as exc:  # the socket ended
+            link.error = exc
+        except Exception as exc:
+            log.exception("reading from %s failed unexpectedly", safe_url(link.url))
+            link.error = ProtocolError(
+                f"unexpected error reading from {safe_url(link.url)}: {exc!r}", CLOSE_INTERNAL_ERROR
+            )
         finally:
             self._wake.set()
 
@@ -463,6 +524,8 @@ class WsClient(OneBotApi):
             # A worker thread runs the handlers: a handler may call() and wait for
             # a response that this very thread has to read.
             self.registry.submit(frame, size=len(data))
+        elif (impl := onebot12_impl(frame)) is not None:
+            self._wrong_version(link, impl)
         elif isinstance(frame, dict):
             if frame.get("retcode") in AUTH_RETCODES and frame.get("echo") in (None, ""):
                 self._refused(link, f"answered retcode {frame['retcode']} with no echo (NapCat)")
@@ -477,6 +540,20 @@ class WsClient(OneBotApi):
             "config (NapCat: network settings → WebSocket server → token)"
         )
         link.error = self.error
+        self._pending.fail_all(self.error)  # this thread reads no more: no answer will come
+        self._wake.set()
+
+    def _wrong_version(self, link: Link, impl: str) -> None:
+        """A OneBot 12 event: stop (no reconnect) and say so, instead of dropping every event."""
+        name = f" ({impl})" if impl else ""
+        self.error = ProtocolError(
+            f"{safe_url(link.url)} speaks OneBot 12{name}, not OneBot 11 (its events carry "
+            "type/detail_type instead of post_type): onebot_ref speaks OneBot 11 only, so "
+            "switch the implementation to OneBot 11 or use a OneBot 12 library",
+            CLOSE_UNSUPPORTED,
+        )
+        link.error = self.error
+        self._pending.fail_all(self.error)  # this thread reads no more: no answer will come
         self._wake.set()
 
     def _learn(self, link: Link, event: dict[str, Any]) -> None:
@@ -484,9 +561,7 @@ class WsClient(OneBotApi):
         if self_id is not None and self_id != self.self_id:
             self.self_id = self_id
         if event.get("meta_event_type") == "heartbeat":
-            interval = event.get("interval")
-            if isinstance(interval, int | float) and interval > 0:
-                link.interval = interval / 1000
+            link.interval = heartbeat_interval(event)
 
     # -- small helpers -------------------------------------------------------------
 
@@ -501,6 +576,26 @@ class WsClient(OneBotApi):
             link.abort()
             raise NotConnected(f"sending to {safe_url(link.url)} failed: {exc}") from exc
 
+    def _retry_in(
+        self, failures: int, exc: NetworkError, started: float, give_up_after: float | None
+    ) -> float | None:
+        """Seconds to wait before the next connection attempt, or None to give up (and log)."""
+        if not self.reconnect:
+            self._log_failure(failures, exc, "not retrying: reconnect=False")
+            return None
+        if give_up_after is None:
+            self._log_failure(failures, exc, "retrying with backoff")
+            return self._backoff(failures)
+        # start(): wait for an implementation that is not up yet, within the bound.
+        left = started + give_up_after - time.monotonic()
+        if not transient(exc):
+            self._log_failure(failures, exc, "not retrying: the answer will not change")
+            return None
+        if left <= 0:
+            return None
+        self._log_failure(failures, exc, f"retrying with backoff for up to {give_up_after:g}s")
+        return min(self._backoff(failures), left)
+
     def _backoff(self, failures: int) -> float:
         ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** min(failures, 30))
         return ceiling * random.uniform(0.5, 1.0)  # jitter: many bots must not dial in step
@@ -508,10 +603,10 @@ class WsClient(OneBotApi):
     def _reported(self, failures: int) -> bool:
         return failures == 1 or failures % self.log_every == 0
 
-    def _log_failure(self, failures: int, exc: Exception) -> None:
+    def _log_failure(self, failures: int, exc: Exception, then: str) -> None:
         # The first failure in full, then one line every log_every: no log spam.
         if failures == 1:
-            log.warning("connection to %s failed: %s (retrying with backoff)", self._where(), exc)
+            log.warning("connection to %s failed: %s (%s)", self._where(), exc, then)
         elif self._reported(failures):
             log.warning("%s: still failing after %d attempts: %s", self._where(), failures, exc)
 

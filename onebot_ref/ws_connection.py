@@ -26,7 +26,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .calls import PendingCalls
-from .codec import is_event, loads, mask_token, parse_authorization, token_matches
+from .codec import (
+    heartbeat_interval,
+    is_event,
+    loads,
+    mask_token,
+    onebot12_impl,
+    parse_authorization,
+    token_matches,
+)
 from .errors import DecodeError, NotConnected, ProtocolError
 from .framer import (
     BINARY,
@@ -75,6 +83,30 @@ def read_message(sock: socket.socket, reader: MessageReader, scratch: memoryview
             return None
         reader.feed(scratch[:n])
     return message
+
+
+def check_version(request: Request) -> None:
+    """Refuse a OneBot 12 implementation at the handshake, with a reason it can log.
+
+    OneBot 12's reverse WebSocket (spec ``connect/communication/websocket-reverse.md``)
+    "必须在请求连接时设置 [...] ``Sec-WebSocket-Protocol: <onebot_version>.<impl>``"
+    (must send ``12.<impl>``) and a ``User-Agent`` such as ``OneBot/12 (qq) ...``.
+    Accepted, it would push events that have no ``post_type`` and answer calls
+    with retcode 10101 ("Who Am I"): nothing would work, and nothing would say why.
+
+    Raises:
+        HandshakeError: 400 for a client that says it speaks OneBot 12.
+    """
+    offered = request.headers.get("sec-websocket-protocol", "")
+    agent = request.headers.get("user-agent", "")
+    if any(p.strip().startswith("12.") for p in offered.split(",")) or agent.startswith(
+        "OneBot/12"
+    ):
+        said = f"Sec-WebSocket-Protocol {offered!r}" if offered else f"User-Agent {agent!r}"
+        raise HandshakeError(
+            f"this server speaks OneBot 11, but the client speaks OneBot 12 ({said}): "
+            "configure the implementation for OneBot 11 or point it at a OneBot 12 bot"
+        )
 
 
 def _writable(sock: socket.socket) -> bool:
@@ -142,12 +174,22 @@ class Connection:
         return self.role != "API"
 
     def run(self) -> None:
-        """The thread body: handshake, receive loop, and always the cleanup."""
+        """The thread body: handshake, receive loop, and always the cleanup.
+
+        Nothing from the wire ends this thread with a traceback on stderr: the
+        socket's end is an OSError, a broken protocol a Close with its code
+        (:meth:`receive`), and anything else, a bug of ours, is logged once and
+        closes the connection with 1011.
+        """
         try:
             if self.secure() and self.handshake():
                 self.receive()
         except OSError as exc:  # reset, timeout or shut down by close()
             log.debug("%r: %s", self, exc)
+        except Exception:
+            log.exception("%r: unexpected error; closing the connection with 1011", self)
+            if self.open:
+                self.close(1011, "internal error")  # RFC 6455 section 7.4.1
         finally:
             self.dead = True
             self.server._detach(self)
@@ -193,7 +235,7 @@ class Connection:
             key = check_request(request)
             self.check_onebot(request)
         except HandshakeError as exc:
-            self.refuse(exc.status, str(exc))
+            self.refuse(exc.status, exc.reply, str(exc))
             return False
         self.sock.settimeout(None)  # bounded from now on by housekeeping (module docstring)
         self.reader.feed(bytes(data[consumed:]))
@@ -220,11 +262,14 @@ class Connection:
             if presented is None:
                 raise HandshakeError("no access token (send Authorization: Bearer <token>)", 401)
             if not token_matches(server.access_token, presented):
+                # Fingerprints of the tokens help whoever reads our log; the peer gets
+                # nothing about the real one, not even its length.
                 raise HandshakeError(
-                    f"wrong access token {mask_token(presented)}, "
-                    f"expected {mask_token(server.access_token)}",
+                    "wrong access token",
                     403,
+                    detail=f" {mask_token(presented)}, expected {mask_token(server.access_token)}",
                 )
+        check_version(request)
         self.self_id = headers.get("x-self-id", "").strip() or None
         role = headers.get("x-client-role", "universal").strip()
         self.role = ROLES.get(role.lower(), "Universal")
@@ -233,12 +278,16 @@ class Connection:
         if self.self_id is None:
             log.warning("%s sent no X-Self-ID; learning it from the first event", self.peer)
 
-    def refuse(self, status: int, reason: str) -> None:
-        """Answer a refused handshake with ``status``, and log it without flooding."""
+    def refuse(self, status: int, reason: str, logged: str | None = None) -> None:
+        """Answer a refused handshake with ``status`` and ``reason``; log ``logged`` (or it).
+
+        The log is rate-limited per peer address and status: implementations
+        retry every few seconds, for ever.
+        """
         suppressed = self.server._throttle((self.peer.rpartition(":")[0], status))
         if suppressed is not None:
             more = f" ({suppressed} more since the last report)" if suppressed else ""
-            log.warning("refused %s with %d: %s%s", self.peer, status, reason, more)
+            log.warning("refused %s with %d: %s%s", self.peer, status, logged or reason, more)
         self.sock.settimeout(self.server.send_timeout)
         self.sock.sendall(error_response(status, reason))
 
@@ -292,15 +341,29 @@ class Connection:
                 log.warning("%r sent a frame that is not JSON: %s", self, exc)
             return
         if not is_event(obj):
-            if isinstance(obj, dict):
+            if (impl := onebot12_impl(obj)) is not None:
+                self.wrong_version(impl)
+            elif isinstance(obj, dict):
                 self.calls.resolve(obj)
             return
-        if obj.get("meta_event_type") == "heartbeat" and isinstance(obj.get("interval"), int):
-            self.heartbeat = obj["interval"] / 1000 if obj["interval"] > 0 else None
+        if obj.get("meta_event_type") == "heartbeat":
+            self.heartbeat = heartbeat_interval(obj)  # validated: it drives housekeeping's timer
         if self.self_id is None and obj.get("self_id") is not None:
             self.server._learn(self, str(obj["self_id"]))
         # Never run handlers here: a handler's call() needs this thread to read its response.
         self.server.registry.submit(obj, size=len(payload))
+
+    def wrong_version(self, impl: str) -> None:
+        """A OneBot 12 event on an open connection (one that did not say so at the handshake)."""
+        name = f" ({impl})" if impl else ""
+        if self.server._throttle(("onebot12", self.peer.rpartition(":")[0])) is not None:
+            log.warning(
+                "%r speaks OneBot 12%s, not OneBot 11; closing with 1003: configure the "
+                "implementation for OneBot 11 or use a OneBot 12 library",
+                self,
+                name,
+            )
+        self.close(1003, "this server speaks OneBot 11 only, not OneBot 12")
 
     def send(self, opcode: int, payload: bytes) -> None:
         """Send one frame, or leave it to the thread that is writing now.

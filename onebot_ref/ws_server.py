@@ -25,9 +25,18 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
   with several bots and no ``self_id`` they raise ``ValueError`` listing the ids.
   A call in flight fails at once with ``NotConnected`` when its connection drops.
 * Liveness: once an implementation sends heartbeats, a connection silent for 3x
-  the heartbeat's ``interval`` is closed (it will reconnect). Pings are answered;
-  ``ping_interval`` adds our own pings, and then a connection that answers
-  nothing for 3 intervals (a half-open one) is closed too. No permessage-deflate.
+  the heartbeat's ``interval`` (clamped to 0.1 s-1 day) is closed (it will
+  reconnect). Pings are answered; ``ping_interval`` adds our own pings, and then
+  a connection that answers nothing for 3 intervals (a half-open one) is closed
+  too. No permessage-deflate.
+* OneBot 12 is refused: at the handshake with 400 when the implementation says
+  so (``Sec-WebSocket-Protocol: 12.<impl>``, ``User-Agent: OneBot/12 ...``), else
+  with Close 1003 at its first event (``type``/``detail_type``, no ``post_type``).
+* Limits: a message over ``max_message`` bytes or of more than
+  ``framer.MAX_FRAGMENTS`` frames closes with 1009; anything unexpected on a
+  connection's thread is logged once and closes it with 1011, never a
+  traceback. The listen backlog is ``SOMAXCONN``: a thousand bots reconnecting
+  at once do not wait out SYN retransmits.
 * TLS: with ``ssl_context=`` or ``certfile=``/``keyfile=`` the URL is
   ``wss://``; each connection's thread checks the first byte and runs the TLS
   handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`), so a
@@ -60,9 +69,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .api import OneBotApi
-from .errors import NetworkError, NotConnected
+from .errors import ConfigError, NetworkError, NotConnected
 from .registry import Handler, Registry
-from .tls import family_for, server_context, url_host
+from .tls import LISTEN_BACKLOG, check_address, family_for, port_arg, server_context, url_host
 from .ws_connection import Connection, Throttle, read_message
 
 __all__ = ["Bot", "Connection", "WsServer", "read_message"]
@@ -112,6 +121,7 @@ class WsServer(OneBotApi):
         on_disconnect: ``f(bot)`` when a bot's last connection is gone.
 
     Raises:
+        ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the host.
         ValueError: inconsistent TLS options, or a certificate that cannot be loaded.
     """
 
@@ -139,6 +149,7 @@ class WsServer(OneBotApi):
         on_connect: Callable[[Bot], object] | None = None,
         on_disconnect: Callable[[Bot], object] | None = None,
     ) -> None:
+        check_address(host, port, type(self).__name__)
         self.ssl_context = server_context(ssl_context, certfile, keyfile)
         self.host = host
         self.port = port
@@ -204,7 +215,7 @@ class WsServer(OneBotApi):
             # "::" also takes IPv4 connections where the OS supports dual-stack sockets.
             dual = self.host == "::" and socket.has_dualstack_ipv6()
             self._listener = socket.create_server(
-                (self.host, self.port), family=family, dualstack_ipv6=dual
+                (self.host, self.port), family=family, backlog=LISTEN_BACKLOG, dualstack_ipv6=dual
             )
         except OSError as exc:
             raise NetworkError(
@@ -469,7 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m onebot_ref.ws_server``: log events from implementations, or ``--echo``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument(
+        "--port", type=port_arg, default=8080, help="port to listen on (default 8080)"
+    )
     parser.add_argument("--path", default=None, help="accept only this path (default: any)")
     parser.add_argument("--access-token", default=None, help="token implementations must present")
     parser.add_argument("--echo", action="store_true", help="plain RFC 6455 echo server")
@@ -479,9 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    server = WsServer(
-        args.host, args.port, path=args.path, access_token=args.access_token, echo=args.echo
-    )
+    try:
+        server = WsServer(
+            args.host, args.port, path=args.path, access_token=args.access_token, echo=args.echo
+        )
+    except ConfigError as exc:  # e.g. --host 0.0.0.0:8080: a usage error, not a traceback
+        parser.error(str(exc))
     server.on("*")(lambda event: log.info("event %s", event))
     try:
         server.serve_forever()

@@ -356,3 +356,134 @@ def test_many_bots_at_once(thread_baseline):
 @pytest.mark.soak
 def test_a_thousand_bots_at_once(thread_baseline):
     many_bots(1000)
+
+
+# --- HTTP POST: token before body, and caps on connections and handlers (issue 12) ---------
+
+BIG = 4 * 1024 * 1024
+
+
+def until_closed(sock, timeout):
+    """Everything the peer sends until it closes (EOF or reset) or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    out = b""
+    while (remaining := deadline - time.monotonic()) > 0:
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except OSError:  # a timeout, or a reset after the answer (its body was never read)
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def served(port, request=None):
+    """True if a new connection gets its event answered with 204."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request or http_event())
+        return until_closed(sock, 0.5).startswith(b"HTTP/1.1 204 ")
+
+
+def test_stalled_bodies_without_the_token_are_refused_unread(thread_baseline):
+    """300 peers stalling 4 MiB bodies held 1.2 GB: the token is now checked from the head."""
+    peers = [("/", ""), ("/", "Authorization: Bearer wrong\r\n"), ("/?access_token=wrong", "")]
+    with HttpServer(port=0, access_token="tok", max_body=BIG) as server:
+        socks = []
+        try:
+            for i in range(60):
+                target, header = peers[i % 3]
+                head = f"POST {target} HTTP/1.1\r\n{header}Content-Length: {BIG}\r\n\r\n"
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(head.encode() + b"{" * 65536)  # then stall, 4 MiB short
+                socks.append(sock)
+            for i, sock in enumerate(socks):
+                reply = until_closed(sock, 5)  # answered, then hung up on, without the body
+                assert reply.startswith(b"HTTP/1.1 403 " if i % 3 else b"HTTP/1.1 401 "), reply
+                assert b"\r\nConnection: close\r\n" in reply
+            assert server.auth_failures == 60
+            event = f"POST / HTTP/1.1\r\nAuthorization: Bearer tok\r\nContent-Length: {len(EVENT)}"
+            assert served(server.port, event.encode() + b"\r\n\r\n" + EVENT)
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_connections_past_max_connections_get_503_and_service_resumes(thread_baseline):
+    with HttpServer(port=0, max_connections=4) as server:
+        held = []
+        try:
+            for _ in range(4):  # served and kept alive: each holds a connection slot
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(http_event())
+                assert sock.recv(1000).startswith(b"HTTP/1.1 204 ")
+                held.append(sock)
+            for _ in range(10):
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                    sock.sendall(http_event())
+                    reply = until_closed(sock, 5)
+                assert reply.startswith(b"HTTP/1.1 503 "), reply[:80]
+                assert b"\r\nRetry-After: 1\r\n" in reply and b"max_connections=4" in reply
+            assert server.busy_refusals == 10
+            held[0].sendall(http_event())  # the connections inside the cap are still served
+            assert held[0].recv(1000).startswith(b"HTTP/1.1 204 ")
+        finally:
+            for sock in held:
+                sock.close()
+        wait_until(lambda: served(server.port), what="a new peer served once the others left")
+
+
+def test_blocked_handlers_pin_at_most_max_handlers_threads(thread_baseline):
+    """With handlers blocked, 1,000 requests held 1,003 threads for ever, hung-up peers too."""
+    release = threading.Event()
+    running = []
+
+    def stuck(event):
+        running.append(event)
+        release.wait(30)
+
+    with HttpServer(port=0, max_connections=16, max_handlers=4) as server:
+        server.on("meta_event")(stuck)
+        base = threading.active_count()
+        socks = []
+        try:
+            for _ in range(40):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(http_event())
+                socks.append(sock)
+            replies = heads_from(socks, count=36, timeout=10)  # all but the four running
+            assert len(running) == 4 and threading.active_count() <= base + 16
+            assert all(r.startswith(b"HTTP/1.1 503 ") for r in replies), replies
+            assert all(b"\r\nRetry-After: 1\r\n" in r for r in replies)
+            assert sum(b"max_handlers=4" in r for r in replies) >= 1
+            for sock in socks:  # every peer hangs up: only the four running threads may stay
+                sock.close()
+            wait_until(lambda: threading.active_count() <= base + 4, what="idle threads ended")
+        finally:
+            release.set()
+            for sock in socks:
+                sock.close()
+        wait_until(lambda: threading.active_count() <= base, what="handler threads ended")
+
+
+def heads_from(socks, count, timeout):
+    """The first response head from each socket, once ``count`` sockets have sent one."""
+    received = {sock: b"" for sock in socks}
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        while (answered := sum(b"\r\n\r\n" in data for data in received.values())) < count:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{answered} answers of the {count} expected"
+            for key, _ in selector.select(remaining):
+                try:
+                    chunk = key.fileobj.recv(65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                received[key.fileobj] += chunk
+    return [data for data in received.values() if b"\r\n\r\n" in data]

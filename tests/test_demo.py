@@ -1,14 +1,20 @@
 """The demo and the examples, run as a user runs them: in a subprocess, offline."""
 
+import ast
+import http.client
+import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
+from websockets.sync.client import connect
 
 from onebot_ref.fake_onebot import FakeOneBot
 
@@ -126,3 +132,195 @@ def test_example_pytest_file_passes():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+# -- live: the demo and the examples against a peer the test plays -----------------------------
+
+
+class Live:
+    """A command run in a subprocess until SIGINT; threads read its output line by line."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            encoding="utf-8", env=ENV, cwd=ROOT,
+        )  # fmt: skip
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, lines: list[str]) -> None:
+        for text in stream:
+            lines.append(text)
+
+    def wait_for(self, words: str, timeout: float = 15.0) -> str:
+        """The first stdout line containing ``words``; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((text for text in list(self.out) if words in text), None)
+            if found is not None:
+                return found
+            if self.proc.poll() is not None and not any(r.is_alive() for r in self.readers):
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no {words!r} in:\n{''.join(self.out)}\n{''.join(self.err)}")
+
+    def stop(self) -> tuple[int, str, str]:
+        """Ctrl+C; the exit status and everything it printed."""
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(10)
+        for reader in self.readers:
+            reader.join(5)
+        return code, "".join(self.out), "".join(self.err)
+
+    def __enter__(self) -> "Live":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+# An event as an implementation sends it, "message" early so that a cut transcript line shows it.
+EVENT = {
+    "post_type": "message", "message": "transcript?", "message_type": "private",
+    "sub_type": "friend", "time": 1700000000, "self_id": 10001, "message_id": 5,
+    "user_id": 20001, "raw_message": "transcript?", "font": 0, "sender": {"user_id": 20001},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_demo_ws_server_live_prints_the_transcript(verbose):
+    argv = ["-m", "onebot_ref.demo", "ws-server", "--listen", "127.0.0.1:0"]
+    with Live(*argv, *(["--verbose"] if verbose else [])) as demo:
+        url = re.search(r"ws://\S+/", demo.wait_for("running at")).group()
+        # websockets plays the implementation: an event in, the bot's call out, our answer in.
+        headers = {"X-Self-ID": "10001", "X-Client-Role": "Universal"}
+        with connect(url, additional_headers=headers, open_timeout=10) as ws:
+            ws.send(json.dumps(EVENT))
+            call = json.loads(ws.recv(timeout=10))
+            assert call["action"] == "send_private_msg"
+            assert call["params"]["message"] == "transcript?"
+            ws.send(json.dumps({"status": "ok", "retcode": 0, "data": {"message_id": 7},
+                                "echo": call["echo"]}))  # fmt: skip
+            demo.wait_for('"message_id":7')
+        code, out, err = demo.stop()
+    assert code == 0 and "Traceback" not in err
+    assert re.search(
+        r'onebot → bot  \[ws-server\]  \{"post_type":"message","message":"transcript\?"', out
+    )
+    assert (
+        'bot → onebot  [ws-server]  {"action":"send_private_msg","params":{"user_id":20001' in out
+    )
+    assert 'onebot → bot  [ws-server]  {"status":"ok","retcode":0,"data":{"message_id":7}' in out
+    if verbose:
+        assert 'DEBUG onebot_ref.wire: received {"post_type":"message"' in err
+        assert 'DEBUG onebot_ref.wire: sent {"action":"send_private_msg"' in err
+    else:
+        assert "DEBUG" not in err
+
+
+def test_demo_http_server_live_prints_the_transcript():
+    with Live("-m", "onebot_ref.demo", "http-server", "--listen", "127.0.0.1:0") as demo:
+        url = re.search(r"http://(\S+?):(\d+)/", demo.wait_for("running at"))
+        conn = http.client.HTTPConnection(url.group(1), int(url.group(2)), timeout=10)
+        body = json.dumps(EVENT).encode()
+        conn.request("POST", "/", body, {"Content-Type": "application/json", "X-Self-ID": "10001"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read())["reply"] == "transcript?"
+        conn.close()
+        demo.wait_for('{"reply":"transcript?"')
+        code, out, err = demo.stop()
+    assert code == 0 and "Traceback" not in err
+    assert 'onebot → bot  [http-server]  {"post_type":"message","message":"transcript?"' in out
+    assert 'bot → onebot  [http-server]  {"reply":"transcript?","at_sender":false' in out
+
+
+def test_demo_ws_client_live_prints_the_transcript(no_thread_leak):
+    with FakeOneBot() as fake, Live("-m", "onebot_ref.demo", "ws-client", "--url",
+                                    fake.start_ws_server()) as demo:  # fmt: skip
+        demo.wait_for("running at")
+        fake.push_message(user_id=20001, text="transcript?")
+        assert fake.wait_for_sent(1, timeout=10)[0]["text"] == "transcript?"
+        demo.wait_for('onebot → bot  [ws-client]  {"status":"ok"')
+        code, out, err = demo.stop()
+    assert code == 0 and "Traceback" not in err
+    assert re.search(
+        r'onebot → bot  \[ws-client\]  \{"time":\d+,"self_id":10001,"post_type":"message"', out
+    )
+    assert (
+        'bot → onebot  [ws-client]  {"action":"send_private_msg","params":{"user_id":20001' in out
+    )
+
+
+def test_demo_http_client_live_prints_the_transcript(no_thread_leak):
+    with FakeOneBot() as fake:
+        result = run("-m", "onebot_ref.demo", "http-client", "--url", fake.start_http_api())
+    assert result.returncode == 0, result.stderr
+    assert 'bot → onebot  [http-client]  {"action":"get_login_info","params":{}}' in result.stdout
+    assert 'onebot → bot  [http-client]  {"status":"ok","retcode":0,"data":{"user_id":10001' in (
+        result.stdout
+    )
+
+
+def test_demo_ws_client_waits_for_an_implementation_that_starts_late(no_thread_leak):
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/"
+    with Live("-m", "onebot_ref.demo", "ws-client", "--url", url) as demo:
+        assert url in demo.wait_for("waiting up to 60 s for an implementation")
+        with FakeOneBot() as fake:
+            fake.start_ws_server(port)
+            demo.wait_for("running at")
+            fake.push_message(text="late but here")
+            assert fake.wait_for_sent(1, timeout=10)[0]["text"] == "late but here"
+            code, _out, err = demo.stop()
+    assert code == 0 and "Traceback" not in err
+
+
+def docstring(path: pathlib.Path) -> str:
+    return " ".join(ast.get_docstring(ast.parse(path.read_text("utf-8"))).split())
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_says_what_it_does_on_help(path):
+    result = run(str(path), "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: ")
+    assert docstring(path)[:60] in " ".join(result.stdout.split())
+
+
+def test_example_test_file_runs_its_tests_as_a_script():
+    result = run(str(ROOT / "examples" / "test_my_bot.py"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["ws_forward.py", "ws_reverse.py", "http_post.py"])
+def test_live_example_serves_then_stops_cleanly_on_ctrl_c(name, no_thread_leak):
+    path = str(ROOT / "examples" / name)
+    with FakeOneBot() as fake:
+        if name == "ws_forward.py":
+            example = Live(path, "--url", fake.start_ws_server())
+        else:
+            example = Live(path, "--listen", f"127.0.0.1:{free_port()}")
+        with example:
+            ready = example.wait_for("echoing messages")
+            url = re.search(r"(ws|http)://\S+/", ready)
+            if name == "ws_reverse.py":
+                assert fake.connect_reverse(url.group()).wait_connected(timeout=10)
+            elif name == "http_post.py":
+                fake.add_http_post(url.group())
+            fake.push_message(user_id=20001, text="ping")
+            assert fake.wait_for_sent(1, timeout=10)[0]["text"] == "ping"
+            code, out, err = example.stop()
+    assert code == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert out.rstrip().endswith("stopped")

@@ -317,6 +317,43 @@ def test_ws_event_only_endpoint(capsys, no_thread_leak):
     assert "account" not in out  # no calls on an event-only connection
 
 
+def test_ws_onebot_12_implementation(capsys, no_thread_leak):
+    """nonebot-plugin-all4one speaks OneBot 12: one failed check that says so, not five."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.server import ServerConnection, serve
+
+    connect = {  # OneBot 12 meta.connect, the first event on every WebSocket
+        "id": "1", "time": 1632847927.6, "type": "meta", "detail_type": "connect",
+        "sub_type": "", "version": {"impl": "nonebot-plugin-all4one", "onebot_version": "12"},
+    }  # fmt: skip
+
+    def handle(conn: ServerConnection) -> None:
+        try:
+            conn.send(json.dumps(connect))
+            for message in conn:
+                echo = json.loads(message).get("echo")
+                conn.send(json.dumps({"status": "failed", "retcode": 10101, "data": None,
+                                      "message": "Who Am I", "echo": echo}))  # fmt: skip
+        except ConnectionClosed:
+            pass
+
+    server = serve(handle, "127.0.0.1", 0, ping_interval=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+        code, out = run(capsys, "--ws", url, "--wait", "1")
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert code == 1
+    check = line(out, "version")
+    assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in check
+    assert "修复: 这是 OneBot 12 实现，onebot_ref 只支持 OneBot 11" in check
+    assert "fix: this is a OneBot 12 implementation and onebot_ref speaks OneBot 11 only" in check
+    assert "account" not in out  # no misleading "get_login_info did not succeed"
+
+
 # -- mode 2: --listen-http -------------------------------------------------------------------
 
 
@@ -509,3 +546,60 @@ def test_subprocess_against_fake_with_a_wrong_token(no_thread_leak):
     assert proc.returncode == 1, proc.stderr
     assert "✗ token" in proc.stdout and "the token is wrong (403)" in proc.stdout
     assert "fix: the tokens differ" in proc.stdout
+
+
+# -- the container warning only where it explains a failure ------------------------------------
+
+
+def test_loopback_that_works_in_a_container_is_not_warned_about(
+    capsys, monkeypatch, no_thread_leak
+):
+    # This machine is a container (/.dockerenv) and the fake shares it: a loopback connection
+    # that works proves both sides share the network namespace, so there is nothing to warn.
+    monkeypatch.setattr(doctor, "in_container", lambda: True)
+    with make("spec") as fake:
+        code, out = run(capsys, "--http", fake.start_http_api(), "--token", "tok")
+        assert code == 0, out
+        assert "container" not in out
+        code, out = run(capsys, "--ws", fake.start_ws_server(), "--token", "tok", "--wait", "0.3")
+        assert code == 0, out
+        assert "container" not in out
+    with make("spec") as fake:
+        code, out = listen_ws(capsys, fake, "--token", "tok", wait="0.8")
+    assert line(out, "connect").startswith("✓")
+    assert "container" not in out
+
+
+def test_loopback_that_fails_in_a_container_still_warns(capsys, monkeypatch, no_thread_leak):
+    monkeypatch.setattr(doctor, "in_container", lambda: True)
+    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{free_port()}/")
+    assert code == 1 and line(out, "tcp").startswith("✗")
+    assert "127.0.0.1 inside a container is this container" in line(out, "container")
+    monkeypatch.setattr(doctor, "in_container", lambda: False)  # a plain machine: no warning
+    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{free_port()}/")
+    assert code == 1 and "container" not in out
+
+
+# -- no --token at all: say so, not "the tokens differ" ----------------------------------------
+
+
+def test_ws_in_band_refusal_with_no_token_given(capsys, no_thread_leak):
+    with make("napcat") as fake:  # NapCat upgrades, then answers retcode 1403
+        code, out = run(capsys, "--ws", fake.start_ws_server(), "--wait", "1")
+    assert code == 1
+    check = line(out, "token")
+    assert "refused in-band (retcode 1403 token验证失败)" in check
+    assert "requires an access token and you gave no --token" in check
+    assert "修复: 加上 --token" in check and "fix: add --token" in check
+    assert "differ" not in out
+
+
+@pytest.mark.parametrize(("flavor", "mode"), [("napcat", "--http"), ("go-cqhttp", "--ws")])
+def test_refusal_with_no_token_given(flavor, mode, capsys, no_thread_leak):
+    with make(flavor) as fake:
+        url = fake.start_http_api() if mode == "--http" else fake.start_ws_server()
+        code, out = run(capsys, mode, url)
+    assert code == 1
+    check = line(out, "token")
+    assert "requires an access token and you gave no --token" in check
+    assert "fix: add --token" in check and "differ" not in out

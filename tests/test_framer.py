@@ -1,6 +1,7 @@
 """framer: RFC 6455 byte vectors, every truncation, every violation's close code."""
 
 import os
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from onebot_ref.framer import (
     BINARY,
     CLOSE,
     CONTINUATION,
+    MAX_FRAGMENTS,
     PING,
     PONG,
     TEXT,
@@ -214,6 +216,37 @@ def test_reader_limit_counts_every_fragment():
     with pytest.raises(ProtocolError) as info:
         reader.next_message()
     assert info.value.close_code == 1009
+
+
+def test_fragments_per_message_are_bounded_with_1009():
+    assembler = MessageAssembler(max_fragments=3)
+    assert assembler.add(Frame(TEXT, b"a", fin=False)) is None
+    assert assembler.add(Frame(CONTINUATION, b"", fin=False)) is None
+    assert assembler.add(Frame(CONTINUATION, b"b")) == Frame(TEXT, b"ab")  # 3 frames: allowed
+    assert assembler.add(Frame(BINARY, b"x", fin=False)) is None  # the count starts afresh
+    assert assembler.add(Frame(PING, b"")) == Frame(PING, b"")  # control frames do not count
+    assert assembler.add(Frame(CONTINUATION, b"", fin=False)) is None
+    assert assembler.add(Frame(CONTINUATION, b"", fin=False)) is None
+    with pytest.raises(ProtocolError, match="passed 3 frames") as info:
+        assembler.add(Frame(CONTINUATION, b"y"))
+    assert info.value.close_code == 1009
+
+
+def test_endless_empty_continuations_end_in_1009_with_memory_bounded():
+    reader = MessageReader(mask=False)
+    reader.feed(encode_frame(Frame(TEXT, b"{", fin=False), mask=False))
+    empties = bytes(2 * 4096)  # 4,096 empty, non-final continuation frames (00 00)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError) as info:
+            for _ in range(2 * MAX_FRAGMENTS // 4096):  # twice the limit, if nothing stops it
+                reader.feed(empties)
+                assert reader.next_message() is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.close_code == 1009
+    assert peak < 2**20  # the parts of empty frames are not kept
 
 
 @given(st.binary(max_size=300), st.booleans())

@@ -17,6 +17,7 @@ import os
 import socket
 import time
 import tracemalloc
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,6 +42,7 @@ from onebot_ref.framer import (
     encode_frame,
     parse_handshake,
 )
+from onebot_ref.http_head import BadHead, split_target
 from onebot_ref.http_server import HttpServer
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5000"))
@@ -241,6 +243,48 @@ def test_a_target_that_is_no_url_is_a_400(target):
     with pytest.raises(HandshakeError) as info:
         parse_handshake(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     assert info.value.status == 400
+
+
+# Targets that Python 3.10's and 3.11's urlsplit judge differently, or not at all.
+DISPUTED_TARGETS = [
+    "//[:::::]", "//[x", "/[::1]", "/a|b", "/%zz", "/?q=<1>", "http://[v1.x]/",
+    "http://[fe80::1%25en0]/", "http://u@h/", "http://h:99999/", "*", "x",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("target", DISPUTED_TARGETS)
+def test_one_target_rule_for_the_handshake_and_the_http_server(http_target, target):
+    """Issue 18: both servers refuse the same targets, whichever Python parses them."""
+    with pytest.raises(HandshakeError) as info:
+        parse_handshake(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert info.value.status == 400
+    server, errors = http_target
+    reply = exchange(
+        server.port, f"POST {target} HTTP/1.1\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+    )
+    assert reply.startswith(b"HTTP/1.1 400 ") and not errors.records
+
+
+TARGET_TEXT = st.lists(
+    st.sampled_from(["/", "//", "?", "[", "]", ":", "@", "%", "%41", "#", "|", "a", "1", ".",
+                     "::1", "http://", "ws://", "h", ":80", "\xe9", "*"]),
+    max_size=12,
+).map("".join)  # fmt: skip
+
+
+@given(TARGET_TEXT)
+@QUICK
+def test_an_accepted_target_reads_the_same_to_urlsplit(target):
+    """What :func:`split_target` accepts, ``urllib.parse`` reads alike on every Python."""
+    try:
+        path, query = split_target(target)
+    except BadHead as exc:
+        assert exc.status == 400
+        return
+    parts = urlsplit(target)  # must not raise
+    assert parts.query == query and not parts.fragment
+    if not target.startswith("//"):  # urlsplit reads "//x" as a host; RFC 9112 as a path
+        assert (parts.path or "/") == path
 
 
 def test_handshake_head_size_is_bounded_however_it_is_fed():

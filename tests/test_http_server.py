@@ -119,6 +119,26 @@ def test_x_self_id_fills_a_missing_self_id(server: HttpServer) -> None:
     assert [e["self_id"] for e in seen] == [3332627962, 10001]
 
 
+@pytest.mark.parametrize(
+    "self_id",
+    ["\xb2", "9" * 5000, "abc", "-1", "1.0", "1 2", str(2**63)],
+    ids=["superscript-two", "5000-digits", "letters", "negative", "float", "inner-space", "2**63"],
+)
+def test_a_malformed_x_self_id_is_400_with_the_reason(
+    server: HttpServer, self_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12: "²" passed isdigit() and failed int(): no answer and a traceback per request."""
+    seen: list[dict[str, Any]] = []
+    server.on()(seen.append)
+    event = {k: v for k, v in MESSAGE.items() if k != "self_id"}
+    with caplog.at_level(logging.WARNING):
+        response = post(server, event, **{"X-Self-ID": self_id})
+        assert response.status_code == 400 and "X-Self-ID" in response.text
+        assert post(server, event, **{"X-Self-ID": str(2**63 - 1)}).status_code == 204
+    assert [e["self_id"] for e in seen] == [2**63 - 1]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 @pytest.mark.parametrize("vector", load_vectors("event"), ids=lambda v: v["id"])
 def test_real_world_events_reach_handlers_unchanged(server: HttpServer, vector: dict) -> None:
     seen: list[dict[str, Any]] = []
@@ -294,9 +314,13 @@ def test_missing_content_length_is_411(server: HttpServer) -> None:
     assert reply.startswith(b"HTTP/1.1 411 ")
 
 
-def test_chunked_body_is_411(server: HttpServer) -> None:
-    response = requests.post(server.url, data=iter([b"{}"]), headers=JSON, timeout=5)
-    assert response.status_code == 411
+def test_chunked_body_is_read(server: HttpServer) -> None:
+    """RFC 9112 §6.1: a recipient MUST parse ``chunked`` (requests sends it for an iterator)."""
+    seen: list[dict[str, Any]] = []
+    server.on("message")(seen.append)
+    body = json.dumps(MESSAGE).encode()
+    response = requests.post(server.url, data=iter([body[:9], body[9:]]), headers=JSON, timeout=5)
+    assert response.status_code == 204 and seen == [MESSAGE]
 
 
 def test_bad_content_length_is_400(server: HttpServer) -> None:

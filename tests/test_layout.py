@@ -10,7 +10,7 @@ import pytest
 import onebot_ref
 
 PACKAGE = pathlib.Path(onebot_ref.__file__).parent
-PURE = ["errors", "codec", "message", "registry", "dedup", "api", "calls", "framer"]
+PURE = ["errors", "codec", "message", "registry", "dedup", "api", "calls", "framer", "http_head"]
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
 
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import load_vectors
+from hostile import Peer, RawServer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
@@ -87,7 +88,15 @@ class Impl:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
+        """Stop listening and close every open connection with 1001, as an implementation
+        shutting down does.
+
+        websockets 17 closes the connections in ``shutdown()``; 16 (the last release for
+        Python 3.10) only stops accepting. Closing them here makes both behave the same.
+        """
         self.server.shutdown()
+        for conn in list(self.conns):
+            conn.close(1001)
         self.thread.join(5)
 
     def push(self, event: Any) -> None:
@@ -481,10 +490,215 @@ def test_reconnect_false_returns_when_server_closes(impls):
     client.close()
 
 
+@pytest.mark.parametrize("how", ["reset", "shutdown"])
+def test_server_vanishing_without_a_close_fails_the_pending_call_fast(how, no_thread_leak):
+    """No Close frame, just a TCP reset or FIN: the call in flight still fails at once."""
+
+    def script(peer: Peer) -> None:
+        peer.send_text(json.dumps(LIFECYCLE))
+        if peer.read(lambda: peer.texts, 10):  # the call arrived: leave without a word
+            peer.vanish(how)
+
+    with RawServer(script) as impl:
+        bot = fast(WsClient(impl.url, timeout=30)).start()
+        try:
+            outcome: list[BaseException] = []
+
+            def hang() -> None:
+                try:
+                    bot.call("hang")
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            started = time.monotonic()
+            waiter = threading.Thread(target=hang)
+            waiter.start()
+            waiter.join(10)
+            assert outcome and isinstance(outcome[0], NotConnected), outcome
+            assert time.monotonic() - started < 5  # far less than the call's 30 s timeout
+        finally:
+            bot.close()
+
+
+@pytest.mark.parametrize("how", ["reset", "shutdown"])
+def test_reconnect_false_returns_when_the_server_vanishes(how, no_thread_leak):
+    go = threading.Event()
+
+    def script(peer: Peer) -> None:
+        peer.send_text(json.dumps(LIFECYCLE))
+        if go.wait(10):
+            peer.vanish(how)
+
+    with RawServer(script) as impl:
+        client = WsClient(impl.url, reconnect=False)
+        thread = threading.Thread(target=client.run_forever)
+        thread.start()
+        try:
+            wait_for(lambda: client.connected)
+            go.set()
+            thread.join(10)
+            assert not thread.is_alive()
+        finally:
+            client.close()
+            thread.join(5)
+
+
+# -- OneBot 12 on the other end --------------------------------------------------------------
+
+ONEBOT12_CONNECT = {  # nonebot-plugin-all4one greets every connection with meta.connect
+    "id": "b6e65187-5ac0-489c-b431-53078e9d2bbb",
+    "time": 1632847927.599013,
+    "type": "meta",
+    "detail_type": "connect",
+    "sub_type": "",
+    "version": {"impl": "nonebot-plugin-all4one", "version": "0.1.0", "onebot_version": "12"},
+}
+
+
+class OneBot12Impl:
+    """A OneBot 12 forward-WS server (as nonebot-plugin-all4one): meta.connect, then
+    status_update; every call without ``self`` fails with 10101 "Who Am I"."""
+
+    def __init__(self) -> None:
+        self.handshakes = 0
+        self.close_codes: list[int | None] = []
+        self.server = serve(self._handle, "127.0.0.1", 0, ping_interval=None)
+        self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, conn: ServerConnection) -> None:
+        self.handshakes += 1
+        try:
+            conn.send(json.dumps(ONEBOT12_CONNECT))
+            status = {"good": True, "bots": [{"self": {"platform": "qq", "user_id": "1"}}]}
+            conn.send(json.dumps({**ONEBOT12_CONNECT, "detail_type": "status_update",
+                                  "status": status}))  # fmt: skip
+            for message in conn:
+                echo = json.loads(message).get("echo")
+                conn.send(json.dumps({"status": "failed", "retcode": 10101, "data": None,
+                                      "message": "Who Am I", "echo": echo}))  # fmt: skip
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_codes.append(conn.close_code)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def onebot12(no_thread_leak):
+    impl = OneBot12Impl()
+    yield impl
+    impl.stop()
+
+
+def test_a_onebot_12_implementation_stops_start_with_one_sentence(onebot12):
+    client = fast(WsClient(onebot12.url))
+    with pytest.raises(ProtocolError) as caught:
+        client.start()
+    client.close()
+    message = str(caught.value)
+    assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in message
+    assert "switch the implementation to OneBot 11" in message
+    assert caught.value.close_code == 1003
+    wait_for(lambda: onebot12.close_codes)
+    assert onebot12.close_codes == [1003]
+    time.sleep(0.3)
+    assert onebot12.handshakes == 1  # stopped: no reconnect loop
+    with pytest.raises(NotConnected, match=r"stopped: .* OneBot 12"):
+        client.get_status()
+
+
+def test_a_onebot_12_implementation_stops_run_forever(onebot12):
+    client = fast(WsClient(onebot12.url))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            client.run_forever()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    client.close()
+    assert len(errors) == 1 and isinstance(errors[0], ProtocolError), errors
+    assert "OneBot 12" in str(errors[0])
+    assert onebot12.handshakes == 1
+
+
+def test_a_onebot_12_api_only_connection_stops_too(onebot12):
+    """Split endpoints: OneBot 12 sends meta.connect on every connection, /api included."""
+    client = fast(WsClient(api_url=onebot12.url))
+    with pytest.raises(ProtocolError, match="speaks OneBot 12"):
+        client.start()
+    client.close()
+
+
+# -- start(): waiting for an implementation that is not up yet --------------------------------
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_start_waits_for_an_implementation_that_comes_up_later(impls):
+    port = free_port()
+    later = threading.Timer(0.5, lambda: impls(port=port))
+    client = fast(WsClient(f"ws://127.0.0.1:{port}/"))
+    started = time.monotonic()
+    later.start()
+    try:
+        client.start()  # waits up to connect_timeout (10 s) by default
+        assert client.connected
+        assert 0.4 < time.monotonic() - started < 5
+        assert client.get_status()["action"] == "get_status"
+    finally:
+        later.join()
+        client.close()
+
+
+def test_start_gives_up_after_wait_with_the_last_error(caplog, no_thread_leak):
+    client = fast(WsClient(f"ws://127.0.0.1:{free_port()}/"))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
+        with pytest.raises(NetworkError, match=r"still failing after \d+ attempts in 0.5s"):
+            client.start(wait=0.5)
+    client.close()
+    assert 0.4 < time.monotonic() - started < 3
+    warnings = [r.getMessage() for r in caplog.records if r.name == "onebot_ref.ws_client"]
+    assert "retrying with backoff for up to 0.5s" in warnings[0]
+
+
+def test_start_retries_a_proxys_503_within_its_wait(impls):
+    impl = impls(status=503)
+    client = fast(WsClient(impl.url()))
+    with pytest.raises(NetworkError, match="HTTP 503"):
+        client.start(wait=0.5)
+    client.close()
+    assert len(impl.handshakes) >= 2
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_start_does_not_wait_out_an_answer_that_will_not_change(impls, status, caplog):
+    impl = impls(status=status)
+    client = WsClient(impl.url())  # the default backoff and wait
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
+        with pytest.raises(NetworkError, match="not a WebSocket server"):
+            client.start()
+    client.close()
+    assert time.monotonic() - started < 2
+    assert len(impl.handshakes) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "onebot_ref.ws_client"]
+    assert warnings and "(not retrying: the answer will not change)" in warnings[0]
 
 
 def test_close_during_backoff_is_prompt_and_leaves_no_threads(no_thread_leak):

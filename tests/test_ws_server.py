@@ -17,13 +17,14 @@ import pytest
 import websocket
 import wsproto
 import wsproto.events as wse
-from conftest import load_vectors
+from conftest import load_vectors, upgrade_request
+from hostile import Peer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from onebot_ref import ActionFailed, ApiTimeout, NotConnected, Registry
 from onebot_ref.framer import CLOSE, PING, TEXT, Frame, encode_frame
-from onebot_ref.ws_server import WsServer
+from onebot_ref.ws_server import Connection, WsServer
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
@@ -185,6 +186,17 @@ def test_auth_401_403_before_upgrade_logged_once(caplog):
         ]:
             ws = websocket.create_connection(url, header=token_header, timeout=10)
             ws.close()
+
+
+def test_a_wrong_token_learns_nothing_about_the_real_one(caplog):
+    caplog.set_level(logging.WARNING, logger="onebot_ref")
+    with WsServer(port=0, access_token="s3cr3t-token") as srv:
+        headers = ["X-Self-ID: 1", "Authorization: Bearer wr0ng"]
+        answer = http_exchange(srv.port, upgrade_request("/", headers))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 ")
+    assert body == b"wrong access token\n"  # neither fingerprint nor length on the wire
+    assert "wr…(5 chars), expected s3…(12 chars)" in caplog.text  # our own log keeps them
 
 
 def test_several_bots_routing(server):
@@ -675,3 +687,85 @@ def test_echo_server_module():
         proc.terminate()
         proc.wait(10)
         proc.stderr.close()
+
+
+def test_a_burst_of_connections_waits_in_the_listen_backlog():
+    """1,000 bots coming back at once must not wait out SYN retransmits (backlog 128 did)."""
+    gate = threading.Event()
+
+    class Held(Connection):
+        def __init__(self, *args):
+            gate.wait(10)  # the accept thread is busy, as in a burst
+            super().__init__(*args)
+
+    burst = 300
+    with WsServer(port=0) as srv:
+        srv.connection_class = Held
+        socks = []
+        try:
+            for _ in range(burst):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", srv.port))
+                socks.append(sock)
+
+            def connected():
+                done = 0
+                for sock in socks:
+                    try:
+                        sock.getpeername()  # ENOTCONN while our SYN waits for a retransmit
+                        done += 1
+                    except OSError:
+                        pass
+                return done
+
+            deadline = time.monotonic() + 0.5  # well under the first SYN retransmit (1 s)
+            while (done := connected()) < burst and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert done == burst, f"{burst - done} of {burst} connections wait outside the backlog"
+        finally:
+            gate.set()
+            for sock in socks:
+                sock.close()
+
+
+ONEBOT12_CONNECT = {  # nonebot-plugin-all4one's greeting (OneBot 12 meta.connect)
+    "id": "b6e65187-5ac0-489c-b431-53078e9d2bbb",
+    "time": 1632847927.599013,
+    "type": "meta",
+    "detail_type": "connect",
+    "sub_type": "",
+    "version": {"impl": "nonebot-plugin-all4one", "version": "0.1.0", "onebot_version": "12"},
+}
+
+
+def test_a_onebot_12_implementation_is_refused_at_the_handshake(caplog):
+    caplog.set_level(logging.WARNING, logger="onebot_ref")
+    with WsServer(port=0) as srv:
+        for _ in range(2):  # it retries every few seconds: one log line
+            with pytest.raises(websocket.WebSocketBadStatusException) as info:
+                websocket.create_connection(
+                    srv.url,
+                    subprotocols=["12.nonebot-plugin-all4one"],  # the OneBot 12 reverse-WS MUST
+                    header=["User-Agent: OneBot/12 NoneBot Plugin All4One/0.1.0"],
+                    timeout=10,
+                )
+            assert info.value.status_code == 400
+            assert b"the client speaks OneBot 12" in info.value.resp_body
+    refusals = [r.getMessage() for r in caplog.records if "OneBot 12" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "12.nonebot-plugin-all4one" in refusals[0]
+
+
+def test_a_onebot_12_event_closes_the_connection_with_1003(caplog):
+    caplog.set_level(logging.WARNING, logger="onebot_ref")
+    with WsServer(port=0) as srv:
+        peer = Peer.dial(srv.port, [])  # says nothing about its version at the handshake
+        try:
+            peer.send_text(json.dumps(ONEBOT12_CONNECT))
+            assert peer.read(lambda: peer.close_code is not None, 5)
+            assert peer.close_code == 1003
+        finally:
+            peer.sock.close()
+    (line,) = [r.getMessage() for r in caplog.records if "OneBot 12" in r.getMessage()]
+    assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in line
