@@ -418,7 +418,16 @@ def xml(data: str) -> Segment:
 
 
 def json_card(data: str | dict[str, Any]) -> Segment:
-    """A rich JSON message; ``data`` is sent as a JSON *string*, as the spec requires."""
+    """A rich JSON message; ``data`` is sent as a JSON *string*, as the spec requires.
+
+    Raises:
+        EncodeError: ``data`` is not JSON (a NaN, a set…), which no QQ client could read.
+    """
     if not isinstance(data, str):
-        data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        try:
+            data = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise EncodeError(
+                f"json_card data is not JSON ({exc}); pass a dict of JSON values or a str"
+            ) from None
     return segment("json", data=data)

@@ -313,3 +313,9 @@ def test_validate_refuses_what_is_not_a_message_and_names_the_part(message, path
     assert info.value.path == path
     assert str(info.value).startswith(says)
     assert isinstance(info.value, TypeError | ValueError)
+
+
+@pytest.mark.parametrize("data", [{"ratio": float("nan")}, {"tags": {"a"}}])
+def test_json_card_refuses_data_that_is_not_json(data):
+    with pytest.raises(EncodeError, match="json_card data is not JSON"):
+        m.json_card(data)
