@@ -9,14 +9,16 @@ inventing an action.
 Every documented parameter is sent explicitly, defaults included, because
 implementations disagree on defaults (go-cqhttp's ``set_group_anonymous_ban``
 sends 0 when ``duration`` is omitted). Each method returns the response's
-``data`` and raises :class:`~onebot_ref.errors.ActionFailed` on failure.
+``data`` and raises :class:`~onebot_ref.errors.ActionFailed` on failure, or
+:class:`~onebot_ref.errors.EncodeError` before anything is sent when a value
+is not JSON or ``message`` is not a message (see :func:`codec.encode_request`).
 Anything not written out here (extensions such as ``send_group_forward_msg``)
 goes through ``call("action_name", ...)``.
 """
 
 from typing import Any
 
-from .message import normalize, text
+from .message import normalize, text, validate
 
 __all__ = ["STANDARD_ACTIONS", "OneBotApi"]
 
@@ -64,9 +66,11 @@ class OneBotApi:
 
         Raises:
             ValueError: ``event`` is not a private or group message event.
+            EncodeError: ``message`` is not a message (nothing was sent).
         """
         if event.get("message_type") == "group" and "group_id" in event:
             if at_sender and "user_id" in event:
+                validate(message)  # EncodeError, as in call(); normalize() would say DecodeError
                 body = (
                     [text(message)]
                     if auto_escape and isinstance(message, str)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .codec import action_request, dumps, log_frame, unwrap_response
+from .codec import encode_request, log_frame, unwrap_response
 from .errors import ApiTimeout
 
 __all__ = ["PendingCalls"]
@@ -83,19 +83,20 @@ class PendingCalls:
             The response's ``data``.
 
         Raises:
+            EncodeError: ``params`` cannot go onto the wire (nothing was sent).
             ApiTimeout: no response within ``timeout`` seconds.
             NotConnected: the connection dropped (from ``send`` or :meth:`fail_all`).
             ActionFailed: the implementation answered with a failure.
         """
         echo = str(next(self._counter))
+        frame = encode_request(action, params, echo)  # before a slot exists: nothing waits
         slot = _Slot(action)
         with self._lock:
             self._waiting[echo] = slot
         started = time.monotonic()
         try:
-            data = dumps(action_request(action, params, echo))
-            log_frame("sent", data)
-            send(data)
+            log_frame("sent", frame)
+            send(frame)
             if not slot.done.acquire(timeout=max(timeout, 0.0)):
                 raise ApiTimeout(action, time.monotonic() - started, echo)
         finally:

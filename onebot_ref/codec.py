@@ -22,6 +22,11 @@ and NapCat sends retcode 200 with status ``failed``.
 Ids are never coerced: Python ints are unbounded and ``json`` never routes them
 through float, so large, negative and string ids pass through unchanged.
 
+Going out we are strict where we read leniently: :func:`dumps` writes only
+JSON (no ``NaN``, no non-string keys), and :func:`encode_request`, which every
+transport sends its calls through, also checks that a ``message`` is a message.
+Both raise :class:`~onebot_ref.errors.EncodeError` before a byte is sent.
+
 Every event, action and response a bot receives or sends is also logged at
 DEBUG on the ``onebot_ref.wire`` logger (:func:`log_frame`), in all four modes:
 ``logging.getLogger("onebot_ref.wire").setLevel(logging.DEBUG)`` and a handler
@@ -38,12 +43,14 @@ import math
 import re
 from typing import Any
 
-from .errors import ActionFailed, ApiNotAvailable, AuthError, DecodeError
+from .errors import ActionFailed, ApiNotAvailable, AuthError, DecodeError, EncodeError
+from .message import validate
 
 __all__ = [
     "action_request",
     "check_signature",
     "dumps",
+    "encode_request",
     "event_name",
     "heartbeat_interval",
     "http_error",
@@ -59,7 +66,9 @@ __all__ = [
     "unwrap_response",
 ]
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# allow_nan=False: json's default writes NaN and Infinity, which are not JSON (RFC 8259
+# section 6); JavaScript's JSON.parse (NapCat) and Go's encoding/json refuse the whole frame.
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _wire_log = logging.getLogger("onebot_ref.wire")  # see log_frame
 _decoder = json.JSONDecoder()
 _lenient_decoder = json.JSONDecoder(strict=False)
@@ -72,8 +81,147 @@ AUTH_RETCODES = (1401, 1403)
 
 
 def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` as compact UTF-8 JSON (non-ASCII text is kept, not ``\\u``-escaped)."""
-    return _encoder.encode(obj).encode("utf-8")
+    """Encode ``obj`` as compact UTF-8 JSON (non-ASCII text is kept, not ``\\u``-escaped).
+
+    Strict: only what JSON can carry goes out (RFC 8259). That is dicts with
+    ``str`` keys, lists, str, int, finite floats, bool and None; a tuple is
+    written as an array, as ``json`` does. Everything else is refused rather
+    than written the way ``json`` would: ``NaN`` and ``Infinity`` (not JSON;
+    JavaScript and Go peers drop the whole frame), and ``int``/``None``/``bool``
+    keys (``json`` turns them into strings, so ``{1: "a", "1": "b"}`` would send
+    one key twice). Every writer of JSON onto the wire goes through here.
+
+    Raises:
+        EncodeError: the message names where the bad value is (``reply``,
+            ``message[1].data.qq``) and its ``path`` attribute holds it.
+    """
+    try:
+        return _encode(obj)
+    except _Refused as refused:
+        where = _where(refused.pieces)
+        raise EncodeError(f"{where or 'the value'} {refused.why}", where) from None
+
+
+def encode_request(action: str, params: dict[str, Any], echo: str | None = None) -> bytes:
+    """The bytes of one action request, checked before anything is sent.
+
+    With ``echo`` this is the WebSocket frame ``{"action", "params", "echo"}``;
+    without, the HTTP API body (the params alone: the action is the URL path).
+    Every transport encodes its calls here, so a bad value fails the same way
+    in all of them and never reaches the implementation.
+
+    A ``message`` parameter (and ``messages``, the nodes of NapCat's and
+    go-cqhttp's ``send_*_forward_msg``) must be a message (see
+    :func:`onebot_ref.message.validate`); every parameter must be JSON
+    (see :func:`dumps`).
+
+    Raises:
+        EncodeError: the message starts with the action and names the parameter.
+    """
+    try:
+        for key in ("message", "messages"):
+            if key in params:
+                validate(params[key], key)
+        return _encode(params if echo is None else action_request(action, params, echo))
+    except EncodeError as exc:
+        raise EncodeError(f"{action}: {exc}", exc.path) from None
+    except _Refused as refused:
+        if echo is not None and refused.pieces[-1:] == ["params"]:
+            refused.pieces.pop()  # name the parameter alike in both transports
+        where = _where(refused.pieces)
+        raise EncodeError(f"{action}: {where or 'params'} {refused.why}", where) from None
+
+
+class _Refused(Exception):
+    """A value JSON cannot carry; ``pieces`` is the path to it, innermost first."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        self.pieces: list[str | int] = []
+
+
+def _encode(obj: Any) -> bytes:
+    """``obj`` as UTF-8 JSON, or :class:`_Refused` with the path to what JSON cannot carry."""
+    try:
+        _check(obj, strings=False)
+    except RecursionError:
+        raise _Refused("is nested too deeply to encode (or contains itself)") from None
+    try:
+        return _encoder.encode(obj).encode("utf-8")
+    except UnicodeEncodeError:
+        _check(obj, strings=True)  # find the string that UTF-8 cannot carry, for the message
+        raise _Refused("holds text that UTF-8 cannot carry") from None
+    except ValueError as exc:  # an int of more digits than sys.get_int_max_str_digits()
+        raise _Refused(f"cannot be written as JSON ({exc})") from None
+
+
+def _check(obj: Any, *, strings: bool) -> None:
+    """Raise :class:`_Refused` at the first value in ``obj`` that JSON cannot carry.
+
+    ``strings=True`` also checks that every string is valid Unicode (no lone
+    surrogates, which a ``surrogateescape`` decode or a ``"\\ud800"`` escape
+    from a peer can leave); only the rare failing encode pays for that.
+    """
+    kind = type(obj)
+    if kind is str:
+        if strings:
+            try:
+                obj.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                char = obj[exc.start]
+                raise _Refused(
+                    f"holds a lone surrogate {char!r} that UTF-8 cannot carry; "
+                    "decode the text with errors='replace' before sending it"
+                ) from None
+        return
+    if kind is int or kind is bool or obj is None:
+        return
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise _Refused(
+                f"is {obj!r}, which JSON cannot carry; send a finite number, a string or None"
+            )
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise _Refused(
+                    f"has the key {key!r:.40} (type {type(key).__name__}), but JSON keys are "
+                    "strings; convert it with str()"
+                )
+            try:
+                _check(value, strings=strings)
+            except _Refused as refused:
+                refused.pieces.append(key)
+                raise
+        return
+    if isinstance(obj, list | tuple):
+        for index, value in enumerate(obj):
+            try:
+                _check(value, strings=strings)
+            except _Refused as refused:
+                refused.pieces.append(index)
+                raise
+        return
+    if isinstance(obj, str | int):  # subclasses such as StrEnum and IntEnum: json writes the value
+        return
+    raise _Refused(
+        f"is {obj!r:.40} (type {kind.__name__}), which JSON cannot carry; "
+        "convert it to a str, int, float, bool, None, list or dict"
+    )
+
+
+def _where(pieces: list[str | int]) -> str:
+    """``[1, "data", 0, "message"]`` (innermost first) as ``message[0].data[1]``."""
+    where = ""
+    for piece in reversed(pieces):
+        if isinstance(piece, int):
+            where += f"[{piece}]"
+        elif piece.isidentifier():
+            where += f".{piece}" if where else piece
+        else:
+            where += f"[{piece!r}]"
+    return where
 
 
 def log_frame(direction: str, frame: Any) -> None:

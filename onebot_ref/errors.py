@@ -11,10 +11,12 @@
     │   └── ApiNotAvailable               unknown action (HTTP 404, retcode 404 / 1404)
     ├── ProtocolError                     the peer broke the wire protocol (.close_code)
     ├── DecodeError (also ValueError)     bytes that are not the JSON we expect
+    ├── EncodeError (also TypeError,      a value we refuse to put on the wire: not JSON,
+    │   and ValueError)                   or not a message; nothing was sent
     └── ConfigError (also ValueError)     an argument that cannot work: fix the call
 
 Catch ``OneBotError`` for "anything from this library", or a built-in base
-(``OSError``, ``TimeoutError``, ``ValueError``) if you only know the stdlib.
+(``OSError``, ``TimeoutError``, ``ValueError``, ``TypeError``) if you only know the stdlib.
 """
 
 from typing import Any
@@ -26,6 +28,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "DecodeError",
+    "EncodeError",
     "NetworkError",
     "NotConnected",
     "OneBotError",
@@ -105,6 +108,19 @@ class ProtocolError(OneBotError):
 
 class DecodeError(OneBotError, ValueError):
     """Input that is not valid UTF-8 JSON of the expected shape."""
+
+
+class EncodeError(OneBotError, TypeError, ValueError):
+    """A value that cannot go onto the wire; raised before anything is sent.
+
+    Not JSON (NaN, a ``set``, a non-string key) or not a message (``message=123``).
+    ``path`` says where in the value, such as ``message[1].data.qq`` ("" for the whole).
+    Both a ``TypeError`` and a ``ValueError``, as ``json`` raises either for these.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class ConfigError(OneBotError, ValueError):

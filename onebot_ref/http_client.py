@@ -55,7 +55,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .api import OneBotApi
-from .codec import dumps, http_error, loads, log_frame, unwrap_response
+from .codec import encode_request, http_error, loads, log_frame, unwrap_response
 from .errors import ApiTimeout, DecodeError, NetworkError
 from .tls import client_context, error_chain, explain, is_tls_refusal
 
@@ -168,7 +168,7 @@ class HttpClient(OneBotApi):
             # No redirects: following one would turn our POST into a GET.
             with self.session.post(
                 url,
-                data=dumps(params),
+                data=encode_request(action, params),
                 headers=self.headers,
                 timeout=(min(wait, CONNECT_TIMEOUT), wait),
                 allow_redirects=False,

@@ -26,7 +26,7 @@ import json
 import re
 from typing import Any
 
-from .errors import DecodeError
+from .errors import DecodeError, EncodeError
 
 __all__ = [
     "anonymous",
@@ -56,6 +56,7 @@ __all__ = [
     "text",
     "to_cq",
     "unescape",
+    "validate",
     "video",
     "xml",
 ]
@@ -187,6 +188,78 @@ def _checked(item: Any) -> Segment:
     if not isinstance(item.get("type"), str) or not isinstance(item.get("data"), dict | None):
         raise DecodeError(f"not a segment ({{'type': str, 'data': dict}}): {item!r:.60}")
     return item
+
+
+def validate(message: Any, path: str = "message") -> None:
+    """Refuse what is not a message before it is sent.
+
+    A message to send is a CQ string, one segment, or a list (or tuple) of
+    segments; a segment is a dict with a non-empty ``str`` ``type`` and a
+    ``dict`` ``data`` (``{}`` for types without parameters). The ``content`` of
+    a ``node`` (a custom forward node) is itself a message and is checked too.
+
+    Stricter than :func:`normalize`, which reads what implementations send:
+    going out, ``["a", "b"]``, ``123`` or a segment without ``data`` would reach
+    the implementation unchanged and fail there (or, for go-cqhttp, be sent as
+    the text ``123``). Data values are not restricted beyond JSON, which
+    :func:`onebot_ref.codec.dumps` checks: the builders here send strings, as
+    strict implementations want (Lagrange refuses an int ``at.qq``), but
+    go-cqhttp and NapCat take numbers too, and NapCat's ``json`` segment takes
+    an object.
+
+    Args:
+        message: what the caller passed as ``message``.
+        path: how the error names the value, such as ``messages[2].data.content``.
+
+    Raises:
+        EncodeError: the message names the bad part and how to send it instead.
+    """
+    if isinstance(message, str):
+        return
+    if isinstance(message, dict):
+        _validate_segment(message, path)
+        return
+    if not isinstance(message, list | tuple):
+        raise EncodeError(
+            f"{path} is {message!r:.40} (type {type(message).__name__}), not a message; send "
+            "a str, a segment such as message.text('hi'), or a list of segments",
+            path,
+        )
+    for index, item in enumerate(message):
+        where = f"{path}[{index}]"
+        if isinstance(item, str):
+            raise EncodeError(
+                f"{where} is the text {item!r:.40}, but a message list holds segments only; "
+                "wrap text in message.text(), or send one str",
+                where,
+            )
+        if not isinstance(item, dict):
+            raise EncodeError(
+                f"{where} is {item!r:.40} (type {type(item).__name__}), not a segment; a segment "
+                "is a dict {'type': str, 'data': dict}, as message.text() and friends build",
+                where,
+            )
+        _validate_segment(item, where)
+
+
+def _validate_segment(seg: dict[Any, Any], path: str) -> None:
+    type_ = seg.get("type")
+    if not isinstance(type_, str) or not type_:
+        raise EncodeError(
+            f"{path} has no segment type ('type' is {type_!r:.40}); a segment is a dict "
+            "{'type': str, 'data': dict}, as message.text() and friends build",
+            path,
+        )
+    data = seg.get("data")
+    if not isinstance(data, dict):
+        found = f"is {data!r:.40}, not a dict" if "data" in seg else "is missing"
+        raise EncodeError(
+            f"{path}.data {found}; a {type_!r} segment is "
+            f"{{'type': {type_!r}, 'data': {{...}}}} ({{}} when it has no parameters)",
+            f"{path}.data",
+        )
+    if type_ == "node" and "content" in data:
+        validate(data["content"], f"{path}.data.content")
 
 
 def plain_text(message: Any) -> str:
@@ -345,7 +418,16 @@ def xml(data: str) -> Segment:
 
 
 def json_card(data: str | dict[str, Any]) -> Segment:
-    """A rich JSON message; ``data`` is sent as a JSON *string*, as the spec requires."""
+    """A rich JSON message; ``data`` is sent as a JSON *string*, as the spec requires.
+
+    Raises:
+        EncodeError: ``data`` is not JSON (a NaN, a set…), which no QQ client could read.
+    """
     if not isinstance(data, str):
-        data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        try:
+            data = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise EncodeError(
+                f"json_card data is not JSON ({exc}); pass a dict of JSON values or a str"
+            ) from None
     return segment("json", data=data)

@@ -21,10 +21,18 @@ HTTP server's request thread, where the reply must wait for them).
 worker threads instead. The WebSocket modes use it so that a receive thread
 never runs user code: a handler can then make a blocking API call whose
 response that very receive thread has to deliver, without a deadlock.
+
+The queue is bounded twice, by events (``max_pending``) and by bytes
+(``max_pending_bytes``): ten thousand events of a megabyte each would otherwise
+hold 10 GB while the handlers are stuck. Past either bound an event is dropped,
+counted in ``dropped`` and logged at most once per ``drop_log_interval``
+seconds, so a flood can neither exhaust memory nor flood the log.
 """
 
+import json
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +47,13 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Any]
 
+# Seconds between two warnings about dropped events (the first drop is logged at once).
+DROP_LOG_INTERVAL = 10.0
+
+# Measures an event given without its size: lenient (NaN, any object) because
+# it only counts, and it writes what the wire would carry, so both measures agree.
+_measure = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr)
+
 
 class Registry:
     """Handlers by dotted event name, plus a bounded worker pool for :meth:`submit`.
@@ -47,6 +62,11 @@ class Registry:
         workers: the number of worker threads (started on the first submit).
         max_pending: events queued for the workers at most; beyond it new events
             are dropped and counted, so a flood cannot exhaust memory.
+        max_pending_bytes: the size of the events queued for or being handled by
+            the workers, at most (64 MiB by default); beyond it new events are
+            dropped and counted too. An event's size is its JSON on the wire,
+            which the transports pass to :meth:`submit`; decoded into dicts,
+            an event takes a few times that in memory.
         slow_handler: seconds after which a finished handler is logged as slow.
         dedup_accounts: seconds to remember each event by what all accounts' copies
             share (see :mod:`onebot_ref.dedup`); a copy another bot account already
@@ -58,6 +78,7 @@ class Registry:
         self,
         workers: int = 16,
         max_pending: int = 10_000,
+        max_pending_bytes: int = 64 * 2**20,
         slow_handler: float = 10.0,
         dedup_accounts: float = 0.0,
     ):
@@ -73,10 +94,17 @@ class Registry:
         self.duplicates = 0
         self._recent = Recent(dedup_accounts) if dedup_accounts > 0 else None
         self.max_pending = max_pending
-        # SimpleQueue is C code and a third of queue.Queue's cost per event; the
-        # bound is checked in submit() (concurrent submitters may overshoot it by
-        # one each, which is still bounded).
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.max_pending_bytes = max_pending_bytes
+        self.pending_bytes = 0  # the sizes of the events queued or being handled now
+        self.drop_log_interval = DROP_LOG_INTERVAL
+        self._drops_unlogged = 0
+        self._drop_logged_at = -float("inf")
+        # SimpleQueue is C code and a third of queue.Queue's cost per event. Each
+        # event travels with its size, which its worker gives back when done; the
+        # bounds are checked, and the bytes counted, under _pending_lock, whose
+        # += a receive thread and a worker could otherwise interleave and lose.
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], int] | None] = queue.SimpleQueue()
+        self._pending_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -140,10 +168,15 @@ class Registry:
         self.handled += 1
         return results
 
-    def submit(self, event: dict[str, Any]) -> bool:
-        """Queue ``event`` for the workers; False if it was dropped (full or closed).
+    def submit(self, event: dict[str, Any], size: int | None = None) -> bool:
+        """Queue ``event`` for the workers; False if it was dropped (a bound, or closed).
 
         A copy that ``dedup_accounts`` recognises is not queued, and counts as delivered (True).
+
+        Args:
+            event: the decoded event.
+            size: its size on the wire in bytes (the transports know the frame's
+                length); when None it is measured as its compact UTF-8 JSON.
         """
         log_frame("received", event)
         self.received += 1
@@ -153,17 +186,34 @@ class Registry:
         if self._duplicate(event):
             return True
         self._start_workers()
-        if self._queue.qsize() >= self.max_pending:
+        if size is None:
+            size = _size_of(event)
+        with self._pending_lock:
+            waiting, pending = self._queue.qsize(), self.pending_bytes
+            if waiting < self.max_pending and pending + size <= self.max_pending_bytes:
+                self.pending_bytes += size
+                self._queue.put((event, size))
+                return True
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning(
-                    "handlers are %d events behind; dropped %d events so far",
-                    self._queue.qsize(),
-                    self.dropped,
-                )
-            return False
-        self._queue.put(event)
-        return True
+            self._drops_unlogged += 1
+            now = time.monotonic()
+            if now - self._drop_logged_at < self.drop_log_interval:
+                return False
+            self._drop_logged_at = now
+            count, self._drops_unlogged = self._drops_unlogged, 0
+        if waiting >= self.max_pending:
+            why = f"{waiting} events are waiting (max_pending={self.max_pending})"
+        else:
+            why = (
+                f"{pending} bytes of events are pending and this one has {size} "
+                f"(max_pending_bytes={self.max_pending_bytes})"
+            )
+        log.warning(
+            "dropped events: %d since the last warning, %d in all; the handlers are behind "
+            "(%s): handle events faster or in more workers, or raise the bound",
+            count, self.dropped, why,
+        )  # fmt: skip
+        return False
 
     def _start_workers(self) -> None:
         if self._threads:
@@ -180,8 +230,13 @@ class Registry:
                 self._threads.append(thread)
 
     def _work(self) -> None:
-        while (event := self._queue.get()) is not None:
-            self._run(event)
+        while (item := self._queue.get()) is not None:
+            event, size = item
+            try:
+                self._run(event)
+            finally:
+                with self._pending_lock:
+                    self.pending_bytes -= size
 
     def join(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event has been handled; False on timeout.
@@ -215,6 +270,14 @@ class Registry:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("handler thread %s still busy after close()", thread.name)
+
+
+def _size_of(event: dict[str, Any]) -> int:
+    """The bytes ``event`` takes as compact UTF-8 JSON: what a transport would have passed."""
+    try:
+        return len(_measure.encode(event).encode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError):  # a dict that contains itself: not from the wire
+        return sys.getsizeof(event)
 
 
 def _name(func: Handler) -> str:

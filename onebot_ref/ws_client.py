@@ -523,7 +523,7 @@ class WsClient(OneBotApi):
             self._learn(link, frame)
             # A worker thread runs the handlers: a handler may call() and wait for
             # a response that this very thread has to read.
-            self.registry.submit(frame)
+            self.registry.submit(frame, size=len(data))
         elif (impl := onebot12_impl(frame)) is not None:
             self._wrong_version(link, impl)
         elif isinstance(frame, dict):

@@ -351,7 +351,7 @@ class Connection:
         if self.self_id is None and obj.get("self_id") is not None:
             self.server._learn(self, str(obj["self_id"]))
         # Never run handlers here: a handler's call() needs this thread to read its response.
-        self.server.registry.submit(obj)
+        self.server.registry.submit(obj, size=len(payload))
 
     def wrong_version(self, impl: str) -> None:
         """A OneBot 12 event on an open connection (one that did not say so at the handshake)."""

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from onebot_ref.calls import PendingCalls
-from onebot_ref.errors import ActionFailed, ApiTimeout, NotConnected
+from onebot_ref.errors import ActionFailed, ApiTimeout, EncodeError, NotConnected
 
 
 class Peer:
@@ -170,4 +170,15 @@ def test_send_failure_propagates_and_leaves_nothing_pending():
 
     with pytest.raises(NotConnected):
         pending.call(broken, "get_status", {}, 5)
+    assert len(pending) == 0
+
+
+def test_a_call_that_cannot_be_encoded_sends_nothing_and_leaves_nothing_pending():
+    pending = PendingCalls()
+    sent = []
+    with pytest.raises(EncodeError, match=r"^send_msg: message is 123"):
+        pending.call(sent.append, "send_msg", {"message": 123}, 5)
+    with pytest.raises(EncodeError, match=r"^get_status: x is nan"):
+        pending.call(sent.append, "get_status", {"x": float("nan")}, 5)
+    assert sent == []
     assert len(pending) == 0

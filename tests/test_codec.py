@@ -13,6 +13,7 @@ from onebot_ref.errors import (
     ApiNotAvailable,
     AuthError,
     DecodeError,
+    EncodeError,
     OneBotError,
 )
 
@@ -322,3 +323,65 @@ def test_token_matches_and_mask():
     assert codec.mask_token("s3cr3t") == "s3…(6 chars)"
     assert "cr3t" not in codec.mask_token("s3cr3t")
     assert codec.mask_token(None) == "<none>"
+
+
+# -- strict out: dumps and encode_request --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "says"),
+    [
+        ({"reply": float("nan")}, "reply", "reply is nan, which JSON cannot carry"),
+        ([1, {"a": float("-inf")}], "[1].a", "[1].a is -inf"),
+        (float("inf"), "", "the value is inf"),
+        (
+            {"ids": {10001: "a"}},
+            "ids",
+            "ids has the key 10001 (type int), but JSON keys are strings",
+        ),
+        ({"x": {None: 1}}, "x", "has the key None"),
+        ({"tags": {"a"}}, "tags", "tags is {'a'} (type set), which JSON cannot carry"),
+        ({"raw": b"\x00"}, "raw", "(type bytes)"),
+        ({"odd key": [object()]}, "['odd key'][0]", "(type object)"),
+        ({"text": "a\ud800b"}, "text", "text holds a lone surrogate '\\ud800'"),
+    ],
+)
+def test_dumps_refuses_what_json_cannot_carry_and_names_where(value, path, says):
+    with pytest.raises(EncodeError) as info:
+        codec.dumps(value)
+    assert info.value.path == path
+    assert says in str(info.value)
+    assert isinstance(info.value, OneBotError | TypeError) and isinstance(info.value, ValueError)
+
+
+def test_dumps_refuses_a_value_that_contains_itself():
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(EncodeError, match="nested too deeply"):
+        codec.dumps({"a": loop})
+
+
+def test_dumps_writes_tuples_as_arrays_and_enum_values_as_json_does():
+    import enum
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    assert codec.dumps({"t": (1, "a"), "c": Color.RED, "f": 1.5}) == b'{"t":[1,"a"],"c":1,"f":1.5}'
+
+
+def test_encode_request_is_the_http_body_without_echo_and_the_ws_frame_with_one():
+    params = {"user_id": 1, "message": [{"type": "text", "data": {"text": "hi"}}]}
+    assert codec.encode_request("send_msg", params) == codec.dumps(params)
+    frame = json.loads(codec.encode_request("send_msg", params, "7"))
+    assert frame == {"action": "send_msg", "params": params, "echo": "7"}
+
+
+@pytest.mark.parametrize("echo", [None, "7"])
+def test_encode_request_names_the_action_and_the_parameter_alike_in_both_shapes(echo):
+    with pytest.raises(EncodeError) as info:
+        codec.encode_request("set_x", {"ok": 1, "weight": float("nan")}, echo)
+    assert str(info.value).startswith("set_x: weight is nan")
+    assert info.value.path == "weight"
+    with pytest.raises(EncodeError, match=r"^send_msg: message is 123 \(type int\)"):
+        codec.encode_request("send_msg", {"message": 123}, echo)

@@ -6,7 +6,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from onebot_ref import message as m
-from onebot_ref.errors import DecodeError
+from onebot_ref.errors import DecodeError, EncodeError
 
 # -- escaping (spec message/string.md, ONEBOT11.md §7.3) ----------------------------
 
@@ -267,3 +267,55 @@ def test_a_builder_for_every_standard_segment_type():
         m.json_card("{}")["type"],
     }
     assert built == STANDARD_SEGMENT_TYPES
+
+
+# -- validate: what may go out as a message -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "plain [CQ:face,id=1]",
+        m.text("a"),
+        [m.text("a"), m.at(1), m.image("x.png", flash=True), m.dice()],
+        (m.text("a"), m.face(1)),
+        [{"type": "at", "data": {"qq": 10001}}],  # go-cqhttp and NapCat take numbers
+        [{"type": "json", "data": {"data": {"app": "x"}}}],  # NapCat takes an object here
+        [m.custom_node(1, "n", [m.text("in"), m.custom_node(2, "m", "deeper")]), m.node(5)],
+        [],
+    ],
+)
+def test_validate_accepts_every_message_shape_the_builders_make(message):
+    m.validate(message)
+
+
+@pytest.mark.parametrize(
+    ("message", "path", "says"),
+    [
+        (123, "message", "message is 123 (type int), not a message"),
+        (None, "message", "message is None (type NoneType)"),
+        (["a", "b"], "message[0]", "message[0] is the text 'a', but a message list holds segments"),
+        ([m.text("a"), 5], "message[1]", "message[1] is 5 (type int), not a segment"),
+        ({"type": "text", "text": "hi"}, "message.data", "message.data is missing"),
+        ({"type": "text", "data": "hi"}, "message.data", "message.data is 'hi', not a dict"),
+        ({"data": {}}, "message", "message has no segment type"),
+        ([{"type": "", "data": {}}], "message[0]", "message[0] has no segment type"),
+        (
+            [m.segment("node", user_id="1", nickname="n", content=[1])],
+            "message[0].data.content[0]",
+            "message[0].data.content[0] is 1",
+        ),
+    ],
+)
+def test_validate_refuses_what_is_not_a_message_and_names_the_part(message, path, says):
+    with pytest.raises(EncodeError) as info:
+        m.validate(message)
+    assert info.value.path == path
+    assert str(info.value).startswith(says)
+    assert isinstance(info.value, TypeError | ValueError)
+
+
+@pytest.mark.parametrize("data", [{"ratio": float("nan")}, {"tags": {"a"}}])
+def test_json_card_refuses_data_that_is_not_json(data):
+    with pytest.raises(EncodeError, match="json_card data is not JSON"):
+        m.json_card(data)

@@ -1,5 +1,6 @@
 """registry: dispatch order, failure isolation, quick-op results and the worker pool."""
 
+import json
 import logging
 import threading
 
@@ -173,3 +174,63 @@ def test_slow_handler_is_reported(caplog):
     with caplog.at_level(logging.WARNING, logger="onebot_ref.registry"):
         reg.dispatch(GROUP_MSG)
     assert "took" in caplog.text
+
+
+def test_max_pending_bytes_counts_events_until_handled_and_measures_unsized_ones(
+    no_thread_leak,
+):
+    reg = Registry(workers=1, max_pending_bytes=10_000)
+    gate = threading.Event()
+    reg.add("*", lambda e: gate.wait(5))
+    wide = {"post_type": "x", "text": "字" * 1000}  # 3 bytes each in UTF-8
+    assert reg.submit(wide)  # no size: measured as its compact UTF-8 JSON
+    measured = len(json.dumps(wide, ensure_ascii=False, separators=(",", ":")).encode())
+    assert reg.pending_bytes == measured > 3000
+    assert reg.submit({"post_type": "x"}, size=6000)
+    assert not reg.submit({"post_type": "x"}, size=10_000 - measured - 6000 + 1)  # one too many
+    assert reg.submit({"post_type": "x"}, size=10_000 - measured - 6000)  # exactly full
+    assert reg.pending_bytes == 10_000
+    assert not reg.submit({"post_type": "x"}, size=1)
+    assert reg.dropped == 2
+    gate.set()
+    assert reg.join(5)
+    assert reg.pending_bytes == 0
+    reg.close()
+
+
+def test_an_event_larger_than_max_pending_bytes_is_dropped_even_when_idle(no_thread_leak, caplog):
+    reg = Registry(workers=1, max_pending_bytes=100)
+    assert not reg.submit({"post_type": "x"}, size=101)
+    assert "this one has 101 (max_pending_bytes=100)" in caplog.text
+    reg.close()
+
+
+def test_a_raising_handler_still_gives_its_bytes_back(no_thread_leak):
+    reg = Registry(workers=2, max_pending_bytes=1000)
+    reg.add("*", lambda e: 1 / 0)
+    for _ in range(20):
+        assert reg.submit({"post_type": "x"}, size=40)
+    assert reg.join(5)
+    assert reg.pending_bytes == 0
+    assert reg.handler_errors == 20
+    reg.close()
+
+
+def test_drops_are_logged_once_per_interval_with_the_count_since(no_thread_leak, caplog):
+    reg = Registry(workers=1, max_pending=1)
+    gate = threading.Event()
+    reg.add("*", lambda e: gate.wait(5))
+    results = [reg.submit({"post_type": "x"}) for _ in range(50)]
+    warnings = [r.getMessage() for r in caplog.records if "dropped events" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("dropped events: 1 since")
+    assert "max_pending=1)" in warnings[0]
+    reg.drop_log_interval = 0.0
+    assert not reg.submit({"post_type": "x"})
+    warnings = [r.getMessage() for r in caplog.records if "dropped events" in r.getMessage()]
+    dropped = results.count(False)
+    assert warnings[1].startswith(
+        f"dropped events: {dropped} since the last warning, {dropped + 1}"
+    )
+    gate.set()
+    assert reg.join(5)
+    reg.close()

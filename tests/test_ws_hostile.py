@@ -307,7 +307,7 @@ def test_client_takes_any_heartbeat_interval(interval, seconds, one_connection, 
 
 
 class BrokenRegistry(Registry):
-    def submit(self, event: dict[str, Any]) -> None:
+    def submit(self, event: dict[str, Any], size: int | None = None) -> bool:
         raise RuntimeError("the registry broke")
 
 
