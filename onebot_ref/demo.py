@@ -35,14 +35,12 @@ import argparse
 import importlib
 import importlib.util
 import logging
-import socket
 import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import message as m
 from .codec import dumps
@@ -52,6 +50,7 @@ from .http_client import HttpClient
 from .http_server import HttpServer
 from .tls import client_context, host_port_arg, server_context
 from .ws_client import WsClient
+from .ws_link import transient
 from .ws_server import WsServer
 
 __all__ = ["main"]
@@ -113,39 +112,24 @@ def forward_bot(url: str, args: argparse.Namespace) -> WsClient:
 def start_forward(url: str, args: argparse.Namespace, wait: float) -> WsClient:
     """Start the ws-client echo bot, waiting up to ``wait`` seconds for the implementation.
 
-    ``WsClient.start()`` raises on the first failed connect, so that a wrong URL
-    or token shows at once. While nothing at all listens at ``url`` the
-    implementation may simply not be up yet: the demo waits for the port to
-    open, as ``run_forever()`` would, and then tries once more. Anything that
-    answers (a wrong port, a refused token) is reported without waiting.
+    A first quick try shows a wrong URL or token at once. If nothing answered
+    at all (the implementation may simply not be up yet), say so, and let
+    ``WsClient.start(wait=...)`` retry with backoff, as ``run_forever()`` would.
     """
-    deadline = time.monotonic() + wait
-    while True:
+    attempts = [0.0, wait] if wait else [0.0]
+    for attempt in attempts:
         client = forward_bot(url, args)
         try:
-            return client.start()
+            return client.start(wait=attempt)
         except NetworkError as exc:
             client.close()
-            if _listening(url):
-                raise  # something answers there: waiting will not change its answer
-            if time.monotonic() >= deadline:
-                if not wait:
-                    raise
-                raise NetworkError(f"{exc}; nothing listened there for {wait:g} s") from exc
+            if attempt or not wait or not transient(exc):
+                raise
             print(f"waiting up to {wait:g} s for an implementation at {url} ({exc})", flush=True)
-            while time.monotonic() < deadline and not _listening(url):
-                time.sleep(0.25)
-
-
-def _listening(url: str) -> bool:
-    """True if something accepts TCP connections at ``url``'s host and port."""
-    parts = urlsplit(url)
-    address = (parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80))
-    try:
-        with socket.create_connection(address, timeout=1.0):
-            return True
-    except OSError:
-        return False
+        except BaseException:
+            client.close()
+            raise
+    raise AssertionError("not reached: the last attempt returns or raises")
 
 
 def printer(verbose: bool) -> Callable[[str, str, Any], None]:

@@ -19,7 +19,14 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .codec import AUTH_RETCODES, NOT_FOUND_RETCODES, action_request, is_event, loads
+from .codec import (
+    AUTH_RETCODES,
+    NOT_FOUND_RETCODES,
+    action_request,
+    heartbeat_interval,
+    is_event,
+    loads,
+)
 from .errors import DecodeError
 
 __all__ = [
@@ -353,14 +360,14 @@ def _check_heartbeat(events: list[tuple[float, dict[str, Any]]], waited: float) 
             "longer interval, raise --wait.",
         )
     interval = beats[-1][1].get("interval")
-    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+    every = heartbeat_interval(beats[-1][1])  # the bots' own rule: a real number, clamped
+    if every is None:
         return warn(
             "heartbeat",
-            f"heartbeat has no usable interval field: {interval!r}",
+            f"heartbeat has no usable interval field: {interval!r:.40}",
             "心跳里应带 interval（毫秒）；升级实现。",
             "a heartbeat should carry interval (milliseconds); upgrade the implementation.",
         )
-    every = interval / 1000
     silent = time.monotonic() - beats[-1][0]
     if silent > 3 * every + 0.5:
         return fail(
@@ -374,7 +381,7 @@ def _check_heartbeat(events: list[tuple[float, dict[str, Any]]], waited: float) 
         )
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(beats)]
     seen = f", observed every {statistics.median(gaps):.2f} s" if gaps else ""
-    return ok("heartbeat", f"interval {interval} ms{seen}")
+    return ok("heartbeat", f"interval {round(every * 1000)} ms{seen}")
 
 
 def _check_format(messages: list[dict[str, Any]], waited: float) -> Check:

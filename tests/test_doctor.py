@@ -7,12 +7,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from onebot_ref import doctor, fake_world
+from onebot_ref import doctor, fake_world, session
 from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.listeners import bind_failure
 
@@ -603,3 +604,16 @@ def test_refusal_with_no_token_given(flavor, mode, capsys, no_thread_leak):
     check = line(out, "token")
     assert "requires an access token and you gave no --token" in check
     assert "fix: add --token" in check and "differ" not in out
+
+
+@pytest.mark.parametrize(
+    "interval", [10**400, True, "5000", float("nan"), -1, 0], ids=lambda v: repr(v)[:12]
+)
+def test_a_heartbeat_interval_no_timer_can_use_is_reported_not_raised(interval):
+    """The doctor reads intervals with the bots' own rule (10**400 raised OverflowError)."""
+    beat = {"post_type": "meta_event", "meta_event_type": "heartbeat", "interval": interval}
+    check = session._check_heartbeat([(time.monotonic(), beat)], 1.0)
+    if interval == 10**400:  # clamped to a day, as the bots clamp it
+        assert check.status == "ok" and "86400000 ms" in check.detail
+    else:
+        assert check.status == "warn" and "no usable interval" in check.detail
