@@ -55,7 +55,7 @@ from urllib.parse import parse_qs
 from .api import OneBotApi
 from .codec import check_signature, dumps, mask_token, parse_authorization, token_matches
 from .dedup import Recent
-from .errors import ConfigError, NotConnected
+from .errors import ConfigError, EncodeError, NotConnected
 from .http_base import ManagedHTTPServer, decade
 from .http_handler import Clock, EventHandler
 from .registry import Handler, Registry
@@ -150,6 +150,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         self.recent = Recent(dedup) if dedup > 0 else None
         self.duplicates = 0  # events answered without running them again
         self.slow_events = 0
+        self.bad_replies = 0  # quick operations that were not JSON
         self.max_handlers = max_handlers
         self.handler_slots = threading.BoundedSemaphore(max_handlers)
         self.busy_events = 0  # events answered 503 because every handler slot was taken
@@ -217,12 +218,17 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         The first dict a handler returns is the quick operation; b"" means none.
         """
         started = time.monotonic()
+        results = self.registry.dispatch(event)  # logs the handlers that raise
+        operation = next((r for r in results if isinstance(r, dict)), None)
         try:
-            results = self.registry.dispatch(event)
-            operation = next((r for r in results if isinstance(r, dict)), None)
             return dumps(operation) if operation else b""
-        except Exception:  # handler errors are logged by the registry; this is the rest
-            log.exception("cannot answer %s with a quick operation", event.get("post_type"))
+        except EncodeError as exc:  # e.g. {"reply": NaN}: answered 204, and said once in a while
+            self.bad_replies += 1
+            if decade(self.bad_replies):
+                log.error(
+                    "cannot answer a %s event with its quick operation (%d so far): %s",
+                    event.get("post_type"), self.bad_replies, exc,
+                )  # fmt: skip
             return b""
         finally:
             if (took := time.monotonic() - started) > PATIENCE:
