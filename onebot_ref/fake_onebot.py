@@ -118,7 +118,7 @@ class FakeOneBot:
     ) -> None:
         self.world = World(self_id, flavor=flavor, message_format=message_format)
         self.flavor = flavor
-        self.access_token = access_token
+        self.access_token = codec.valid_token(access_token)
         self.heartbeat_interval = heartbeat_interval
         self.host = host
         self.ssl_context = server_context(ssl_context, certfile, keyfile)
@@ -226,7 +226,7 @@ class FakeOneBot:
         if self.flavor == "napcat":  # the query wins; only the literal "Bearer " is stripped
             presented = query_token
             if presented is None and authorization:
-                presented = authorization.removeprefix("Bearer ").strip() or None
+                presented = authorization.removeprefix("Bearer ").strip(" \t") or None
         else:  # CQHTTP and go-cqhttp: the header wins over the query
             presented = codec.parse_authorization(authorization)
             if presented is None:

@@ -64,7 +64,15 @@ import websocket
 
 from .api import OneBotApi
 from .calls import PendingCalls
-from .codec import AUTH_RETCODES, heartbeat_interval, is_event, loads, mask_token, onebot12_impl
+from .codec import (
+    AUTH_RETCODES,
+    heartbeat_interval,
+    is_event,
+    loads,
+    mask_token,
+    onebot12_impl,
+    valid_token,
+)
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
 from .tls import client_context
@@ -149,7 +157,7 @@ class WsClient(OneBotApi):
         self.ssl_context = client_context(
             ssl_context=ssl_context, ca_file=ca_file, verify=verify, who=self._where()
         )
-        self.access_token = access_token
+        self.access_token = valid_token(access_token)
         self.registry = registry if registry is not None else Registry()
         self._owns_registry = registry is None
         self.timeout = timeout

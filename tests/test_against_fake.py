@@ -262,3 +262,14 @@ def test_implementation_restart(setup, mode):
     wait_until(lambda: _up(s), timeout=10)
     s.bot.send_private_msg(20001, "back")
     assert s.fake.sent[-1]["text"] == "back"
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_non_ascii_token_works_in_every_mode(setup, mode, flavor):
+    # 你 ends in the byte A0, which a latin-1 str.strip() would eat.
+    s = setup(mode, flavor, token="令牌-你")
+    if mode != "http-client":
+        s.fake.push_message(text="hi")
+        assert s.fake.wait_for_sent(1)[0]["text"] == "hi"
+    assert s.bot.get_status()["good"] is True
