@@ -273,3 +273,25 @@ def test_a_non_ascii_token_works_in_every_mode(setup, mode, flavor):
         s.fake.push_message(text="hi")
         assert s.fake.wait_for_sent(1)[0]["text"] == "hi"
     assert s.bot.get_status()["good"] is True
+
+
+# NapNeko/NapCatQQ packages/napcat-onebot/network/: http-server.ts (HTTP 200,
+# retcode 200), websocket-server.ts (the bot's ws-client mode) and
+# websocket-client.ts (the bot's ws-server mode), both retcode 1404.
+NAPCAT_UNKNOWN = {
+    "http-client": (200, "不支持的Api no_such_action"),
+    "ws-client": (1404, "不支持的API no_such_action"),
+    "ws-server": (1404, "不支持的Api no_such_action"),
+}
+
+
+@pytest.mark.parametrize("mode", NAPCAT_UNKNOWN)
+def test_napcat_unknown_action_is_api_not_available_in_every_transport(setup, mode):
+    s = setup(mode, "napcat")
+    with pytest.raises(ApiNotAvailable) as caught:
+        s.bot.call("no_such_action")
+    retcode, text = NAPCAT_UNKNOWN[mode]
+    assert (caught.value.retcode, caught.value.message) == (retcode, text)
+    assert caught.value.response["status"] == "failed"
+    with pytest.raises(ApiNotAvailable):  # what call_async's docstring promises
+        s.bot.call_async("send_group_msg", group_id=1, message="x")
