@@ -268,7 +268,8 @@ class HttpClient(OneBotApi):
                 raise ApiTimeout(action, time.monotonic() - started) from None
             if _no_response(exc) and self._answers_like_websocket():
                 raise NetworkError(self._websocket_port(action, None)) from None
-            raise NetworkError(redact(f"{action}: {url}: {_explain(exc, url)}")) from None
+            reason = redact(_explain(exc, url))  # the fallback quotes urllib3, URL and all
+            raise NetworkError(f"{action}: {redact(url)}: {reason}") from None
         finally:
             _call.deadline = outer
 
