@@ -41,9 +41,18 @@ import json
 import logging
 import math
 import re
+import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
-from .errors import ActionFailed, ApiNotAvailable, AuthError, DecodeError, EncodeError
+from .errors import (
+    ActionFailed,
+    ApiNotAvailable,
+    AuthError,
+    ConfigError,
+    DecodeError,
+    EncodeError,
+)
 from .message import validate
 
 __all__ = [
@@ -55,6 +64,7 @@ __all__ = [
     "heartbeat_interval",
     "http_error",
     "is_event",
+    "is_websocket_refusal",
     "loads",
     "log_frame",
     "mask_token",
@@ -64,6 +74,7 @@ __all__ = [
     "sign",
     "token_matches",
     "unwrap_response",
+    "valid_token",
 ]
 
 # allow_nan=False: json's default writes NaN and Infinity, which are not JSON (RFC 8259
@@ -78,6 +89,14 @@ _lenient_decoder = json.JSONDecoder(strict=False)
 NOT_FOUND_RETCODES = (404, 1404)
 # retcodes meaning "authentication failed"; NapCat sends 1403 on forward WS.
 AUTH_RETCODES = (1401, 1403)
+# NapCat's HTTP API answers an unknown action with HTTP 200 and its catch-all
+# retcode 200, so only the text tells: "不支持的Api <action>" (older builds
+# "不支持的api"). Its WebSocket servers send retcode 1404 with "不支持的API" (forward)
+# or "不支持的Api" (reverse). NapNeko/NapCatQQ: packages/napcat-onebot/network/
+# http-server.ts, websocket-server.ts, websocket-client.ts; src/onebot/network/
+# passive-http.ts (older). LLOneBot (src/onebot11/connect/http.ts, ws.ts) and
+# Lagrange (Lagrange.OneBot/Core/Operation/OperationService.cs) send 404 / 1404.
+NAPCAT_NOT_FOUND_PREFIX = "不支持的api"  # compared case-insensitively
 
 
 def dumps(obj: Any) -> bytes:
@@ -349,7 +368,7 @@ def unwrap_response(resp: Any, action: str) -> Any:
     ``status == "ok"`` is success, and so is ``status == "async"`` with retcode 1
     (the action was queued). Anything else raises:
 
-    * retcode 404 / 1404: :class:`ApiNotAvailable`;
+    * retcode 404 / 1404, or NapCat's "不支持的Api" text: :class:`ApiNotAvailable`;
     * retcode 1401 / 1403: :class:`AuthError` (NapCat's in-band auth failure);
     * any other status: :class:`ActionFailed` with retcode and text.
 
@@ -365,7 +384,7 @@ def unwrap_response(resp: Any, action: str) -> Any:
     text = response_text(resp)
     if status not in ("failed", None) and not text:
         text = str(status)  # Lagrange puts the reason in "status"
-    if retcode in NOT_FOUND_RETCODES:
+    if retcode in NOT_FOUND_RETCODES or text.lower().startswith(NAPCAT_NOT_FOUND_PREFIX):
         raise ApiNotAvailable(action, retcode, text or "the implementation does not know it", resp)
     if retcode in AUTH_RETCODES:
         raise AuthError(
@@ -447,24 +466,94 @@ def parse_authorization(header: str | None) -> str | None:
     Accepts ``Bearer x`` (spec, NapCat, Lagrange), ``Token x`` (CQHTTP,
     go-cqhttp), either in any case, and a bare token. NapCat sends ``Bearer ``
     with nothing after it when no token is configured: that is "no token".
+    Only HTTP's own whitespace (space, tab; RFC 9110 section 5.6.3) is trimmed:
+    the value arrives decoded as latin-1, where ``str.strip()`` would also eat
+    the 0x85 and 0xA0 bytes that end many UTF-8 characters ("你" is E4 BD A0).
     """
     if not header:
         return None
-    scheme, _, rest = header.strip().partition(" ")
+    value = header.strip(_OWS)
+    scheme, _, rest = value.partition(" ")
     if scheme.lower() in ("bearer", "token"):
-        token = rest.strip()
+        token = rest.strip(_OWS)
     elif rest:
-        token = header.strip()  # unknown scheme word: keep all of it, it cannot match by accident
+        token = value  # unknown scheme word: keep all of it, it cannot match by accident
     else:
         token = scheme
     return token or None
 
 
+_OWS = " \t"  # RFC 9110 section 5.6.3: OWS = *( SP / HTAB )
+
+
 def token_matches(expected: str, presented: str | None) -> bool:
-    """Compare a presented token with the configured one in constant time."""
+    """Compare a presented token with the configured one, as UTF-8 bytes, in constant time.
+
+    The rule, on both sides: a token is its UTF-8 bytes. Clients send those bytes
+    in the header and percent-encode them in ``?access_token=``. Servers read
+    header bytes as latin-1 (RFC 9110 section 5.5: field values are octets), so a
+    header value arrives as one character per byte, while a query value arrives
+    already decoded from UTF-8. ``presented`` may be either; :func:`_token_bytes`
+    recovers the bytes, and one ``hmac.compare_digest`` compares them.
+    """
     if presented is None:
         return False
-    return hmac.compare_digest(expected.encode("utf-8"), presented.encode("utf-8"))
+    return hmac.compare_digest(expected.encode("utf-8"), _token_bytes(presented))
+
+
+def _token_bytes(presented: str) -> bytes:
+    """The UTF-8 bytes of the token a header or query value carries.
+
+    A value with a character above U+00FF came decoded (a query): its UTF-8.
+    Otherwise its latin-1 bytes are what came; if they are valid UTF-8 they are
+    the token's bytes (a header; ASCII is both), else the value came decoded
+    with letters from the latin-1 range ("café" in a query): its UTF-8. The one
+    ambiguous case is a token that itself reads like UTF-8 taken for latin-1
+    (``Ã©``) sent in the query: it is taken as header bytes and does not match.
+    """
+    try:
+        raw = presented.encode("latin-1")
+    except UnicodeEncodeError:
+        return presented.encode("utf-8", "surrogatepass")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return presented.encode("utf-8")
+    return raw
+
+
+def valid_token(token: str | None) -> str | None:
+    """``token`` if an access token can carry it, else a :class:`ConfigError` naming the rule.
+
+    Every client and server constructor runs its ``access_token`` through here.
+    A token travels in an HTTP header (RFC 9110 section 5.5), where control
+    characters are forbidden (CR and LF would end the header) and whitespace at
+    either end is trimmed away, and an empty token is no token at all. Anything
+    else goes, non-ASCII included: it travels as UTF-8 (see :func:`token_matches`).
+    ``None`` means "no token".
+
+    Raises:
+        ConfigError: the token is not a string, is empty, has a control
+            character, or has whitespace at either end.
+    """
+    if token is None:
+        return None
+    rule = (
+        "a token travels in an HTTP header, which allows no control characters "
+        "and no whitespace at either end"
+    )
+    if not isinstance(token, str):
+        raise ConfigError(f"access_token must be a str or None, not {type(token).__name__}")
+    if not token:
+        raise ConfigError("access_token is empty; pass None (or leave it out) for no token")
+    for index, char in enumerate(token):
+        if unicodedata.category(char) == "Cc":
+            raise ConfigError(
+                f"access_token has the control character U+{ord(char):04X} at index {index}; {rule}"
+            )
+    if token[0].isspace() or token[-1].isspace():
+        raise ConfigError(f"access_token starts or ends with whitespace; {rule}")
+    return token
 
 
 def mask_token(token: str | None) -> str:
@@ -474,9 +563,37 @@ def mask_token(token: str | None) -> str:
     return f"{token[:2]}…({len(token)} chars)"
 
 
-_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"']*", re.IGNORECASE)
+_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"'#]*", re.IGNORECASE)
+_PASSWORD_IN_URL = re.compile(r"(//[^/@:\s\"']*:)[^/@\s\"']*(@)")
 
 
 def redact(text: str) -> str:
-    """``text`` (a URL, a request line) with each ``access_token=`` value replaced by ``***``."""
-    return _TOKEN_IN_QUERY.sub(r"\1***", text)
+    """``text`` (a URL, a request line, a message quoting one) with its secrets replaced by ``***``.
+
+    The one redaction for everything that is logged or put in an exception:
+    each ``access_token=`` value, and the password of a ``//user:password@host``.
+    """
+    return _PASSWORD_IN_URL.sub(r"\1***\2", _TOKEN_IN_QUERY.sub(r"\1***", text))
+
+
+def is_websocket_refusal(status: int, headers: Mapping[str, str], body: bytes = b"") -> bool:
+    """Whether a plain HTTP request was refused the way WebSocket servers refuse one.
+
+    RFC 6455 section 4.4 answers a request it cannot upgrade with 426 and
+    ``Sec-WebSocket-Version``; servers in the wild say it in one of these ways:
+
+    * Node's ``ws`` (NapCat, LLOneBot): 426 ``Upgrade Required`` to anything
+      that is not an upgrade;
+    * gorilla/websocket (go-cqhttp): 400 or 405 with ``Sec-Websocket-Version: 13``;
+    * Python ``websockets``: 426 with ``Upgrade: websocket`` to a GET (a POST
+      gets no answer at all);
+    * our :class:`~onebot_ref.ws_server.WsServer`: 426, or 400 ``method POST is not GET``.
+
+    ``headers`` must look names up case-insensitively (requests' and http.client's do).
+    """
+    if status == 426 or "sec-websocket-version" in {name.lower() for name in headers}:
+        return True
+    if "websocket" in headers.get("Upgrade", "").lower():
+        return True
+    text = body[:200].decode("utf-8", "replace").lower()
+    return status in (400, 405) and ("websocket" in text or "is not get" in text)

@@ -31,6 +31,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+from .codec import redact
 from .listeners import listen_http, listen_ws
 from .probes import check_http, is_loopback
 from .probes_ws import check_ws
@@ -209,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped", file=sys.stderr, flush=True)
         return 1
     if args.json:
-        print(json.dumps(report(mode, target, checks), ensure_ascii=False, indent=2), flush=True)
+        # Reports get pasted into issues: no token from a URL query goes with them.
+        text = json.dumps(report(mode, target, checks), ensure_ascii=False, indent=2)
+        print(redact(text), flush=True)
     else:
         encoding = getattr(sys.stdout, "encoding", None) or "ascii"
         try:
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             symbols = ASCII_SYMBOLS
             if hasattr(sys.stdout, "reconfigure"):
                 sys.stdout.reconfigure(errors="replace")
-        print(render(mode, target, checks, symbols), flush=True)
+        print(redact(render(mode, target, checks, symbols)), flush=True)
     return 1 if any(c.status == "fail" for c in checks) else 0
 
 

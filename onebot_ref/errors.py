@@ -124,4 +124,8 @@ class EncodeError(OneBotError, TypeError, ValueError):
 
 
 class ConfigError(OneBotError, ValueError):
-    """An argument that cannot work as given (host and port in one string, a port past 65535)."""
+    """An argument that cannot work as given, refused before anything touches the network.
+
+    Host and port in one string, a port past 65535, an access token that no HTTP
+    header can carry (a control character, CR/LF, whitespace at either end, or empty).
+    """

@@ -45,7 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: "FakeHttpApi"
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        # The request line may carry ?access_token=; every stdlib log line comes here.
+        log.debug("%s %s", self.address_string(), codec.redact(format % args))
 
     def setup(self) -> None:
         super().setup()

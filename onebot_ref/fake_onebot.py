@@ -118,7 +118,7 @@ class FakeOneBot:
     ) -> None:
         self.world = World(self_id, flavor=flavor, message_format=message_format)
         self.flavor = flavor
-        self.access_token = access_token
+        self.access_token = codec.valid_token(access_token)
         self.heartbeat_interval = heartbeat_interval
         self.host = host
         self.ssl_context = server_context(ssl_context, certfile, keyfile)
@@ -171,7 +171,9 @@ class FakeOneBot:
         ``ws-client`` or ``ws-server``). Applies the flavour's echo rules and
         the delay / drop / echo faults, and records both frames in the transcript.
         """
-        transport = "http" if mode.startswith("http") else "ws"
+        # NapCat words some answers per transport: its WS server (the bot's
+        # ws-client mode) and its reverse WS client (ws-server mode) differ.
+        transport = {"http-client": "http", "ws-server": "ws-reverse"}.get(mode, "ws")
         self.record("bot → onebot", mode, request)
         if self.faults.delay:
             time.sleep(self.faults.delay)
@@ -192,7 +194,7 @@ class FakeOneBot:
         if has_echo:
             response["echo"] = self._mangle_echo(echo)
         elif self.flavor == "napcat":
-            response["echo"] = "" if transport == "ws" else None
+            response["echo"] = None if transport == "http" else ""
         self.record("onebot → bot", mode, response)
         return response
 
@@ -226,7 +228,7 @@ class FakeOneBot:
         if self.flavor == "napcat":  # the query wins; only the literal "Bearer " is stripped
             presented = query_token
             if presented is None and authorization:
-                presented = authorization.removeprefix("Bearer ").strip() or None
+                presented = authorization.removeprefix("Bearer ").strip(" \t") or None
         else:  # CQHTTP and go-cqhttp: the header wins over the query
             presented = codec.parse_authorization(authorization)
             if presented is None:

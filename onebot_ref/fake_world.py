@@ -138,11 +138,22 @@ class World:
         return resp
 
     def not_found(self, action: str, transport: str) -> Response | None:
-        """The unknown-action answer, or None where the flavour answers HTTP 404."""
+        """The unknown-action answer, or None where the flavour answers HTTP 404.
+
+        ``transport`` is ``http``, ``ws`` (the implementation's WS server) or
+        ``ws-reverse`` (its reverse WS client).
+        """
         if self.flavor == "go-cqhttp":
             return self.failed(404, "API不存在", "API_NOT_FOUND")
         if self.flavor == "napcat":
-            return self.failed(200 if transport == "http" else 1404, f"不支持的Api {action}")
+            # NapNeko/NapCatQQ packages/napcat-onebot/network/: http-server.ts answers
+            # HTTP 200 with OB11Response.error('不支持的Api ' + actionName, 200);
+            # websocket-server.ts '不支持的API ' with 1404; websocket-client.ts
+            # '不支持的Api ' with 1404. (Older src/onebot/network/passive-http.ts: '不支持的api '.)
+            if transport == "http":
+                return self.failed(200, f"不支持的Api {action}")
+            api = "API" if transport == "ws" else "Api"
+            return self.failed(1404, f"不支持的{api} {action}")
         return None if transport == "http" else self.failed(1404, f"unknown action {action}")
 
     # -- the action table ------------------------------------------------------------

@@ -442,7 +442,7 @@ def parse_handshake(
             what = repr(name[:40]) if colon else f"of {len(line)} bytes without a colon"
             raise HandshakeError(f"malformed header line {what}")
         key = name.lower()
-        value = value.strip()
+        value = value.strip(" \t")  # OWS only: latin-1 text, and str.strip() eats 0x85, 0xA0
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return Request(parts[0], parts[1], headers), end + 4
 

@@ -53,7 +53,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .api import OneBotApi
-from .codec import check_signature, dumps, mask_token, parse_authorization, token_matches
+from .codec import (
+    check_signature,
+    dumps,
+    mask_token,
+    parse_authorization,
+    token_matches,
+    valid_token,
+)
 from .dedup import Recent
 from .errors import ConfigError, EncodeError, NotConnected
 from .http_base import ManagedHTTPServer, decade
@@ -139,7 +146,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
             raise ConfigError(f"max_handlers={max_handlers} must be at least 1")
         self.path = path if path.startswith("/") else f"/{path}"
         self.secret = secret
-        self.access_token = access_token
+        self.access_token = valid_token(access_token)
         self._own_registry = registry is None
         self.registry = registry if registry is not None else Registry()
         self.api = api

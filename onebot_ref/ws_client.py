@@ -64,7 +64,16 @@ import websocket
 
 from .api import OneBotApi
 from .calls import PendingCalls
-from .codec import AUTH_RETCODES, heartbeat_interval, is_event, loads, mask_token, onebot12_impl
+from .codec import (
+    AUTH_RETCODES,
+    heartbeat_interval,
+    is_event,
+    loads,
+    mask_token,
+    onebot12_impl,
+    redact,
+    valid_token,
+)
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
 from .tls import client_context
@@ -76,7 +85,6 @@ from .ws_link import (
     Link,
     LinkSocket,
     dial,
-    safe_url,
     transient,
 )
 
@@ -149,7 +157,7 @@ class WsClient(OneBotApi):
         self.ssl_context = client_context(
             ssl_context=ssl_context, ca_file=ca_file, verify=verify, who=self._where()
         )
-        self.access_token = access_token
+        self.access_token = valid_token(access_token)
         self.registry = registry if registry is not None else Registry()
         self._owns_registry = registry is None
         self.timeout = timeout
@@ -429,7 +437,7 @@ class WsClient(OneBotApi):
             silent = now - link.last_seen
             if silent > self.heartbeat_factor * link.interval:
                 return NetworkError(
-                    f"no frame from {safe_url(link.url)} for {silent:.1f}s although heartbeats "
+                    f"no frame from {redact(link.url)} for {silent:.1f}s although heartbeats "
                     f"promised one every {link.interval:g}s; the link looks dead"
                 )
         return None
@@ -480,9 +488,7 @@ class WsClient(OneBotApi):
                 # 2) A Close frame ends the connection (websocket-client already answered it).
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-                    link.error = NotConnected(
-                        f"{safe_url(link.url)} closed the connection ({code})"
-                    )
+                    link.error = NotConnected(f"{redact(link.url)} closed the connection ({code})")
                 # 3) Text or binary: one JSON object, an event or a response.
                 elif opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
                     self._dispatch(link, data)
@@ -493,15 +499,15 @@ class WsClient(OneBotApi):
         except ProtocolError as exc:  # our header and fragment checks (ws_link)
             link.error = exc
         except websocket.WebSocketProtocolException as exc:  # websocket-client's own checks
-            link.error = ProtocolError(f"{safe_url(link.url)} broke the protocol: {exc}")
+            link.error = ProtocolError(f"{redact(link.url)} broke the protocol: {exc}")
         except websocket.WebSocketPayloadException as exc:
-            link.error = ProtocolError(f"{safe_url(link.url)} sent a bad payload: {exc}", 1007)
+            link.error = ProtocolError(f"{redact(link.url)} sent a bad payload: {exc}", 1007)
         except (OSError, websocket.WebSocketException) as exc:  # the socket ended
             link.error = exc
         except Exception as exc:
-            log.exception("reading from %s failed unexpectedly", safe_url(link.url))
+            log.exception("reading from %s failed unexpectedly", redact(link.url))
             link.error = ProtocolError(
-                f"unexpected error reading from {safe_url(link.url)}: {exc!r}", CLOSE_INTERNAL_ERROR
+                f"unexpected error reading from {redact(link.url)}: {exc!r}", CLOSE_INTERNAL_ERROR
             )
         finally:
             self._wake.set()
@@ -535,7 +541,7 @@ class WsClient(OneBotApi):
     def _refused(self, link: Link, how: str) -> None:
         sent = f"token {mask_token(self.access_token)}" if self.access_token else "no token"
         self.error = AuthError(
-            f"{safe_url(link.url)} {how}: it refused our access token ({sent} sent); compare "
+            f"{redact(link.url)} {how}: it refused our access token ({sent} sent); compare "
             "access_token= here with the token of this WebSocket server in the implementation's "
             "config (NapCat: network settings → WebSocket server → token)"
         )
@@ -547,7 +553,7 @@ class WsClient(OneBotApi):
         """A OneBot 12 event: stop (no reconnect) and say so, instead of dropping every event."""
         name = f" ({impl})" if impl else ""
         self.error = ProtocolError(
-            f"{safe_url(link.url)} speaks OneBot 12{name}, not OneBot 11 (its events carry "
+            f"{redact(link.url)} speaks OneBot 12{name}, not OneBot 11 (its events carry "
             "type/detail_type instead of post_type): onebot_ref speaks OneBot 11 only, so "
             "switch the implementation to OneBot 11 or use a OneBot 12 library",
             CLOSE_UNSUPPORTED,
@@ -574,7 +580,7 @@ class WsClient(OneBotApi):
         except Exception as exc:  # a half-sent frame leaves the stream unusable
             link.error = link.error or exc
             link.abort()
-            raise NotConnected(f"sending to {safe_url(link.url)} failed: {exc}") from exc
+            raise NotConnected(f"sending to {redact(link.url)} failed: {exc}") from exc
 
     def _retry_in(
         self, failures: int, exc: NetworkError, started: float, give_up_after: float | None
@@ -621,7 +627,7 @@ class WsClient(OneBotApi):
         return f"not connected to {self._where()}{last}"
 
     def _where(self) -> str:
-        return " + ".join(safe_url(url) for url in self.endpoints.values())
+        return " + ".join(redact(url) for url in self.endpoints.values())
 
     @staticmethod
     def _link_error(links: dict[str, Link]) -> Exception | None:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import websocket
 
-from .codec import mask_token
+from .codec import mask_token, redact
 from .errors import AuthError, NetworkError, ProtocolError
 from .framer import (
     BINARY,
@@ -45,7 +45,6 @@ __all__ = [
     "Link",
     "LinkSocket",
     "dial",
-    "safe_url",
     "transient",
 ]
 
@@ -226,14 +225,14 @@ def dial(
     except websocket.WebSocketBadStatusException as exc:
         if exc.status_code == 400 and is_tls_refusal(exc.resp_body):
             raise NetworkError(
-                f"cannot connect to {safe_url(url)}: this port speaks TLS; use wss://"
+                f"cannot connect to {redact(url)}: this port speaks TLS; use wss://"
             ) from None
         # A proxy whose implementation is not up yet answers 5xx: the cause says so (transient).
         cause = exc if exc.status_code >= 500 else None
         raise _status_error(url, exc.status_code, access_token) from cause
     except (websocket.WebSocketException, OSError) as exc:
         reason = explain(exc, url) or str(exc)
-        raise NetworkError(f"cannot connect to {safe_url(url)}: {reason}") from exc
+        raise NetworkError(f"cannot connect to {redact(url)}: {redact(reason)}") from exc
     assert isinstance(ws, LinkSocket)
     ws.max_size = max_size
     ws.settimeout(max(timeout, 1.0))  # bounds sends; an idle recv just loops
@@ -263,7 +262,7 @@ def transient(exc: NetworkError) -> bool:
 
 
 def _status_error(url: str, status: int, access_token: str | None) -> Exception:
-    where = safe_url(url)
+    where = redact(url)
     if status in (401, 403):
         sent = f"token {mask_token(access_token)}" if access_token else "no token"
         return AuthError(
@@ -279,9 +278,3 @@ def _status_error(url: str, status: int, access_token: str | None) -> Exception:
             "(NapCat's WebSocket server defaults to 3001, go-cqhttp's to 8080)"
         )
     return NetworkError(f"{where} answered HTTP {status} to the WebSocket handshake")
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its query string, which may hold an access token."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(query="")) if parts.query else url

@@ -69,6 +69,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .api import OneBotApi
+from .codec import valid_token
 from .errors import ConfigError, NetworkError, NotConnected
 from .registry import Handler, Registry
 from .tls import LISTEN_BACKLOG, check_address, family_for, port_arg, server_context, url_host
@@ -154,7 +155,7 @@ class WsServer(OneBotApi):
         self.host = host
         self.port = port
         self.path = path
-        self.access_token = access_token
+        self.access_token = valid_token(access_token)
         self.own_registry = registry is None
         self.registry = registry if registry is not None else Registry()
         self.timeout = timeout

@@ -1,6 +1,7 @@
 """codec: JSON, envelopes, event names, signatures and tokens, against real-world vectors."""
 
 import json
+import re
 
 import pytest
 from conftest import load_vectors
@@ -12,6 +13,7 @@ from onebot_ref.errors import (
     ActionFailed,
     ApiNotAvailable,
     AuthError,
+    ConfigError,
     DecodeError,
     EncodeError,
     OneBotError,
@@ -164,7 +166,7 @@ EXPECTED_OUTCOMES = {
     "llonebot-api-resp-get-msg-001": "ok",
     "napcat-api-resp-http-403-001": "http",
     "napcat-api-resp-http-hello-001": "ok",
-    "napcat-api-resp-http-unknown-action-001": (ActionFailed, 200, "不支持的Api send_msg_async"),
+    "napcat-api-resp-http-unknown-action-001": (ApiNotAvailable, 200, "不支持的Api send_msg_async"),
     "napcat-api-resp-json-parse-error-001": (ActionFailed, 1400, "json解析失败,请检查数据格式"),
     "napcat-api-resp-schema-error-001": (ActionFailed, 1400, "Key: group_id"),
     "napcat-api-resp-set-group-add-request-001": "ok",
@@ -385,3 +387,117 @@ def test_encode_request_names_the_action_and_the_parameter_alike_in_both_shapes(
     assert info.value.path == "weight"
     with pytest.raises(EncodeError, match=r"^send_msg: message is 123 \(type int\)"):
         codec.encode_request("send_msg", {"message": 123}, echo)
+
+
+# -- the token rule: a token is its UTF-8 bytes ------------------------------------
+
+
+def as_header(token: str) -> str:
+    """What a server sees of a header value: the UTF-8 bytes, read as latin-1."""
+    return token.encode("utf-8").decode("latin-1")
+
+
+TOKENS = ["s3cr3t", "令牌你", "café", "Ünïcødé-令", "emoji😀", "a b"]
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_a_token_matches_from_the_header_and_from_the_query(token):
+    assert codec.token_matches(token, as_header(token))  # header: bytes as latin-1
+    assert codec.token_matches(token, token)  # query: already decoded from UTF-8
+    assert codec.parse_authorization("Bearer " + as_header(token)) == as_header(token)
+    assert not codec.token_matches(token, as_header(token + "x"))
+    assert not codec.token_matches(token, token[:-1])
+
+
+def test_a_token_sent_as_latin1_by_an_old_client_still_matches():
+    assert codec.token_matches("café", "café")  # E9 on the wire, read as latin-1
+
+
+def test_parse_authorization_trims_only_http_whitespace():
+    # 你 is E4 BD A0: read as latin-1 it ends in U+00A0, which str.strip() would eat.
+    assert codec.parse_authorization(f"Bearer {as_header('你')}\t ") == as_header("你")
+    assert codec.parse_authorization(as_header("…") + "\x85") == as_header("…") + "\x85"
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("", "empty"),
+        ("a\r\nX-Evil: 1", "U+000D at index 1"),
+        ("tab\there", "U+0009 at index 3"),
+        ("nul\x00", "U+0000"),
+        ("del\x7f", "U+007F"),
+        ("c1\x85", "U+0085"),
+        (" lead", "whitespace"),
+        ("trail ", "whitespace"),
+        ("ideographic\u3000", "whitespace"),
+    ],
+)
+def test_valid_token_refuses_what_cannot_travel(token, says):
+    with pytest.raises(ConfigError, match=re.escape(says)) as caught:
+        codec.valid_token(token)
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, OneBotError)
+    if token.strip():
+        assert token.strip() not in str(caught.value)  # the message never quotes the token
+
+
+@pytest.mark.parametrize("token", [None, *TOKENS])
+def test_valid_token_passes_what_can_travel(token):
+    assert codec.valid_token(token) == token
+
+
+def test_valid_token_refuses_a_non_string():
+    with pytest.raises(ConfigError, match="must be a str"):
+        codec.valid_token(b"bytes")  # type: ignore[arg-type]
+
+
+# -- redaction, and telling a WebSocket port ----------------------------------------
+
+
+def test_redact_covers_query_tokens_and_url_passwords():
+    assert codec.redact("http://h/x?a=1&access_token=%E4%BD%A0#top") == (
+        "http://h/x?a=1&access_token=***#top"
+    )
+    assert codec.redact("GET http://bot:pa55@h:80/ HTTP/1.1") == "GET http://bot:***@h:80/ HTTP/1.1"
+    assert codec.redact("ws://127.0.0.1:8080/ws") == "ws://127.0.0.1:8080/ws"
+    assert codec.redact("'http://h/?access_token=tok' failed") == (
+        "'http://h/?access_token=***' failed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "refusal"),
+    [
+        (426, {}, b"Upgrade Required", True),  # Node ws (NapCat)
+        (400, {"Sec-Websocket-Version": "13"}, b"Bad Request\n", True),  # gorilla (go-cqhttp)
+        (405, {"sec-websocket-version": "13"}, b"", True),
+        (426, {"Upgrade": "websocket"}, b"Failed to open a WebSocket connection", True),
+        (400, {}, b"method POST is not GET\n", True),  # our WsServer
+        (400, {}, b'{"message":"bad params"}', False),
+        (405, {}, b"Method Not Allowed", False),
+        (200, {}, b"{}", False),
+        (404, {}, b"", False),
+    ],
+)
+def test_is_websocket_refusal(status, headers, body, refusal):
+    from requests.structures import CaseInsensitiveDict
+
+    assert codec.is_websocket_refusal(status, CaseInsensitiveDict(headers), body) is refusal
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["不支持的Api get_x", "不支持的API get_x", "不支持的api get_x"],  # NapCat: HTTP, WS, old
+)
+def test_napcat_unknown_action_texts_are_api_not_available(text):
+    resp = {"status": "failed", "retcode": 200, "data": None, "message": text, "wording": text}
+    with pytest.raises(ApiNotAvailable) as caught:
+        codec.unwrap_response(resp, "get_x")
+    assert caught.value.retcode == 200 and caught.value.response is resp
+
+
+def test_napcat_handler_errors_with_retcode_200_stay_action_failed():
+    resp = {"status": "failed", "retcode": 200, "data": None, "message": "Error Handle"}
+    with pytest.raises(ActionFailed) as caught:
+        codec.unwrap_response(resp, "send_msg")
+    assert type(caught.value) is ActionFailed

@@ -4,6 +4,7 @@ import gc
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import load_vectors
+from websockets.sync.server import serve as ws_serve
 
 from onebot_ref import codec
 from onebot_ref.errors import (
@@ -20,8 +22,10 @@ from onebot_ref.errors import (
     AuthError,
     DecodeError,
     NetworkError,
+    ProtocolError,
 )
 from onebot_ref.http_client import HttpClient
+from onebot_ref.ws_server import WsServer
 
 Script = Callable[["FakeApiHandler", bytes], None]
 
@@ -336,3 +340,268 @@ def test_reply_error_codes_match_codec(bot: HttpClient, onebot: FakeApi) -> None
     with pytest.raises(AuthError) as caught:
         bot.get_login_info()
     assert type(caught.value) is type(codec.http_error(403, "get_login_info"))
+
+
+# -- hostile servers: the call's deadline and max_size (raw sockets) ---------------
+
+
+class RawPeer:
+    """A raw-socket HTTP server for one request: reads it, then runs ``script(peer, conn)``.
+
+    Scripts pace themselves with ``peer.stop.wait()`` and end when the client
+    hangs up or ``stop`` is set; ``sent`` counts the bytes they got out.
+    """
+
+    def __init__(self, script: Callable[["RawPeer", socket.socket], None]) -> None:
+        self.script = script
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+        self.sent = 0
+        self.request = b""
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def serve(self) -> None:
+        self.listener.settimeout(10)
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            try:
+                while b"\r\n\r\n" not in self.request and len(self.request) < 65536:
+                    self.request += conn.recv(65536)
+                self.script(self, conn)
+            except OSError:
+                pass  # the client hung up: what the tests want
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def drip(self, conn: socket.socket, data: bytes, every: float = 0.05) -> None:
+        """Send ``data`` a byte at a time, one every ``every`` seconds, until stopped."""
+        for byte in data:
+            if self.stop.wait(every):
+                return
+            self.send(conn, bytes([byte]))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def raw_peer(no_thread_leak: None) -> Iterator[Callable[..., RawPeer]]:
+    peers: list[RawPeer] = []
+
+    def make(script: Callable[[RawPeer, socket.socket], None]) -> RawPeer:
+        peers.append(RawPeer(script))
+        return peers[-1]
+
+    yield make
+    for peer in peers:
+        peer.close()
+
+
+ENVELOPE = b'{"status":"ok","retcode":0,"data":null}'
+DRIP = 200  # bytes dripped at 20 per second: 10 s, far beyond every deadline below
+
+
+def drip_head(peer: RawPeer, conn: socket.socket) -> None:
+    peer.send(conn, b"HTTP/1.1 200 OK\r\n")
+    peer.drip(conn, b"X-Drip: " + b"a" * DRIP)
+
+
+def drip_status_line(peer: RawPeer, conn: socket.socket) -> None:
+    peer.drip(conn, b"HTTP/1.1 200 " + b"O" * DRIP)
+
+
+def drip_body(peer: RawPeer, conn: socket.socket) -> None:
+    peer.send(conn, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (DRIP + 2))
+    peer.drip(conn, b'{"' + b"a" * DRIP)
+
+
+def drip_chunks(peer: RawPeer, conn: socket.socket) -> None:
+    peer.send(conn, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    peer.drip(conn, b"1\r\na\r\n" * DRIP)
+
+
+@pytest.mark.parametrize("script", [drip_status_line, drip_head, drip_body, drip_chunks])
+def test_a_dripping_server_ends_at_the_call_deadline(
+    raw_peer: Callable[..., RawPeer], script: Callable[[RawPeer, socket.socket], None]
+) -> None:
+    # Each byte comes well within the per-read timeout; only a deadline for the
+    # whole call ends it (the landed client waited for the last byte, 10 s).
+    peer = raw_peer(script)
+    with HttpClient(peer.url, timeout=30) as bot:
+        started = time.monotonic()
+        with pytest.raises(ApiTimeout) as caught:
+            bot.call("get_status", timeout=0.6)
+        elapsed = time.monotonic() - started
+    assert 0.5 < elapsed < 1.6, elapsed
+    assert 0.5 < caught.value.elapsed < 1.6
+    assert peer.sent > 3  # it was dripping, not silent
+
+
+def test_the_deadline_also_covers_a_slow_head_then_a_slow_body(
+    raw_peer: Callable[..., RawPeer],
+) -> None:
+    def slow(peer: RawPeer, conn: socket.socket) -> None:
+        peer.drip(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n", every=0.01)
+        peer.drip(conn, ENVELOPE, every=0.01)
+
+    peer = raw_peer(slow)
+    with HttpClient(peer.url) as bot, pytest.raises(ApiTimeout):
+        bot.call("get_status", timeout=0.5)  # ~0.8 s of bytes, none slower than 0.01 s
+
+
+def test_a_dripping_answer_within_the_deadline_still_arrives(
+    raw_peer: Callable[..., RawPeer],
+) -> None:
+    def quick_drip(peer: RawPeer, conn: socket.socket) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(ENVELOPE)
+        peer.drip(conn, head + ENVELOPE, every=0.001)
+
+    peer = raw_peer(quick_drip)
+    with HttpClient(peer.url) as bot:
+        assert bot.call("get_status", timeout=5) is None
+
+
+def announce_huge_body(peer: RawPeer, conn: socket.socket) -> None:
+    peer.send(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n{")
+    peer.stop.wait(10)  # and never send the rest
+
+
+def test_an_announced_body_over_max_size_is_refused_unread(
+    raw_peer: Callable[..., RawPeer],
+) -> None:
+    peer = raw_peer(announce_huge_body)
+    with HttpClient(peer.url) as bot:
+        started = time.monotonic()
+        with pytest.raises(ProtocolError) as caught:
+            bot.call("get_group_member_list", group_id=1, timeout=5)
+    assert time.monotonic() - started < 2  # not the 5 s timeout: nothing was waited for
+    assert caught.value.close_code == 1009
+    message = str(caught.value)
+    assert "67108864 bytes" in message and "max_size" in message
+
+
+def endless_chunks(peer: RawPeer, conn: socket.socket) -> None:
+    peer.send(conn, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"10000\r\n" + b"a" * 65536 + b"\r\n"
+    while peer.sent < 64 * 2**20 and not peer.stop.is_set():
+        peer.send(conn, chunk)
+    peer.send(conn, b"0\r\n\r\n")
+
+
+def endless_until_close(peer: RawPeer, conn: socket.socket) -> None:
+    peer.send(conn, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+    while peer.sent < 64 * 2**20 and not peer.stop.is_set():
+        peer.send(conn, b"a" * 65536)
+
+
+@pytest.mark.parametrize("script", [endless_chunks, endless_until_close])
+def test_an_endless_body_is_cut_at_max_size(
+    raw_peer: Callable[..., RawPeer], script: Callable[[RawPeer, socket.socket], None]
+) -> None:
+    peer = raw_peer(script)
+    with HttpClient(peer.url) as bot, pytest.raises(ProtocolError) as caught:
+        bot.call("get_group_member_list", group_id=1, timeout=10)
+    assert caught.value.close_code == 1009
+    assert "longer than max_size (33554432 bytes)" in str(caught.value)
+    peer.thread.join(5)  # the peer stops when we hang up, far short of its 64 MiB
+    assert peer.sent < 48 * 2**20
+
+
+def test_max_size_is_a_bound_on_the_body_in_bytes(bot: HttpClient, onebot: FakeApi) -> None:
+    body = json.dumps({"status": "ok", "retcode": 0, "data": "a" * 1000}).encode()
+    onebot.reply_with("get_x", 200, body)
+    with HttpClient(onebot.url, max_size=len(body)) as exact:
+        assert exact.call("get_x") == "a" * 1000
+    with HttpClient(onebot.url, max_size=len(body) - 1) as small:
+        with pytest.raises(ProtocolError, match="over max_size"):
+            small.call("get_x")
+        assert small.call("echo")["action"] == "echo"  # the client still works
+
+
+# -- pointed at a WebSocket port -----------------------------------------------------
+
+WS_PORT = "this is a WebSocket port; use WsClient for it"
+
+
+def test_pointed_at_our_ws_server_says_it_is_a_websocket_port(no_thread_leak: None) -> None:
+    with WsServer(port=0) as server, HttpClient(server.url.replace("ws", "http", 1)) as bot:
+        with pytest.raises(NetworkError) as caught:
+            bot.send_private_msg(user_id=1, message="hi")
+    assert WS_PORT in str(caught.value)
+    assert "HTTP 400" in str(caught.value)  # our WsServer: 400 "method POST is not GET"
+
+
+def test_pointed_at_a_websockets_server_says_it_is_a_websocket_port(no_thread_leak: None) -> None:
+    # websockets closes a POST without a word; HttpClient then asks GET / and
+    # gets its 426 (a GET runs no action on an HTTP API).
+    with ws_serve(lambda ws: None, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        port = server.socket.getsockname()[1]
+        with HttpClient(f"http://127.0.0.1:{port}") as bot, pytest.raises(NetworkError) as caught:
+            bot.get_status()
+        server.shutdown()
+        thread.join(5)
+    assert WS_PORT in str(caught.value)
+    assert "closed the POST unanswered" in str(caught.value)
+
+
+# What real WebSocket servers answer a plain POST (see codec.is_websocket_refusal).
+GORILLA = (  # go-cqhttp: gorilla/websocket's Upgrader.returnError
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Sec-Websocket-Version: 13\r\nContent-Length: 12\r\n\r\nBad Request\n"
+)
+NODE_WS = (  # NapCat, LLOneBot: Node's ws WebSocketServer({port}) to a non-upgrade request
+    b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 16\r\nContent-Type: text/plain\r\n\r\n"
+    b"Upgrade Required"
+)
+
+
+@pytest.mark.parametrize("answer", [GORILLA, NODE_WS], ids=["go-cqhttp", "napcat"])
+def test_pointed_at_other_websocket_servers_says_so(
+    raw_peer: Callable[..., RawPeer], answer: bytes
+) -> None:
+    peer = raw_peer(lambda peer, conn: peer.send(conn, answer))
+    with HttpClient(peer.url) as bot, pytest.raises(NetworkError, match=WS_PORT):
+        bot.get_status()
+
+
+def test_a_bad_request_that_is_not_a_websocket_refusal_stays_action_failed(
+    bot: HttpClient, onebot: FakeApi
+) -> None:
+    onebot.reply_with("get_status", 400, b'{"message":"bad params"}')
+    with pytest.raises(ActionFailed) as caught:
+        bot.get_status()
+    assert caught.value.retcode == 1400
+
+
+def test_a_query_in_base_url_goes_after_each_action(onebot: FakeApi) -> None:
+    with HttpClient(onebot.url + "/onebot/?access_token=t&x=1") as bot:
+        bot.get_status()
+        assert repr(bot) == f"HttpClient('{onebot.url}/onebot')"
+    assert onebot.seen[0]["path"] == "/onebot/get_status?access_token=t&x=1"
+
+
+def test_a_session_passed_in_gets_the_deadline_too(raw_peer: Callable[..., RawPeer]) -> None:
+    peer = raw_peer(drip_body)
+    session = requests.Session()
+    with HttpClient(peer.url, session=session) as bot:
+        started = time.monotonic()
+        with pytest.raises(ApiTimeout):
+            bot.call("get_status", timeout=0.5)
+        assert time.monotonic() - started < 1.5
+    assert f"{peer.url}/" not in session.adapters  # our adapter is gone with the client
+    session.close()

@@ -16,12 +16,14 @@ import logging
 import pathlib
 import socket
 import time
+import traceback
 
 import pytest
+import requests
 import websocket
 from conftest import upgrade_request
 
-from onebot_ref import codec
+from onebot_ref import codec, doctor
 from onebot_ref.errors import AuthError, NetworkError, ProtocolError
 from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.framer import HandshakeError, MessageReader, parse_handshake
@@ -180,6 +182,68 @@ def test_client_modes_log_no_credential(flavor, caplog):
                 time.sleep(0.02)
             reverse.close()
     assert_nothing_leaked(caplog)
+
+
+def _closed_port():
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _shown(exc):
+    """Everything a traceback of ``exc`` prints, its chain included."""
+    return "".join(traceback.format_exception(exc))
+
+
+def test_http_client_errors_and_logs_quote_no_token(caplog):
+    caplog.set_level(logging.DEBUG)
+    with HttpClient(f"http://127.0.0.1:{_closed_port()}/?access_token={TOKEN}") as client:
+        with pytest.raises(NetworkError) as refused:
+            client.get_status()
+    assert "/get_status?access_token=***: connection refused" in str(refused.value)
+    with FakeOneBot(access_token=TOKEN) as fake:
+        with HttpClient(f"{fake.start_http_api()}/?access_token={TOKEN}") as client:
+            assert client.get_status()["good"] is True  # a token in base_url's query works
+            fake.faults.close_mid_call = 1
+            with pytest.raises(NetworkError) as closed:
+                client.get_status()
+    assert "access_token=***" in str(closed.value)
+    for exc in (refused.value, closed.value):
+        assert TOKEN not in _shown(exc)
+    assert_nothing_leaked(caplog)  # urllib3 logs each request line at DEBUG, too
+
+
+def test_fake_http_api_logs_no_token(caplog):
+    caplog.set_level(logging.DEBUG, "onebot_ref")
+    with FakeOneBot(access_token=TOKEN) as fake:
+        url = fake.start_http_api()
+        assert requests.get(f"{url}/get_status?access_token={TOKEN}", timeout=5).ok
+        assert requests.get(f"{url}/get_status?access_token={WRONG}", timeout=5).status_code == 403
+        http(
+            fake.http_api.server_address[1],
+            f"GET /?access_token={TOKEN} HTTP/1.1 x\r\n\r\n".encode(),
+        )
+    assert_nothing_leaked(caplog)
+    assert "access_token=***" in caplog.text  # the stdlib request lines are still logged
+
+
+def test_ws_client_errors_quote_no_token():
+    client = WsClient(f"ws://127.0.0.1:{_closed_port()}/?access_token={TOKEN}", reconnect=False)
+    with pytest.raises(NetworkError) as caught:
+        client.start()
+    client.close()
+    assert "/?access_token=***: " in str(caught.value)
+    assert TOKEN not in _shown(caught.value)
+
+
+@pytest.mark.parametrize("mode", ["--http", "--ws"])
+@pytest.mark.parametrize("json_out", [[], ["--json"]])
+def test_doctor_reports_quote_no_token(mode, json_out, capsys):
+    scheme = "http" if mode == "--http" else "ws"
+    url = f"{scheme}://127.0.0.1:{_closed_port()}/?access_token={TOKEN}"
+    assert doctor.main([mode, url, "--timeout", "1", *json_out]) == 1
+    out = capsys.readouterr().out
+    assert TOKEN not in out and "access_token=***" in out
 
 
 def test_redact():
