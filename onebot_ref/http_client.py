@@ -201,6 +201,8 @@ class HttpClient(OneBotApi):
             **params: the action's parameters, sent as they are.
 
         Raises:
+            EncodeError: a parameter (or the message) that cannot go onto the wire;
+                nothing was sent.
             AuthError: HTTP 401 or 403; check the access token on both sides.
             ApiNotAvailable: HTTP 404, retcode 404 / 1404 or NapCat's "不支持的Api":
                 the implementation lacks the action.
@@ -213,8 +215,9 @@ class HttpClient(OneBotApi):
         """
         url = f"{self.base_url}/{action}{self._query}"
         wait = self.timeout if timeout is None else timeout
+        data = encode_request(action, params)  # EncodeError before anything is sent
         log_frame("sent", {"action": action, "params": params})  # the action is the URL's path
-        status, headers, body = self._post(action, url, params, time.monotonic(), wait)
+        status, headers, body = self._post(action, url, data, time.monotonic(), wait)
         log_frame("received", body)
         if status == 400 and is_tls_refusal(body):
             text = body.decode("utf-8", "replace").strip()
@@ -234,7 +237,7 @@ class HttpClient(OneBotApi):
         return unwrap_response(envelope, action)
 
     def _post(
-        self, action: str, url: str, params: dict[str, Any], started: float, wait: float
+        self, action: str, url: str, data: bytes, started: float, wait: float
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one request; return its status, headers and body, or raise the transport's error.
 
@@ -250,7 +253,7 @@ class HttpClient(OneBotApi):
             # No redirects: following one would turn our POST into a GET.
             with self.session.post(
                 url,
-                data=encode_request(action, params),
+                data=data,
                 headers=self.headers,
                 timeout=(min(wait, CONNECT_TIMEOUT), wait),
                 allow_redirects=False,
