@@ -63,10 +63,12 @@ class Registry:
         max_pending: events queued for the workers at most; beyond it new events
             are dropped and counted, so a flood cannot exhaust memory.
         max_pending_bytes: the size of the events queued for or being handled by
-            the workers, at most (64 MiB by default); beyond it new events are
-            dropped and counted too. An event's size is its JSON on the wire,
-            which the transports pass to :meth:`submit`; decoded into dicts,
-            an event takes a few times that in memory.
+            the workers, at most; beyond it new events are dropped and counted
+            too. The default, 256 MiB, holds four messages of the largest size
+            ``WsServer`` accepts, or 64 one-MiB events in flight at once, and
+            still ends a flood long before memory does. An event's size is its
+            JSON on the wire, which the transports pass to :meth:`submit`;
+            decoded into dicts, an event takes a few times that in memory.
         slow_handler: seconds after which a finished handler is logged as slow.
         dedup_accounts: seconds to remember each event by what all accounts' copies
             share (see :mod:`onebot_ref.dedup`); a copy another bot account already
@@ -78,7 +80,7 @@ class Registry:
         self,
         workers: int = 16,
         max_pending: int = 10_000,
-        max_pending_bytes: int = 64 * 2**20,
+        max_pending_bytes: int = 256 * 2**20,
         slow_handler: float = 10.0,
         dedup_accounts: float = 0.0,
     ):
