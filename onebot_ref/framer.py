@@ -30,12 +30,11 @@ import base64
 import codecs
 import hashlib
 import os
-from http import HTTPStatus
 from typing import NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from .errors import ProtocolError
-from .http_head import BadHead, split_target
+from .http_head import BadHead, parse_head, refusal, split_target
 
 __all__ = [
     "BINARY",
@@ -398,16 +397,17 @@ class Request(NamedTuple):
     method: str
     target: str
     headers: dict[str, str]
+    version: tuple[int, int] = (1, 1)
 
     @property
     def path(self) -> str:
-        """The target without its query string."""
-        return urlsplit(self.target).path or "/"
+        """The target without its query string (for ``http://host/x`` just ``/x``)."""
+        return split_target(self.target)[0]
 
     @property
     def query(self) -> dict[str, str]:
         """The query parameters (the first value of each)."""
-        return {k: v[0] for k, v in parse_qs(urlsplit(self.target).query).items()}
+        return {k: v[0] for k, v in parse_qs(split_target(self.target)[1]).items()}
 
 
 def parse_handshake(
@@ -415,36 +415,29 @@ def parse_handshake(
 ) -> tuple[Request, int] | None:
     """Parse the HTTP request head at the start of ``data``.
 
+    The head is read by :func:`onebot_ref.http_head.parse_head`, with the HTTP
+    server's own rules (field names are tokens, no control characters, at most
+    100 fields, the request target checked the same way on every Python):
+    two readers that disagree about a request are how smuggling starts.
+
     Returns:
         ``(request, bytes consumed)``, or None until the blank line has arrived.
 
     Raises:
-        HandshakeError: 431 if no head ends within ``max_size`` bytes, 400 if malformed.
+        HandshakeError: 431 if no head ends within ``max_size`` bytes or it has
+            too many fields, 400 if malformed (an HTTP version other than 1.x too:
+            an upgrade is an HTTP/1.1 request, RFC 6455 section 4.1).
     """
     end = data.find(b"\r\n\r\n", 0, max_size + 4)
     if end < 0:
         if len(data) >= max_size:
             raise HandshakeError(f"request head is longer than {max_size} bytes", 431)
         return None
-    lines = bytes(data[:end]).decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        # Errors get logged: quote no query string (?access_token=) and no header value.
-        raise HandshakeError(f"malformed request line {lines[0].partition('?')[0][:80]!r}")
-    try:  # the HTTP server's own check (RFC 9112 §3.2), the same on every Python
-        split_target(parts[1])
+    try:
+        head = parse_head(bytes(data[: end + 4]))
     except BadHead as exc:
-        raise HandshakeError(exc.reason) from None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            what = repr(name[:40]) if colon else f"of {len(line)} bytes without a colon"
-            raise HandshakeError(f"malformed header line {what}")
-        key = name.lower()
-        value = value.strip(" \t")  # OWS only: latin-1 text, and str.strip() eats 0x85, 0xA0
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return Request(parts[0], parts[1], headers), end + 4
+        raise HandshakeError(exc.reason, 431 if exc.status == 431 else 400) from None
+    return Request(head.method, head.target, head.fields, head.version), end + 4
 
 
 def _tokens(value: str | None) -> list[str]:
@@ -463,6 +456,8 @@ def check_request(request: Request) -> str:
     # 4.2.1 item 1: "An HTTP/1.1 or higher GET request"
     if request.method != "GET":
         raise HandshakeError(f"method {request.method} is not GET")
+    if request.version < (1, 1):
+        raise HandshakeError("an HTTP/1.0 request cannot be upgraded; send HTTP/1.1")
     if "host" not in headers:
         raise HandshakeError("no Host header")
     # items 3 and 4: Upgrade has "websocket", Connection has "Upgrade", in any case
@@ -507,14 +502,7 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
     426 carries ``Sec-WebSocket-Version: 13`` as section 4.4 asks.
     """
-    body = (message + "\n").encode("utf-8")
-    lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        "Content-Type: text/plain; charset=utf-8",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-    ]
+    extra = list((headers or {}).items())
     if status == 426:
-        lines.append("Sec-WebSocket-Version: 13")
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        extra.insert(0, ("Sec-WebSocket-Version", "13"))
+    return refusal(status, message, extra)

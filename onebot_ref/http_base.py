@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import ConfigError, NetworkError
+from .http_head import refusal
 from .tls import (
     LISTEN_BACKLOG,
     check_address,
@@ -192,17 +193,10 @@ class ManagedHTTPServer(ThreadingHTTPServer):
                 self.name, self.busy_refusals, self.max_connections,
             )  # fmt: skip
         if self.ssl_context is None:
-            reason = f"more than max_connections={self.max_connections} at once; retry later\n"
-            head = (
-                "HTTP/1.1 503 Service Unavailable\r\n"
-                f"Retry-After: {RETRY_AFTER}\r\n"
-                "Content-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(reason)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
+            reason = f"more than max_connections={self.max_connections} at once; retry later"
             try:
                 request.setblocking(False)
-                request.send((head + reason).encode("latin-1"))
+                request.send(refusal(503, reason, [("Retry-After", str(RETRY_AFTER))]))
                 request.recv(65536)
             except OSError:  # nothing arrived yet, or the peer is gone: either is fine
                 pass

@@ -29,7 +29,6 @@ import logging
 import socket
 import time
 from email.utils import formatdate
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +42,7 @@ from .http_head import (
     parse_request_line,
     read_chunked,
     read_fields,
+    response,
     split_target,
 )
 
@@ -54,7 +54,6 @@ __all__ = ["Clock", "EventHandler", "self_id_of"]
 log = logging.getLogger("onebot_ref.http_server")  # one logger for mode 2, as before the split
 
 JSON_TYPES = ("application/json", "text/json")
-_REASONS = {status.value: status.phrase for status in HTTPStatus}
 MAX_SELF_ID = 2**63 - 1  # OneBot 11 event fields: self_id is int64
 
 
@@ -334,21 +333,14 @@ class EventHandler(BaseHTTPRequestHandler):
         if isinstance(body, str):
             body, content_type = (body + "\n").encode(), "text/plain; charset=utf-8"
         self.log_request(status, len(body))
-        lines = [
-            f"{self.protocol_version} {status} {_REASONS.get(status, '')}",
-            f"Server: {self.version_string()}",
-            f"Date: {_http_date()}",
-        ]
+        headers = [("Server", self.version_string()), ("Date", _http_date())]
         if content_type:
-            lines.append(f"Content-Type: {content_type}")
-        if status != 204:  # RFC 9110 §8.6: no Content-Length on 204
-            lines.append(f"Content-Length: {len(body)}")
-        lines.extend(f"{name}: {value}" for name, value in (extra or {}).items())
+            headers.append(("Content-Type", content_type))
+        headers.extend((extra or {}).items())
         if close:
-            lines.append("Connection: close")
             self.close_connection = True
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head if self.command == "HEAD" else head + body)
+        data = response(status, body, headers, close=close, head_only=self.command == "HEAD")
+        self.wfile.write(data)
 
     def method_not_allowed(self) -> None:
         reason = f"{self.command} is not allowed here; OneBot POSTs events"

@@ -23,6 +23,14 @@ request smuggling):
 to parse" it, and aiohttp posts that way), bounded by ``max_body`` like any
 body, its framing (size lines, CRLFs, trailers) by ``MAX_CHUNK_OVERHEAD``.
 
+:func:`parse_head` reads a whole head held in bytes (a WebSocket upgrade
+request) with the same functions the HTTP server reads its heads with, line by
+line: one reader, one set of rules, for every request we accept.
+
+:func:`response` builds every response we write ourselves (the HTTP server's
+answers, a WebSocket refusal, the plaintext answer to a TLS client, a 503 past
+a connection cap), and :func:`refusal` the plain-text error among them.
+
 :func:`split_target` is the one request-target check of the HTTP server and
 the WebSocket handshake (:func:`onebot_ref.framer.parse_handshake`): RFC 9112
 §3.2 origin-form or absolute-form, RFC 3986 characters, a bracketed host a
@@ -33,19 +41,26 @@ Pure and stdlib only: it reads lines from a binary file object, and raises
 :class:`BadHead` with the status to answer.
 """
 
+import io
 import ipaddress
 import re
-from typing import Protocol
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "MAX_CHUNK_OVERHEAD",
     "MAX_FIELDS",
     "MAX_HEAD",
     "BadHead",
+    "Head",
     "body_length",
+    "parse_head",
     "parse_request_line",
     "read_chunked",
     "read_fields",
+    "refusal",
+    "response",
     "split_target",
 ]
 
@@ -197,6 +212,72 @@ def _bad_character(rest: str) -> str:
                 f"(RFC 3986); percent-encode it as %{ord(char):02X}"
             )
     return "malformed request target"  # not reached: the caller saw a bad character
+
+
+class Head(NamedTuple):
+    """A request head: the request line's parts and the fields by lower-case name."""
+
+    method: str
+    target: str
+    version: tuple[int, int]
+    fields: dict[str, str]
+
+
+def parse_head(data: bytes) -> Head:
+    """Read a whole request head, up to and with its empty line, held in ``data``.
+
+    The same request-line, target and field rules as the HTTP server's
+    line-by-line reading: :func:`parse_request_line`, :func:`split_target`,
+    :func:`read_fields`.
+
+    Raises:
+        BadHead: with 400, 431 or 505, as the HTTP server would answer.
+    """
+    lines = io.BytesIO(data)
+    line = lines.readline(MAX_HEAD + 1)
+    if not line.endswith(b"\n"):
+        raise BadHead(400 if len(line) <= MAX_HEAD else 431, "the request line does not end")
+    method, target, version = parse_request_line(line.decode("iso-8859-1").rstrip("\r\n"))
+    split_target(target)
+    try:
+        fields, _ = read_fields(lines)
+    except EOFError:
+        raise BadHead(400, "the request head does not end with an empty line") from None
+    return Head(method, target, version, fields)
+
+
+def response(
+    status: int,
+    body: bytes = b"",
+    headers: Iterable[tuple[str, str]] = (),
+    *,
+    close: bool = False,
+    head_only: bool = False,
+) -> bytes:
+    """One whole HTTP/1.1 response, head and body, ready for one write.
+
+    ``Content-Length`` is added except on ``1xx``, ``204`` and ``304`` (RFC 9110
+    §8.6), ``Connection: close`` when ``close``; ``head_only`` leaves the body
+    out (an answer to ``HEAD``).
+    """
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if status >= 200 and status not in (204, 304):
+        lines.append(f"Content-Length: {len(body)}")
+    if close:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body
+
+
+def refusal(status: int, reason: str, headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """A plain-text error response that says ``reason`` in one line and closes the connection."""
+    body = (reason + "\n").encode("utf-8")
+    text = [("Content-Type", "text/plain; charset=utf-8"), *headers]
+    return response(status, body, text, close=True)
+
+
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 def read_fields(rfile: _Lines) -> tuple[dict[str, str], list[tuple[str, str]]]:

@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .http_head import refusal
 
 __all__ = [
     "LISTEN_BACKLOG",
@@ -194,14 +195,9 @@ def _answer(sock: socket.socket, reason: str) -> None:
     Closing with unread bytes in the buffer would reset the connection before
     the peer reads the answer: half-close, then drain for a moment.
     """
-    body = f"{reason}\n".encode()
-    head = (
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
     try:
         sock.settimeout(1.0)
-        sock.sendall(head.encode() + body)
+        sock.sendall(refusal(400, reason))
         sock.shutdown(socket.SHUT_WR)
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline and sock.recv(65536):
