@@ -360,6 +360,33 @@ def test_malformed_and_oversized_heads():
     assert info.value.status == 431
 
 
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nX : y\r\n\r\n", 400),  # space before the colon (RFC 9112 5.1)
+        (b"GET / HTTP/1.1\r\nX\x00Y: z\r\n\r\n", 400),  # NUL in a field name
+        (b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 400),  # a control character in a value
+        (b"GET / HTTP/1.1\r\nX: y\r\n z\r\n\r\n", 400),  # obsolete line folding
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400),  # an upgrade is HTTP/1.1 (RFC 6455 4.1)
+        (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),  # over MAX_FIELDS
+    ],
+)
+def test_the_handshake_is_read_with_the_http_servers_rules(head, status):
+    """One head reader (http_head) for the HTTP server and every WebSocket handshake."""
+    with pytest.raises(HandshakeError) as info:
+        parse_handshake(head, max_size=16384)
+    assert info.value.status == status
+
+
+def test_an_http_1_0_upgrade_is_refused():
+    """RFC 6455 section 4.1: "The method of the request MUST be GET, and the HTTP version MUST be at least 1.1"."""
+    request, _ = parse_handshake(HANDSHAKE.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+    assert request.version == (1, 0)
+    with pytest.raises(HandshakeError) as info:
+        check_request(request)
+    assert info.value.status == 400 and "HTTP/1.1" in str(info.value)
+
+
 def test_responses():
     ok = handshake_response("dGhlIHNhbXBsZSBub25jZQ==")
     assert ok.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")

@@ -655,6 +655,10 @@ def test_handshake_refusals_over_the_wire():
         assert info.value.status_code == 404
         huge = http_exchange(srv.port, b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n")
         assert huge.startswith(b"HTTP/1.1 431 ")
+        old = upgrade_request("/onebot/v11/ws").replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+        assert http_exchange(srv.port, old).startswith(b"HTTP/1.1 400 ")  # RFC 6455 4.1
+        smuggle = upgrade_request("/onebot/v11/ws", ["X-Self-ID : 1"])  # space before the colon
+        assert http_exchange(srv.port, smuggle).startswith(b"HTTP/1.1 400 ")
         # A slow handshake is dropped after handshake_timeout instead of holding a thread.
         assert http_exchange(srv.port, b"GET / HTTP/1.1\r\n") == b""
         ws = websocket.create_connection(srv.url + "/", timeout=10)  # trailing slash is fine
