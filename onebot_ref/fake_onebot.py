@@ -35,11 +35,11 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
 
 import requests
 
 from . import codec
+from ._auth import check_token
 from .errors import DecodeError
 from .fake_http import FakeHttpApi
 from .fake_world import World
@@ -221,21 +221,23 @@ class FakeOneBot:
         return echo
 
     def check_token(self, authorization: str | None, query: str) -> int:
-        """0 if the credential is acceptable, else the HTTP status to refuse with."""
-        if not self.access_token:
-            return 0
-        query_token = dict(parse_qsl(query)).get("access_token")
-        if self.flavor == "napcat":  # the query wins; only the literal "Bearer " is stripped
-            presented = query_token
-            if presented is None and authorization:
-                presented = authorization.removeprefix("Bearer ").strip(" \t") or None
-        else:  # CQHTTP and go-cqhttp: the header wins over the query
-            presented = codec.parse_authorization(authorization)
-            if presented is None:
-                presented = query_token
-        if presented is None:
-            return 403 if self.flavor == "napcat" else 401
-        return 0 if codec.token_matches(self.access_token, presented) else 403
+        """0 if the credential is acceptable, else the HTTP status to refuse with.
+
+        The servers' one check (:func:`onebot_ref._auth.check_token`), read the
+        way this flavour reads it: NapCat takes the query first, strips only a
+        literal ``Bearer `` and answers 403 for a missing token as well; CQHTTP
+        and go-cqhttp take the header first.
+        """
+        napcat = self.flavor == "napcat"
+        refusal = check_token(
+            self.access_token,
+            authorization,
+            query,
+            query_first=napcat,
+            bearer_only=napcat,
+            missing=403 if napcat else 401,
+        )
+        return 0 if refusal is None else refusal.status
 
     # -- mode 1: HTTP API ---------------------------------------------------------------
 

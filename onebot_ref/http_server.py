@@ -50,17 +50,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
+from ._auth import check_token
 from .api import OneBotApi
-from .codec import (
-    check_signature,
-    dumps,
-    mask_token,
-    parse_authorization,
-    token_matches,
-    valid_token,
-)
+from .codec import check_signature, dumps, valid_token
 from .dedup import Recent
 from .errors import ConfigError, EncodeError, NotConnected
 from .http_base import ManagedHTTPServer, decade
@@ -281,16 +274,10 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         Needs only the head (``headers`` with lower-case names, the target's
         query), so it runs before the body is read.
         """
-        if not self.access_token:
+        refusal = check_token(self.access_token, headers.get("authorization"), query)
+        if refusal is None:
             return None
-        presented = parse_authorization(headers.get("authorization"))
-        if presented is None:
-            presented = parse_qs(query).get("access_token", [None])[0]
-        if presented is None:
-            return self.auth_failed(401, "access token missing")
-        if not token_matches(self.access_token, presented):
-            return self.auth_failed(403, f"wrong access token {mask_token(presented)}")
-        return None
+        return self.auth_failed(refusal.status, refusal.reply, refusal.detail)
 
     def check_x_signature(self, headers: dict[str, str], body: bytes) -> tuple[int, str] | None:
         """``(401 or 403, reason)`` if ``secret`` refuses the request: HMAC over the body."""
@@ -304,12 +291,18 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
                 return self.auth_failed(403, f"X-Signature does not match; {hint}")
         return None
 
-    def auth_failed(self, status: int, reason: str) -> tuple[int, str]:
-        """Log a refusal: the 1st, 10th, 100th… so a peer that retries cannot flood the log."""
+    def auth_failed(self, status: int, reason: str, detail: str = "") -> tuple[int, str]:
+        """Log a refusal: the 1st, 10th, 100th… so a peer that retries cannot flood the log.
+
+        Returns:
+            The status and the reply for the peer: ``reason`` up to its first
+            ``;`` (the hint after it, and ``detail``, are for our log only).
+        """
         self.auth_failures += 1
         count = self.auth_failures
         if decade(count):
-            log.warning("refused an event with %d (%d so far): %s", status, count, reason)
+            logged = f"{reason} {detail}".rstrip()
+            log.warning("refused an event with %d (%d so far): %s", status, count, logged)
         return status, reason.partition(";")[0]
 
     def start(self) -> "HttpServer":

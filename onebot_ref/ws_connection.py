@@ -25,15 +25,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._auth import check_token
 from .calls import PendingCalls
 from .codec import (
     heartbeat_interval,
     is_event,
     loads,
-    mask_token,
     onebot12_impl,
-    parse_authorization,
-    token_matches,
 )
 from .errors import DecodeError, NotConnected, ProtocolError
 from .framer import (
@@ -54,6 +52,7 @@ from .framer import (
     parse_close,
     parse_handshake,
 )
+from .http_head import split_target
 from .tls import handshake, peer_name, sniff
 
 if TYPE_CHECKING:
@@ -256,19 +255,11 @@ class Connection:
         server, headers = self.server, request.headers
         if server.path is not None and request.path.rstrip("/") != server.path.rstrip("/"):
             raise HandshakeError(f"no endpoint at {request.path!r}; use {server.path!r}", 404)
-        if server.access_token:
-            presented = parse_authorization(headers.get("authorization"))
-            presented = presented or request.query.get("access_token") or None
-            if presented is None:
-                raise HandshakeError("no access token (send Authorization: Bearer <token>)", 401)
-            if not token_matches(server.access_token, presented):
-                # Fingerprints of the tokens help whoever reads our log; the peer gets
-                # nothing about the real one, not even its length.
-                raise HandshakeError(
-                    "wrong access token",
-                    403,
-                    detail=f" {mask_token(presented)}, expected {mask_token(server.access_token)}",
-                )
+        query = split_target(request.target)[1]
+        refusal = check_token(server.access_token, headers.get("authorization"), query)
+        if refusal is not None:
+            # The peer learns nothing about the real token, not even its length.
+            raise HandshakeError(refusal.reply, refusal.status, detail=f" {refusal.detail}")
         check_version(request)
         self.self_id = headers.get("x-self-id", "").strip() or None
         role = headers.get("x-client-role", "universal").strip()
