@@ -42,7 +42,7 @@ MAX_BODY = 16 * 2**20
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 60.0  # seconds per read or send: a silent client cannot hold its thread forever
-    server: "FakeHttpApi"
+    server: "FakeHttpApi"  # type: ignore[assignment]  # ours, not a socketserver
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line may carry ?access_token=; every stdlib log line comes here.

@@ -77,7 +77,7 @@ class Clock(io.RawIOBase):
     The socket itself has no timeout: a timeout makes every ``recv`` and ``send``
     wait in ``poll()`` first, which cost a fifth of the throughput in the
     benchmark. Instead ``expires`` says when the connection has overstayed, and
-    :meth:`HttpServer.service_actions` (every ``poll_interval``) shuts down the
+    :meth:`tick` (the server's reaper, a few times a second) shuts down the
     socket of any connection past it, which wakes a blocked read or write on
     every OS. The limits: ``idle`` between requests and for writing a response,
     ``per_request`` from a request's first byte until its body is read (so a
@@ -111,6 +111,16 @@ class Clock(io.RawIOBase):
         self.in_request = False
         self.expires = time.monotonic() + self.idle
 
+    def tick(self, now: float) -> None:
+        """The server's reaper, a few times a second: cut the connection once it overstays."""
+        if now > self.expires:
+            log.debug("cutting a connection that overstayed (idle or request timeout)")
+            self.expires = float("inf")  # once
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes its thread on every OS
+            except OSError:
+                pass
+
 
 def _http_date() -> str:
     """The ``Date`` header's value (RFC 9110 §6.6.1), formatted once a second."""
@@ -125,7 +135,7 @@ def _date_of(second: int) -> str:
 class EventHandler(BaseHTTPRequestHandler):
     """One connection: reads each POSTed event, dispatches it, writes the quick operation."""
 
-    server: "HttpServer"
+    server: "HttpServer"  # type: ignore[assignment]  # ours, not a socketserver
     raw_requestline: bytes  # set by the stdlib's handle_one_request
     fields: dict[str, str]  # the request's header fields by lower-case name
     target_path: str  # the request target's path (RFC 9112 §3.2), and its query
@@ -141,7 +151,7 @@ class EventHandler(BaseHTTPRequestHandler):
         # No socket timeout: the server's reaper bounds reads and writes (see Clock).
         self.connection.settimeout(None)
         self.clock = Clock(self.connection, self.server.idle_timeout, self.server.request_timeout)
-        self.server.clocks.add(self.clock)
+        self.server.watch(self.clock)
         self.rfile.close()  # the stdlib's reader, replaced by ours
         self.rfile = io.BufferedReader(self.clock)
 
@@ -194,7 +204,7 @@ class EventHandler(BaseHTTPRequestHandler):
         return True
 
     def finish(self) -> None:
-        self.server.clocks.discard(self.clock)
+        self.server.unwatch(self.clock)
         super().finish()
 
     def do_POST(self) -> None:

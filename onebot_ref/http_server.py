@@ -44,7 +44,6 @@ TLS handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`).
 """
 
 import logging
-import socket
 import ssl
 import threading
 import time
@@ -52,12 +51,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ._auth import check_token
+from ._serve import decade, warn_if_open
 from .api import OneBotApi
 from .codec import check_signature, dumps, valid_token
 from .dedup import Recent
 from .errors import ConfigError, EncodeError, NotConnected
-from .http_base import ManagedHTTPServer, decade
-from .http_handler import Clock, EventHandler
+from .http_base import ManagedHTTPServer
+from .http_handler import EventHandler
 from .registry import Handler, Registry
 from .tls import server_context
 
@@ -66,7 +66,6 @@ __all__ = ["EventHandler", "HttpServer", "ManagedHTTPServer"]
 log = logging.getLogger(__name__)
 
 PATIENCE = 5.0  # seconds go-cqhttp waits for our answer before it posts the event again
-WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # listening on every interface
 
 
 class HttpServer(ManagedHTTPServer, OneBotApi):
@@ -154,8 +153,6 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         self.max_handlers = max_handlers
         self.handler_slots = threading.BoundedSemaphore(max_handlers)
         self.busy_events = 0  # events answered 503 because every handler slot was taken
-        self.clocks: set[Clock] = set()  # one per open connection, for the reaper
-        self._next_reap = 0.0
         super().__init__(
             (host, port),
             EventHandler,
@@ -164,28 +161,9 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
             handshake_timeout=min(handshake_timeout, idle_timeout),
             max_connections=max_connections,
         )
-        if host in WILDCARD_HOSTS and not (secret or access_token):
-            log.warning(
-                "listening on all interfaces (%r) with neither secret nor access_token: "
-                "anyone who can reach port %d can post events as the bot",
-                host,
-                self.port,
-            )
-
-    def service_actions(self) -> None:
-        """Called by serve_forever every ``poll_interval``: cut connections past their time."""
-        now = time.monotonic()
-        if now < self._next_reap:
-            return
-        self._next_reap = now + 0.2
-        for clock in list(self.clocks):
-            if now > clock.expires:
-                log.debug("cutting a connection that overstayed (idle or request timeout)")
-                clock.expires = float("inf")  # once
-                try:
-                    clock.sock.shutdown(socket.SHUT_RDWR)  # wakes its thread on every OS
-                except OSError:
-                    pass
+        warn_if_open(
+            log, host, self.port, guarded=bool(secret or access_token), who="post events as the bot"
+        )
 
     @property
     def url(self) -> str:

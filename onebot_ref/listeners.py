@@ -122,7 +122,7 @@ def _nothing_came(what: str, url: str, wait: float) -> Check:
 
 class _Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_PostServer"
+    server: "_PostServer"  # type: ignore[assignment]  # ours, not a socketserver
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)

@@ -220,7 +220,7 @@ def test_fake_http_api_logs_no_token(caplog):
         assert requests.get(f"{url}/get_status?access_token={TOKEN}", timeout=5).ok
         assert requests.get(f"{url}/get_status?access_token={WRONG}", timeout=5).status_code == 403
         http(
-            fake.http_api.server_address[1],
+            fake.http_api.port,
             f"GET /?access_token={TOKEN} HTTP/1.1 x\r\n\r\n".encode(),
         )
     assert_nothing_leaked(caplog)
