@@ -178,7 +178,12 @@ class Server:
         """Connections being served now."""
         return len(self._sockets)
 
-    def _stopping(self) -> bool:
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`close` has begun: no new connection is served."""
+        return self._closing
+
+    def _stopping(self) -> bool:  # a call, so that type checkers do not narrow the flag
         return self._closing
 
     def bind(self) -> None:

@@ -8,7 +8,9 @@ dials the bot with ``X-Self-ID``, ``X-Client-Role`` (``Universal``, or
 the bot's ``ws_server`` it talks to.
 
 Forward WebSocket (spec ``communication/ws.md``): ``/`` is universal, ``/api``
-carries actions only, ``/event`` events only. Built on our own :mod:`framer`.
+carries actions only, ``/event`` events only. The same generic WebSocket
+server as the bot's ``WsServer`` (our framer and protocol), with the
+implementation's policy.
 
 Both answer actions through :meth:`FakeOneBot.answer` and push events and
 heartbeats to every event-capable connection.
@@ -22,9 +24,12 @@ from typing import TYPE_CHECKING, Any
 import websocket
 
 from . import codec
+from ._ws_connection import Connection
+from ._ws_listener import WebSocketServer
 from .errors import DecodeError, NotConnected
 from .framer import HandshakeError, Request
-from .ws_server import Connection, WsServer
+from .http_head import split_target
+from .tls import check_address, url_host
 
 if TYPE_CHECKING:
     from .fake_onebot import FakeOneBot
@@ -216,92 +221,133 @@ class ReverseClient:
             thread.join(3)
 
 
-class ForwardConn(Connection):
-    """One connection to FakeOneBot's forward-WS server: ws_server's Connection, other side.
+class ForwardConn:
+    """One connection to FakeOneBot's forward-WS server, as the implementation sees it.
 
-    The same framer and receive loop as the bot's reverse-WS server; what
-    differs is what a message means (an action to answer) and the handshake
-    (path picks the role; auth per flavour).
+    The session the generic server (:mod:`onebot_ref._ws_listener`, the same
+    one under the bot's ``WsServer``) keeps for an accepted handshake; what
+    differs from the bot side is what a message means (an action to answer)
+    and the handshake (the path picks the role; auth per flavour).
     """
 
-    server: "FakeWsServer"
     mode = "ws-client"  # the bot's module on the other end
-    refused = False  # NapCat flavour: upgraded, then refused in-band
+
+    def __init__(self, server: "FakeWsServer", role: str, refused: bool) -> None:
+        self.server = server
+        self.role = role
+        self.refused = refused  # NapCat flavour: upgraded, then refused in-band
+        self.conn: Connection | None = None
 
     @property
     def events(self) -> bool:
-        return self.event_capable
+        return self.role != "API"
 
-    def check_onebot(self, request: Request) -> None:
-        """Role from the path (spec ``communication/ws.md``) and the flavour's auth."""
-        fake = self.server.fake
-        path = request.path.rstrip("/") or "/"
-        if path == "/api":
-            self.role = "API"
-        elif path == "/event":
-            self.role = "Event"
-        elif path == "/" or fake.flavor != "spec":  # go-cqhttp and NapCat: anything else is "/"
-            self.role = "Universal"
-        else:
-            raise HandshakeError(f"no endpoint at {request.path!r}; use /, /api or /event", 404)
-        query = request.target.partition("?")[2]
-        status = fake.check_token(request.headers.get("authorization"), query)
-        if status and fake.flavor == "napcat":
-            self.refused = True  # NapCat upgrades first, then says so in a 1403 frame
-        elif status:
-            raise HandshakeError("token missing" if status == 401 else "token wrong", status)
-
-    def handshake(self) -> bool:
-        if not super().handshake():
-            return False
+    def opened(self, conn: Connection) -> None:
+        self.conn = conn
         fake = self.server.fake
         if self.refused:
             failure = fake.world.failed(1403, "token验证失败")
             failure["echo"] = None
-            self.send_json(failure)
+            self.send_json(failure)  # written at once, behind the 101: the lock is free
             self.abort()  # the ws library closes without a close code: the client sees 1005
-            return False
+            return
+        self.server.joined(self)
         if self.events and fake.faults.lifecycle:
             self.send_json(fake.lifecycle_event())
-        return True
 
-    def on_message(self, payload: bytes) -> None:
+    def message(self, opcode: int, payload: bytes) -> None:
         answer_frame(self.server.fake, self, payload, MALFORMED_SERVER_FRAME)
 
+    def closed(self) -> None:
+        self.server.left(self)
+
+    @property
+    def open(self) -> bool:
+        return self.conn is not None and self.conn.open
+
     def send_json(self, obj: Any) -> None:
+        if self.conn is None:
+            return
         try:
-            self.send_text(codec.dumps(obj))
+            self.conn.send_text(codec.dumps(obj))
         except NotConnected as exc:
             log.debug("forward send failed: %s", exc)
 
     def send_raw(self, data: bytes) -> None:
+        if self.conn is None:
+            return
         try:
-            self.sock.sendall(data)
-        except OSError:
-            self.abort()
+            self.conn.send_raw(data)
+        except NotConnected as exc:
+            log.debug("forward send failed: %s", exc)
+
+    def abort(self) -> None:
+        if self.conn is not None:
+            self.conn.abort()
 
 
-class FakeWsServer(WsServer):
-    """FakeOneBot's forward-WS server: ``/`` universal, ``/api``, ``/event``."""
+class FakeWsServer:
+    """FakeOneBot's forward-WS server: ``/`` universal, ``/api``, ``/event``.
 
-    connection_class = ForwardConn
+    The generic WebSocket server with the implementation's policy: which
+    role a path means, and how this flavour checks the token.
+    """
 
     def __init__(self, fake: "FakeOneBot", address: tuple[str, int]) -> None:
-        # ForwardConn checks tokens the flavour's way; the token passed here only
-        # tells WsServer not to warn about a wildcard bind with no token.
-        super().__init__(
-            address[0], address[1], access_token=fake.access_token, ssl_context=fake.ssl_context
-        )
+        check_address(address[0], address[1], type(self).__name__)
         self.fake = fake
+        self.host = address[0]
+        self.listener = WebSocketServer(
+            self, address[0], address[1], name="fake-ws", logger=log, ssl_context=fake.ssl_context
+        )
+        self._lock = threading.Lock()
+        self._conns: set[ForwardConn] = set()
 
-    def start(self) -> str:  # type: ignore[override]
-        """Listen and serve in a thread; return the universal URL (``wss://`` with TLS)."""
-        super().start()
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    @property
+    def url(self) -> str:
+        """The universal URL (``wss://`` with TLS)."""
+        scheme = "wss" if self.fake.ssl_context is not None else "ws"
+        return f"{scheme}://{url_host(self.host)}:{self.port}/"
+
+    def accept(self, request: Request, peer: str) -> ForwardConn:
+        """Role from the path (spec ``communication/ws.md``) and the flavour's auth."""
+        fake = self.fake
+        path, query = split_target(request.target)
+        path = path.rstrip("/") or "/"
+        if path == "/api":
+            role = "API"
+        elif path == "/event":
+            role = "Event"
+        elif path == "/" or fake.flavor != "spec":  # go-cqhttp and NapCat: anything else is "/"
+            role = "Universal"
+        else:
+            raise HandshakeError(f"no endpoint at {path!r}; use /, /api or /event", 404)
+        status = fake.check_token(request.headers.get("authorization"), query)
+        if status and fake.flavor != "napcat":
+            raise HandshakeError("token missing" if status == 401 else "token wrong", status)
+        return ForwardConn(self, role, refused=bool(status))  # NapCat: refused in-band
+
+    def start(self) -> str:
+        """Listen and serve in a thread; return the universal URL."""
+        self.listener.start()
         return self.url
+
+    def joined(self, conn: ForwardConn) -> None:
+        with self._lock:
+            self._conns.add(conn)
+
+    def left(self, conn: ForwardConn) -> None:
+        with self._lock:
+            self._conns.discard(conn)
 
     def event_connections(self) -> list[ForwardConn]:
         with self._lock:
-            conns = list(self._connections)
-        return [
-            c for c in conns if isinstance(c, ForwardConn) and c.open and not c.dead and c.events
-        ]
+            conns = list(self._conns)
+        return [c for c in conns if c.open and c.events]
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.listener.close(timeout, 1001, "server shutting down")

@@ -155,5 +155,3 @@ class ManagedHTTPServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-

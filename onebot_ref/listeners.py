@@ -5,11 +5,11 @@ that records every POST (path, headers, raw body), answers ``204`` and
 checks ``X-Self-ID`` and ``X-Signature`` itself, so that an unsigned or
 wrongly signed event is reported rather than merely refused.
 
-Reverse WebSocket (spec ``communication/ws-reverse.md``): our own
-:class:`WsServer` with a :class:`Connection` that records the handshake
-(``X-Self-ID``, ``X-Client-Role``, the ``Authorization`` scheme) before the
-usual checks and hands every frame to the doctor's :class:`Inbox`; the session
-checks of :mod:`session` then run over it.
+Reverse WebSocket (spec ``communication/ws-reverse.md``): the generic
+WebSocket server under the bot's ``WsServer``, with a policy that records the
+handshake (``X-Self-ID``, ``X-Client-Role``, the ``Authorization`` scheme)
+before the bot's own checks and hands every frame to the doctor's
+:class:`Inbox`; the session checks of :mod:`session` then run over it.
 
 A port that cannot be bound is explained (in use, reserved, privileged), and
 when it is in use we say who answers there: often the implementation itself,
@@ -23,14 +23,18 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from ._auth import check_token
+from ._ws_connection import Connection
+from ._ws_listener import WebSocketServer
 from .codec import check_signature, dumps, parse_authorization
 from .errors import NetworkError
-from .framer import Request
+from .framer import HandshakeError, Request
 from .http_base import ManagedHTTPServer
+from .http_head import split_target
 from .probes import http_request
 from .session import Check, Inbox, check_events, fail, ok, probe_session, warn
 from .tls import url_host
-from .ws_server import Connection, WsServer
+from .ws_server import ROLES, check_version
 
 __all__ = ["bind_failure", "listen_http", "listen_ws"]
 
@@ -235,47 +239,82 @@ def _signature(posts: list[tuple[str, dict[str, str], bytes]], secret: str | Non
 # -- mode 4: reverse WebSocket --------------------------------------------------------------
 
 
-class _DoctorConnection(Connection):
-    server: "_DoctorWsServer"
+class _Dialled:
+    """One connection the implementation made to the doctor: what it said, and its frames."""
 
-    request: Request | None = None
-
-    def check_onebot(self, request: Request) -> None:
+    def __init__(self, listener: "_DoctorWsListener", request: Request, peer: str) -> None:
+        self.listener = listener
         self.request = request
-        self.server.handshakes.append(request)
-        try:
-            super().check_onebot(request)
-        except Exception as exc:
-            self.server.refusals.append(str(exc))
-            raise
+        self.peer = peer
+        role = request.headers.get("x-client-role", "universal").strip().lower()
+        self.role = ROLES.get(role, "Universal")
+        self.conn: Connection | None = None
 
-    def handshake(self) -> bool:
-        accepted = super().handshake()
-        if accepted:
-            with self.server.arrived:
-                self.server.accepted.append(self)
-                self.server.arrived.notify_all()
-        return accepted
+    @property
+    def api_capable(self) -> bool:
+        return self.role != "Event"
 
-    def on_message(self, payload: bytes) -> None:
-        self.server.inbox.put_raw(payload)
+    def opened(self, conn: Connection) -> None:
+        self.conn = conn
+        with self.listener.arrived:
+            self.listener.accepted.append(self)
+            self.listener.arrived.notify_all()
+
+    def message(self, opcode: int, payload: bytes) -> None:
+        self.listener.inbox.put_raw(payload)
+
+    def closed(self) -> None:
+        pass
+
+    def send_text(self, data: bytes) -> None:
+        if self.conn is not None:
+            self.conn.send_text(data)
 
 
-class _DoctorWsServer(WsServer):
-    connection_class = _DoctorConnection
+class _DoctorWsListener:
+    """The generic WebSocket server with the doctor's policy: record each handshake, then check it.
+
+    The checks are the bot's own (the one token check, the OneBot 12 refusal),
+    so that a refusal here means a refusal by a bot; the handshake is kept
+    either way for the report.
+    """
 
     def __init__(self, host: str, port: int, token: str | None) -> None:
-        super().__init__(host, port, access_token=token)
+        self.token = token
         self.inbox = Inbox()
         self.handshakes: list[Request] = []
         self.refusals: list[str] = []
-        self.accepted: list[_DoctorConnection] = []
+        self.accepted: list[_Dialled] = []
         self.arrived = threading.Condition()
+        self.listener = WebSocketServer(self, host, port, name="doctor-ws", logger=log)
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def accept(self, request: Request, peer: str) -> _Dialled:
+        self.handshakes.append(request)
+        try:
+            query = split_target(request.target)[1]
+            refusal = check_token(self.token, request.headers.get("authorization"), query)
+            if refusal is not None:
+                raise HandshakeError(refusal.reply, refusal.status, detail=f" {refusal.detail}")
+            check_version(request)
+        except HandshakeError as exc:
+            self.refusals.append(str(exc))
+            raise
+        return _Dialled(self, request, peer)
+
+    def start(self) -> None:
+        self.listener.start()
+
+    def close(self, timeout: float) -> None:
+        self.listener.close(timeout, 1001, "the doctor is done")
 
 
 def listen_ws(host: str, port: int, token: str | None, wait: float, timeout: float) -> list[Check]:
     """Mode 4: wait for the implementation to dial; check its handshake, then the session."""
-    server = _DoctorWsServer(host, port, token)
+    server = _DoctorWsListener(host, port, token)
     try:
         server.start()
     except NetworkError as exc:
@@ -297,7 +336,6 @@ def listen_ws(host: str, port: int, token: str | None, wait: float, timeout: flo
                 conns = list(server.accepted)
         conn = conns[0]
         request = conn.request
-        assert request is not None
         roles = " + ".join(c.role for c in conns)
         checks.append(ok("connect", f"{roles} from {conn.peer}, path {request.path}"))
         checks += _ws_headers(request, token)

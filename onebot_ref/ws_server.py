@@ -54,6 +54,14 @@ a hook has run. A receive thread only parses; events go to ``registry.submit``
 so a handler may call the API, whose response that same receive thread has to
 deliver.
 
+How it is built: :class:`WsServer` is the OneBot bot-side **policy** of a
+generic WebSocket server (:mod:`onebot_ref._ws_listener`: accepting, TLS,
+the handshake, reaping, closing), which asks it about each handshake
+(:meth:`WsServer.accept`: path, token, ``X-Self-ID``, ``X-Client-Role``) and
+hands each connection's messages to a :class:`Peer`. The bytes are moved by
+:mod:`onebot_ref._ws_connection` and the RFC 6455 rules kept by
+:mod:`onebot_ref._ws_protocol`; nothing here reads a socket.
+
 ``python -m onebot_ref.ws_server --echo --port 9001`` runs a plain RFC 6455
 echo server instead, the testee for conformance suites such as Autobahn.
 """
@@ -61,25 +69,34 @@ echo server instead, the testee for conformance suites such as Autobahn.
 import argparse
 import logging
 import queue
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from ._auth import check_token
+from ._serve import Throttle, warn_if_open
+from ._ws_connection import Connection
+from ._ws_listener import WebSocketServer
 from .api import OneBotApi
-from .codec import valid_token
-from .errors import ConfigError, NetworkError, NotConnected
+from .calls import PendingCalls
+from .codec import heartbeat_interval, is_event, loads, onebot12_impl, valid_token
+from .errors import ConfigError, DecodeError, NotConnected, OneBotError
+from .framer import HandshakeError, Request
+from .http_head import split_target
 from .registry import Handler, Registry
-from .tls import LISTEN_BACKLOG, check_address, family_for, port_arg, server_context, url_host
-from .ws_connection import Connection, Throttle, read_message
+from .tls import check_address, port_arg, server_context, url_host
 
-__all__ = ["Bot", "Connection", "WsServer", "read_message"]
+__all__ = ["AmbiguousBot", "Bot", "Peer", "WsServer"]
 
 log = logging.getLogger(__name__)
 
-TICK = 0.2  # seconds between the accept thread's housekeeping rounds
+ROLES = {"universal": "Universal", "api": "API", "event": "Event"}
+
+
+class AmbiguousBot(OneBotError, ValueError):
+    """Several bots are connected and a call did not say which one (pass ``self_id=``)."""
 
 
 class Bot(OneBotApi):
@@ -97,6 +114,150 @@ class Bot(OneBotApi):
         return self.server.call(action, self_id=self.self_id, timeout=timeout, **params)
 
 
+def check_version(request: Request) -> None:
+    """Refuse a OneBot 12 implementation at the handshake, with a reason it can log.
+
+    OneBot 12's reverse WebSocket (spec ``connect/communication/websocket-reverse.md``)
+    "必须在请求连接时设置 [...] ``Sec-WebSocket-Protocol: <onebot_version>.<impl>``"
+    (must send ``12.<impl>``) and a ``User-Agent`` such as ``OneBot/12 (qq) ...``.
+    Accepted, it would push events that have no ``post_type`` and answer calls
+    with retcode 10101 ("Who Am I"): nothing would work, and nothing would say why.
+
+    Raises:
+        HandshakeError: 400 for a client that says it speaks OneBot 12.
+    """
+    offered = request.headers.get("sec-websocket-protocol", "")
+    agent = request.headers.get("user-agent", "")
+    if any(p.strip().startswith("12.") for p in offered.split(",")) or agent.startswith(
+        "OneBot/12"
+    ):
+        said = f"Sec-WebSocket-Protocol {offered!r}" if offered else f"User-Agent {agent!r}"
+        raise HandshakeError(
+            f"this server speaks OneBot 11, but the client speaks OneBot 12 ({said}): "
+            "configure the implementation for OneBot 11 or point it at a OneBot 12 bot"
+        )
+
+
+class Peer:
+    """One implementation's connection, as the bot side sees it: who, which role, its calls.
+
+    The generic server's session for an accepted handshake: :meth:`opened`,
+    :meth:`message` and :meth:`closed` are called by the connection, the last
+    two on its receive thread, which must never run a handler (a handler's
+    call needs this very thread to read its response).
+    """
+
+    def __init__(self, server: "WsServer", peer: str, self_id: str | None, role: str) -> None:
+        self.server = server
+        self.peer = peer
+        self.self_id = self_id
+        self.role = role
+        self.calls = PendingCalls()
+        self.conn: Connection | None = None
+        self.heartbeat: float | None = None  # seconds, from the latest heartbeat's interval
+
+    def __repr__(self) -> str:
+        return f"<connection {self.peer} self_id={self.self_id} role={self.role}>"
+
+    @property
+    def api_capable(self) -> bool:
+        return self.role != "Event"
+
+    @property
+    def event_capable(self) -> bool:
+        return self.role != "API"
+
+    def opened(self, conn: Connection) -> None:
+        """Attach to the server's routing before the ``101`` leaves: calls may follow at once."""
+        self.conn = conn
+        conn.label = repr(self)[1:-1]
+        replaced = self.server._attach(self)
+        log.info("%r connected", self)
+        self.server._retire(replaced, self)
+
+    def send_text(self, data: bytes) -> None:
+        """Send one text frame (what :class:`PendingCalls` sends calls with)."""
+        if self.conn is None:
+            raise NotConnected(f"the connection to bot {self.self_id} is not open yet")
+        self.conn.send_text(data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.conn is not None:
+            self.conn.close(code, reason)
+
+    def message(self, opcode: int, payload: bytes) -> None:
+        """Route one JSON message: events to the registry, responses to waiting calls.
+
+        Events still arrive after our Close (RFC 6455 section 1.4 only has the
+        receiver of a Close discard data): one the implementation sent before
+        it saw our Close (a server shutting down, a connection being replaced)
+        is not lost.
+        """
+        server = self.server
+        try:
+            obj = loads(payload)
+        except DecodeError as exc:
+            if server._throttle(("json", self.self_id)) is not None:
+                log.warning("%r sent a frame that is not JSON: %s", self, exc)
+            return
+        if not is_event(obj):
+            if (impl := onebot12_impl(obj)) is not None:
+                self._wrong_version(impl)
+            elif isinstance(obj, dict):
+                self.calls.resolve(obj)
+            return
+        if obj.get("meta_event_type") == "heartbeat" and self.conn is not None:
+            self.heartbeat = heartbeat_interval(obj)  # validated: it drives the reaper's timer
+            if self.heartbeat is None:
+                self.conn.expect_traffic(None)
+            else:  # silent for 3 intervals: the link is dead (it will reconnect)
+                self.conn.expect_traffic(
+                    3 * self.heartbeat, f"heartbeat every {self.heartbeat:.1f}s"
+                )
+        if self.self_id is None and obj.get("self_id") is not None:
+            server._learn(self, str(obj["self_id"]))
+        # Never run handlers here: a handler's call() needs this thread to read its response.
+        server.registry.submit(obj, size=len(payload))
+
+    def _wrong_version(self, impl: str) -> None:
+        """A OneBot 12 event on an open connection (one that did not say so at the handshake)."""
+        name = f" ({impl})" if impl else ""
+        if self.server._throttle(("onebot12", self.peer.rpartition(":")[0])) is not None:
+            log.warning(
+                "%r speaks OneBot 12%s, not OneBot 11; closing with 1003: configure the "
+                "implementation for OneBot 11 or use a OneBot 12 library",
+                self,
+                name,
+            )
+        self.close(1003, "this server speaks OneBot 11 only, not OneBot 12")
+
+    def closed(self) -> None:
+        """The connection is over: leave the routing, fail the calls still waiting."""
+        self.server._detach(self)
+        self.calls.fail_all(NotConnected(f"the connection to bot {self.self_id} dropped"))
+        log.info("%r disconnected", self)
+
+
+class _Echo:
+    """The session of ``echo=True``: every message goes back as it came (for conformance suites)."""
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+
+    def opened(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def message(self, opcode: int, payload: bytes) -> None:
+        if self.conn is not None and self.conn.open:
+            try:
+                self.conn.send(opcode, payload)
+            except NotConnected:
+                pass  # closing: RFC 6455 section 5.5.1, no more data frames of ours
+
+    def closed(self) -> None:
+        pass
+
+
 class WsServer(OneBotApi):
     """The reverse-WebSocket server: implementations connect to it.
 
@@ -109,7 +270,8 @@ class WsServer(OneBotApi):
         registry: the handlers; by default a new one, closed by :meth:`close`.
         timeout: seconds an API call waits for its response.
         max_message: the largest message accepted, in bytes (1009 beyond it).
-        handshake_timeout: seconds a client may take to send its upgrade request.
+        max_header: the largest upgrade request head, in bytes (431 beyond it).
+        handshake_timeout: seconds a client may take for TLS and its upgrade request.
         send_timeout: seconds a send may block before the peer is dropped.
         close_timeout: seconds a peer has to answer our Close (a reconnect that
             replaced its connection, say) before we cut the connection.
@@ -125,8 +287,6 @@ class WsServer(OneBotApi):
         ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the host.
         ValueError: inconsistent TLS options, or a certificate that cannot be loaded.
     """
-
-    connection_class = Connection  # FakeOneBot's forward-WS server swaps in its own
 
     def __init__(
         self,
@@ -153,27 +313,31 @@ class WsServer(OneBotApi):
         check_address(host, port, type(self).__name__)
         self.ssl_context = server_context(ssl_context, certfile, keyfile)
         self.host = host
-        self.port = port
         self.path = path
         self.access_token = valid_token(access_token)
         self.own_registry = registry is None
         self.registry = registry if registry is not None else Registry()
         self.timeout = timeout
-        self.max_message = max_message
-        self.max_header = max_header
-        self.handshake_timeout = handshake_timeout
-        self.send_timeout = send_timeout
-        self.close_timeout = close_timeout
-        self.ping_interval = ping_interval
         self.echo = echo
+        self.listener = WebSocketServer(
+            self,
+            host,
+            port,
+            name="onebot-ws",
+            logger=log,
+            ssl_context=self.ssl_context,
+            handshake_timeout=handshake_timeout,
+            max_header=max_header,
+            max_size=max_message,
+            send_timeout=send_timeout,
+            close_timeout=close_timeout,
+            ping_interval=ping_interval,
+        )
         self._throttle = Throttle()
         self._lock = threading.Lock()
-        self._connections: set[Connection] = set()  # every accepted socket, open or not
-        self._api: dict[str, Connection] = {}  # self_id -> its API or Universal connection
-        self._event: dict[str, Connection] = {}  # self_id -> its Event or Universal connection
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._connections: set[Peer] = set()  # every open connection, named or not
+        self._api: dict[str, Peer] = {}  # self_id -> its API or Universal connection
+        self._event: dict[str, Peer] = {}  # self_id -> its Event or Universal connection
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self._hooks: queue.SimpleQueue[tuple[Callable[[Bot], object], Bot] | None] = (
@@ -181,6 +345,11 @@ class WsServer(OneBotApi):
         )
         self._hook_thread: threading.Thread | None = None
         self._hooks_closed = False
+
+    @property
+    def port(self) -> int:
+        """The port we listen on (the real one once bound, when 0 was asked for)."""
+        return self.listener.port
 
     @property
     def url(self) -> str:
@@ -206,100 +375,62 @@ class WsServer(OneBotApi):
         """A handle whose OneBotApi methods go to bot ``self_id``."""
         return Bot(self, self_id)
 
+    # --- The handshake: the generic server asks us about each one ---
+
+    def accept(self, request: Request, peer: str) -> "Peer | _Echo":
+        """Decide a handshake: path, token, version, ``X-Self-ID``, ``X-Client-Role``.
+
+        Spec ``communication/ws-reverse.md``; the generic server calls this on
+        the connection's thread, once the request is a valid upgrade.
+
+        Raises:
+            HandshakeError: with the status to refuse with (404, 401, 403, 400).
+        """
+        if self.echo:
+            return _Echo()
+        headers = request.headers
+        path, query = split_target(request.target)
+        if self.path is not None and path.rstrip("/") != self.path.rstrip("/"):
+            raise HandshakeError(f"no endpoint at {path!r}; use {self.path!r}", 404)
+        refusal = check_token(self.access_token, headers.get("authorization"), query)
+        if refusal is not None:
+            # The peer learns nothing about the real token, not even its length.
+            raise HandshakeError(refusal.reply, refusal.status, detail=f" {refusal.detail}")
+        check_version(request)
+        self_id = headers.get("x-self-id", "").strip() or None
+        role = headers.get("x-client-role", "universal").strip()
+        if role.lower() not in ROLES:
+            log.warning("%s sent X-Client-Role %r; treating it as Universal", peer, role)
+        if self_id is None:
+            log.warning("%s sent no X-Self-ID; learning it from the first event", peer)
+        return Peer(self, peer, self_id, ROLES.get(role.lower(), "Universal"))
+
     # --- Lifecycle ---
 
-    def _bind(self) -> None:
-        if self._listener is not None:
-            return
-        try:
-            family = family_for(self.host)
-            # "::" also takes IPv4 connections where the OS supports dual-stack sockets.
-            dual = self.host == "::" and socket.has_dualstack_ipv6()
-            self._listener = socket.create_server(
-                (self.host, self.port), family=family, backlog=LISTEN_BACKLOG, dualstack_ipv6=dual
-            )
-        except OSError as exc:
-            raise NetworkError(
-                f"cannot listen on {url_host(self.host)}:{self.port}: {exc.strerror or exc}; "
-                "is another program (or the OneBot implementation itself) using this port?"
-            ) from exc
-        self._listener.settimeout(TICK)
-        self.port = self._listener.getsockname()[1]
-        if self.host in ("", "0.0.0.0", "::") and not self.access_token and not self.echo:
-            log.warning(
-                "listening on all interfaces (%r) without an access_token: anyone who can "
-                "reach port %d can connect as a bot",
-                self.host,
-                self.port,
-            )
-
     def start(self) -> "WsServer":
-        """Listen, and serve in a daemon thread; returns once the port is bound."""
-        self._bind()
-        self._thread = threading.Thread(target=self._serve, name="onebot-ws-server", daemon=True)
-        self._thread.start()
+        """Listen, and serve in a daemon thread; returns once the port is bound.
+
+        Calling it again does nothing: one server, one accept thread.
+        """
+        self.listener.bind()
+        self._warn_if_open()
+        self.listener.start()
+        log.info("listening on %s", self.url)
         return self
 
     def serve_forever(self) -> None:
         """Listen and serve in this thread until :meth:`close` (or Ctrl+C)."""
-        if self._thread is not None:  # already serving: just wait for close()
-            while not self._closed.wait(TICK):
-                pass
-            return
-        self._bind()
+        self.listener.bind()
+        self._warn_if_open()
+        log.info("listening on %s", self.url)
         try:
-            self._serve()
+            self.listener.serve_forever()
         finally:
             self.close()
 
-    def _serve(self) -> None:
-        assert self._listener is not None
-        log.info("listening on %s", self.url)
-        try:
-            while not self._closed.is_set():
-                try:
-                    sock, address = self._listener.accept()
-                except TimeoutError:
-                    self._housekeeping()
-                    continue
-                except OSError as exc:  # e.g. out of file descriptors: keep serving
-                    if self._closed.is_set():
-                        break
-                    log.error("accept() failed: %s", exc)
-                    time.sleep(TICK)
-                    continue
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn = self.connection_class(self, sock, address)
-                with self._lock:
-                    self._connections.add(conn)
-                conn.thread.start()
-                self._housekeeping()
-        finally:
-            self._listener.close()
-
-    def _housekeeping(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            conns = [c for c in self._connections if c.open and not c.dead]
-        for conn in conns:
-            silent = now - conn.last_seen
-            stuck = now - conn.sending_since if conn.sending_since else 0.0
-            if conn.closing_since and now - conn.closing_since > self.close_timeout:
-                log.info("%r left our Close unanswered for %.1fs; cut", conn, self.close_timeout)
-                conn.abort()
-            elif stuck > self.send_timeout:
-                log.warning("%r has not taken what we sent for %.1fs; closing it", conn, stuck)
-                conn.abort()
-            elif conn.heartbeat is not None and silent > 3 * conn.heartbeat:
-                log.warning("%r silent for %.1fs (heartbeat every %.1fs); closing it",
-                            conn, silent, conn.heartbeat)  # fmt: skip
-                conn.abort()
-            elif self.ping_interval and silent > 3 * self.ping_interval:
-                log.warning("%r answered none of our pings for %.1fs; closing it", conn, silent)
-                conn.abort()
-            elif self.ping_interval and now - conn.last_ping > self.ping_interval:
-                conn.last_ping = now
-                conn.ping()
+    def _warn_if_open(self) -> None:
+        guarded = bool(self.access_token) or self.echo
+        warn_if_open(log, self.host, self.port, guarded=guarded, who="connect as a bot")
 
     def close(self, timeout: float = 5.0) -> None:
         """Close every connection with 1001, stop every thread; wait ``timeout`` at most.
@@ -309,26 +440,7 @@ class WsServer(OneBotApi):
         """
         deadline = time.monotonic() + timeout
         self.registry.join(min(2.0, timeout / 2))
-        self._closed.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            conns = list(self._connections)
-        for conn in conns:
-            if conn.open:
-                conn.sock.settimeout(1.0)  # a peer that does not read cannot hold us for long
-                conn.close(1001, "server shutting down")
-            else:
-                conn.abort()
-        # Wait a moment for the peers' Close replies (all share one grace period), then
-        # cut the connections of those that did not answer.
-        grace = time.monotonic() + min(1.0, max(0.0, deadline - time.monotonic()) / 2)
-        for conn in conns:
-            conn.thread.join(max(0.0, grace - time.monotonic()))
-            if conn.thread.is_alive():
-                conn.abort()
-        for conn in conns:
-            conn.thread.join(max(0.1, deadline - time.monotonic()))
+        self.listener.close(max(0.0, deadline - time.monotonic()), 1001, "server shutting down")
         self._stop_hooks(deadline)
         if self.own_registry:
             self.registry.close(max(0.1, deadline - time.monotonic()))
@@ -341,44 +453,48 @@ class WsServer(OneBotApi):
 
     # --- Bots and routing ---
 
-    def _attach(self, conn: Connection) -> list[Connection]:
+    def _attach(self, peer: Peer) -> list[Peer]:
         """Register a new connection; return the ones it replaces, for the caller to close."""
-        return self._claim(conn) if conn.self_id is not None else []
+        with self._lock:
+            self._connections.add(peer)
+        return self._claim(peer) if peer.self_id is not None else []
 
-    def _learn(self, conn: Connection, self_id: str) -> None:
-        conn.self_id = self_id
-        log.info("%r: learned self_id from its first event", conn)
-        self._retire(self._claim(conn), conn)
+    def _learn(self, peer: Peer, self_id: str) -> None:
+        peer.self_id = self_id
+        if peer.conn is not None:
+            peer.conn.label = repr(peer)[1:-1]
+        log.info("%r: learned self_id from its first event", peer)
+        self._retire(self._claim(peer), peer)
 
-    def _claim(self, conn: Connection) -> list[Connection]:
-        """Make ``conn`` its bot's connection for its roles; return what it replaces."""
-        assert conn.self_id is not None
+    def _claim(self, peer: Peer) -> list[Peer]:
+        """Make ``peer`` its bot's connection for its roles; return what it replaces."""
+        assert peer.self_id is not None
         replaced = []
         with self._lock:
-            arrived = conn.self_id not in self._api and conn.self_id not in self._event
-            for slot, wanted in ((self._api, conn.api_capable), (self._event, conn.event_capable)):
-                old = slot.get(conn.self_id)
+            arrived = peer.self_id not in self._api and peer.self_id not in self._event
+            for slot, wanted in ((self._api, peer.api_capable), (self._event, peer.event_capable)):
+                old = slot.get(peer.self_id)
                 if wanted:
-                    slot[conn.self_id] = conn
-                    if old is not None and old is not conn:
+                    slot[peer.self_id] = peer
+                    if old is not None and old is not peer:
                         replaced.append(old)
             holding = set(self._api.values()) | set(self._event.values())
             if arrived:
-                self._hook(self.on_connect, conn.self_id)
+                self._hook(self.on_connect, peer.self_id)
         return [old for old in replaced if old not in holding]
 
-    def _retire(self, replaced: list[Connection], conn: Connection) -> None:
-        """Close the connections ``conn`` replaced (the implementation reconnected)."""
+    def _retire(self, replaced: list[Peer], peer: Peer) -> None:
+        """Close the connections ``peer`` replaced (the implementation reconnected)."""
         for old in replaced:
-            log.info("%r replaced by %r", old, conn)
+            log.info("%r replaced by %r", old, peer)
             old.close(1000, "replaced by a newer connection")
 
-    def _detach(self, conn: Connection) -> None:
+    def _detach(self, peer: Peer) -> None:
         with self._lock:
-            self._connections.discard(conn)
-            self_id, held = conn.self_id, False
+            self._connections.discard(peer)
+            self_id, held = peer.self_id, False
             for slot in (self._api, self._event):
-                if self_id is not None and slot.get(self_id) is conn:
+                if self_id is not None and slot.get(self_id) is peer:
                     del slot[self_id]
                     held = True
             if held and self_id not in self._api and self_id not in self._event:
@@ -418,7 +534,7 @@ class WsServer(OneBotApi):
         if thread.is_alive():
             log.warning("hook thread still busy after close()")
 
-    def _route(self, self_id: int | str | None) -> Connection:
+    def _route(self, self_id: int | str | None) -> Peer:
         """The connection to send a call on: explicit self_id > the only bot > an error."""
         with self._lock:
             if self_id is not None:
@@ -433,7 +549,7 @@ class WsServer(OneBotApi):
                 ids = sorted(set(self._api) | set(self._event))
                 raise NotConnected(f"bot {self_id} is not connected (connected: {ids})")
             candidates = list(self._api.values()) + [
-                c for c in self._connections if c.open and c.self_id is None and c.api_capable
+                c for c in self._connections if c.self_id is None and c.api_capable
             ]
             ids = sorted(set(self._api) | set(self._event))
         if len(candidates) == 1:
@@ -443,7 +559,7 @@ class WsServer(OneBotApi):
                 f"no bot with an API connection is connected (connected: {ids}); "
                 f"point the implementation's reverse WebSocket at {self.url}"
             )
-        raise ValueError(f"{len(candidates)} bots are connected ({ids}); pass self_id= to choose")
+        raise AmbiguousBot(f"{len(candidates)} bots are connected ({ids}); pass self_id= to choose")
 
     def call(
         self,
@@ -464,13 +580,14 @@ class WsServer(OneBotApi):
 
         Raises:
             NotConnected: that bot is not connected, or its connection dropped.
-            ValueError: several bots are connected and ``self_id`` is None.
+            AmbiguousBot: several bots are connected and ``self_id`` is None (also
+                a ValueError).
             ApiTimeout: no response in time (the action may still have run).
             ActionFailed: the implementation answered with a failure.
         """
-        conn = self._route(self_id)
+        peer = self._route(self_id)
         wait = self.timeout if timeout is None else timeout
-        return conn.calls.call(conn.send_text, action, params, wait)
+        return peer.calls.call(peer.send_text, action, params, wait)
 
     def call_for(self, event: dict[str, Any], action: str, /, **params: Any) -> Any:
         """Call ``action`` on the bot that received ``event`` (used by :meth:`reply`)."""

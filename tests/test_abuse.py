@@ -229,7 +229,8 @@ def test_a_ping_never_blocks_on_a_full_send_buffer(thread_baseline):
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         try:
             wait_until(lambda: "20002" in server.bots)
-            (conn,) = [c for c in server._connections if c.self_id == "20002"]
+            (peer,) = [c for c in server._connections if c.self_id == "20002"]
+            conn = peer.conn  # the socket's connection, under the bot's view of it
             try:  # fill both buffers; the peer reads none of it
                 while True:
                     conn.sock.send(bytes(65536), socket.MSG_DONTWAIT)

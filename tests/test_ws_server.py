@@ -492,10 +492,10 @@ def test_concurrent_calls_each_frame_once_and_whole(server):
 
 
 class LateSender:
-    """A connection's send lock that lets another thread queue a frame just before release."""
+    """A connection's write lock that lets another thread queue a frame just before release."""
 
     def __init__(self, conn, frame: bytes) -> None:
-        self.real, self.conn, self.frame, self.queued = conn._send_lock, conn, frame, False
+        self.real, self.conn, self.frame, self.queued = conn._write_lock, conn, frame, False
 
     def acquire(self, *args, **kwargs):
         return self.real.acquire(*args, **kwargs)
@@ -519,8 +519,9 @@ def test_a_frame_queued_as_the_writer_lets_go_is_still_sent(server, writer):
     ws = ws_client(server.url, 1)
     try:
         wait_until(lambda: server.bots == ["1"])
-        (conn,) = server._connections
-        conn._send_lock = LateSender(conn, b'{"second":2}')
+        (peer,) = server._connections
+        conn = peer.conn  # the socket's connection, under the bot's view of it
+        conn._write_lock = LateSender(conn, b'{"second":2}')
         if writer == "send":
             conn.send_text(b'{"first":1}')
             assert json.loads(ws.recv(timeout=5)) == {"first": 1}

@@ -1,0 +1,430 @@
+"""One WebSocket on one socket, for either role: a receive thread, a shared send path, deadlines.
+
+This is the I/O layer under both :mod:`onebot_ref.ws_server` and
+:mod:`onebot_ref.ws_client`. It moves bytes between a socket and a
+:class:`~onebot_ref._ws_protocol.Protocol` and keeps no protocol state of its
+own: whether a frame may still be sent, what a Ping or a Close asks for, when
+the connection is over — the protocol decides; the connection asks it, under
+one lock, so that every thread sees its state changes and the frames queued
+around them in one order.
+
+**Receiving.** :meth:`Connection.run` (the receive thread) reads into one
+reused buffer, hands the bytes to the protocol, and passes each whole message
+to ``on_message``, which must not block (the modes hand events to a worker
+pool: a handler may make a call whose response this very thread must read).
+
+**Sending.** Senders never wait for each other: a frame joins the protocol's
+queue, and whichever thread holds the write lock writes everything queued,
+several frames per write. Only when more than ``OUTBOX_LIMIT`` bytes are queued
+does a sender wait its turn (bounded by ``send_timeout``), so a peer that stops
+reading slows its senders down instead of growing the queue.
+
+**Deadlines without socket timeouts.** A socket timeout puts a ``poll()`` before
+every ``recv`` and ``send``; instead the owner calls :meth:`Connection.tick`
+every fraction of a second, which shuts down a connection whose write has been
+stuck past ``send_timeout``, whose Close went unanswered past
+``close_timeout``, or that has been silent past what it promised (heartbeats,
+our pings). Shutting a socket down wakes a blocked ``recv``/``send`` on every OS.
+
+**TLS.** OpenSSL does not allow one ``SSL`` object to be used from two threads
+at once, and a TLS connection is read by the receive thread while handler
+threads write to it: a TLS 1.3 session ticket or KeyUpdate arriving during a
+write could corrupt the stream. So a TLS socket is made non-blocking and every
+call into it (read or write) holds one lock; the waiting for readiness
+(``poll``) happens outside the lock. A plaintext socket has no such rule and
+stays blocking: the receive thread and one writer use it at the same time.
+"""
+
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+from ._ws_protocol import CloseReceived, Message, Protocol, State
+from .errors import NotConnected
+from .framer import TEXT
+
+__all__ = ["OUTBOX_LIMIT", "Connection"]
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 256 * 1024
+OUTBOX_LIMIT = 1 << 20  # bytes queued behind a write under way before senders must wait
+SMALL = 4096  # bytes a socket with room takes at once: what _flush_soon writes itself
+DRAIN = 1.0  # seconds we read what is left after the closing handshake (see _finish)
+
+
+def _wait(sock: socket.socket, *, write: bool, timeout: float | None) -> bool:
+    """Block until ``sock`` is readable (or writable); False on timeout.
+
+    A socket that is shut down counts as ready: the read or write then fails.
+    """
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT if write else select.POLLIN)
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
+    ready = (
+        select.select([], [sock], [], timeout) if write else select.select([sock], [], [], timeout)
+    )
+    return bool(ready[0] or ready[1])  # Windows
+
+
+class _PlainIO:
+    """A plaintext socket, blocking: reads and one writer may use it at once."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(None)  # bounded by Connection.tick (module docstring)
+        self.recv_into = sock.recv_into
+        self.sendall = sock.sendall
+
+
+class _TlsIO:
+    """A TLS socket: non-blocking, each call into OpenSSL under one lock (module docstring)."""
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+        sock.setblocking(False)
+
+    def recv_into(self, buffer: memoryview) -> int:
+        while True:
+            # Bytes OpenSSL has already decrypted do not show up in poll().
+            if not self.sock.pending():
+                _wait(self.sock, write=False, timeout=None)
+            with self.lock:
+                try:
+                    return self.sock.recv_into(buffer)
+                except ssl.SSLWantReadError:
+                    continue  # only part of a record has arrived
+                except ssl.SSLWantWriteError:
+                    pass
+            _wait(self.sock, write=True, timeout=None)
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            with self.lock:
+                try:
+                    # OpenSSL wants a write that could not finish retried with the
+                    # same bytes: view only moves on by what was written.
+                    view = view[self.sock.send(view) :]
+                    continue
+                except ssl.SSLWantWriteError:
+                    write = True
+                except ssl.SSLWantReadError:
+                    write = False
+            _wait(self.sock, write=write, timeout=None)
+
+
+class Connection:
+    """One open WebSocket: the receive loop, the send path, and the deadlines.
+
+    Args:
+        sock: the connected socket, after the opening handshake (TLS already
+            set up if any).
+        protocol: the connection's rules and state (client or server side).
+        on_message: ``f(opcode, payload)`` for each whole text or binary
+            message, called on the receive thread; it must not block.
+        on_close: ``f()`` once the connection is over, on the receive thread.
+        label: how logs name the connection; owners may update it.
+        send_timeout: seconds a write may stay stuck before the connection is cut.
+        close_timeout: seconds the peer has to answer our Close.
+        ping_interval: send a Ping after this many idle seconds, and cut a
+            connection that answers none for three intervals; None sends none.
+        initial: bytes that arrived behind the opening handshake.
+        preamble: bytes to write before any frame (the server's ``101``).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: Protocol,
+        *,
+        on_message: Callable[[int, bytes], object],
+        on_close: Callable[[], object] | None = None,
+        label: str = "connection",
+        send_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        ping_interval: float | None = None,
+        initial: bytes = b"",
+        preamble: bytes = b"",
+    ) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        self.on_message = on_message
+        self.on_close = on_close
+        self.label = label
+        self.send_timeout = send_timeout
+        self.close_timeout = close_timeout
+        self.ping_interval = ping_interval
+        self.io = _TlsIO(sock) if isinstance(sock, ssl.SSLSocket) else _PlainIO(sock)
+        self.last_seen = time.monotonic()  # when bytes last arrived
+        self.last_ping = self.last_seen
+        self.silence: tuple[float, str] | None = None  # (seconds, why) the peer may be quiet
+        self.sending_since = 0.0  # monotonic start of the write under way; 0.0 when none is
+        self.closing_since = 0.0  # when we queued our Close; 0.0 until then
+        self._lock = threading.Lock()  # guards the protocol; never held across I/O
+        self._write_lock = threading.Lock()  # held by the one thread writing
+        self._preamble = preamble
+        self._initial = initial
+        self._aborted = False
+
+    def __repr__(self) -> str:
+        return f"<{self.label}>"
+
+    @property
+    def open(self) -> bool:
+        """True while frames may still be sent (the protocol is ``OPEN``)."""
+        return not self._aborted and self.protocol.state is State.OPEN
+
+    # -- receiving --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Read until the connection is over; then close the socket and call ``on_close``."""
+        try:
+            self._flush()  # the preamble, and whatever was queued behind it
+            self._receive(self._initial)
+            scratch = memoryview(bytearray(RECV_SIZE))
+            while not self.protocol.closed:
+                # 1) Read from the network. A quiet peer leaves us blocked here
+                #    until tick() or close() shuts the socket down.
+                n = self.io.recv_into(scratch)
+                if not n:
+                    with self._lock:
+                        self.protocol.receive_eof()
+                    break
+                self.last_seen = time.monotonic()
+                # 2) Let the protocol parse it, answer pings and closes, and deliver.
+                self._receive(scratch[:n])
+        except NotConnected as exc:  # our answer to a ping or close could not be written
+            log.debug("%r: %s", self, exc)
+        except OSError as exc:  # reset, or shut down by tick() or close()
+            log.debug("%r: %s", self, exc)
+        except Exception:  # a bug (ours or a callback's): never out of this thread
+            log.exception("%r: unexpected error in the receive loop; closing with 1011", self)
+            self.close(1011, "internal error")
+        finally:
+            self._finish()
+            if self.on_close is not None:
+                self.on_close()
+
+    def _receive(self, data: bytes | memoryview) -> None:
+        if not data:
+            return
+        with self._lock:
+            events = self.protocol.receive_data(data)
+            error = self.protocol.error
+        if self.protocol.pending:
+            self._flush()  # a Pong, or the answer to a Close
+        for event in events:
+            if isinstance(event, Message):
+                self.on_message(event.opcode, event.payload)
+            elif isinstance(event, CloseReceived):
+                log.debug("%r: the peer closed with %d %s", self, event.code, event.reason)
+        if error is not None:  # "_Fail the WebSocket Connection_", section 7.1.7
+            log.warning("%r broke the protocol: %s", self, error)
+            self._flush()
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send_text(self, data: bytes) -> None:
+        """Send one text message (UTF-8 JSON here); see :meth:`send`."""
+        self.send(TEXT, data)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        """Send one text or binary message, or leave it to the thread writing now.
+
+        A frame left to another thread is not reported on if that write fails:
+        the connection is then shut down, and its owner learns from ``on_close``.
+
+        Raises:
+            NotConnected: the connection is closing or closed, our own write
+                failed, or the queue ahead of us was stuck for ``send_timeout``
+                (the connection is then shut down).
+        """
+        with self._lock:
+            if self._aborted:
+                raise NotConnected(f"{self.label} is closed")
+            if opcode == TEXT:
+                self.protocol.send_text(payload)
+            else:
+                self.protocol.send_binary(payload)
+            full = self.protocol.pending > OUTBOX_LIMIT
+        if full:  # the peer is not keeping up: wait our turn (bounded), then write
+            if not self._write_lock.acquire(timeout=self.send_timeout):
+                self.abort()
+                raise NotConnected(f"{self.label} is stuck: nothing was written for "
+                                   f"{self.send_timeout:g}s; closed it")  # fmt: skip
+        elif not self._write_lock.acquire(blocking=False):
+            return  # the thread writing now will take our frame along
+        self._write()
+
+    def send_raw(self, data: bytes) -> None:
+        """Write ``data`` as it is, behind what is queued: bytes that are no frame of ours.
+
+        For FakeOneBot's faults (a malformed frame on purpose); the protocol
+        never sees them.
+
+        Raises:
+            NotConnected: the write failed or stayed stuck for ``send_timeout``.
+        """
+        if not self._write_lock.acquire(timeout=self.send_timeout):
+            self.abort()
+            raise NotConnected(f"{self.label} is stuck; closed it")
+        try:
+            self.io.sendall(b"".join([*self._take(), data]))
+        except OSError as exc:
+            self.abort()
+            raise NotConnected(f"sending on {self.label} failed: {exc}") from exc
+        finally:
+            self._write_lock.release()
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what is queued unless another thread is writing (it will take it along)."""
+        if (self.protocol.pending or self._preamble) and self._write_lock.acquire(blocking=False):
+            self._write()
+
+    def _write(self) -> None:
+        """Write out the queue; called holding the write lock, which it releases."""
+        while True:
+            try:
+                while chunks := self._take():
+                    self.sending_since = time.monotonic()
+                    self.io.sendall(b"".join(chunks))
+            except OSError as exc:
+                self.abort()
+                raise NotConnected(f"sending on {self.label} failed: {exc}") from exc
+            finally:
+                self.sending_since = 0.0
+                self._write_lock.release()
+            # A frame queued after our last look, but before the release, found the
+            # lock taken and was left to us: look again.
+            if not self.protocol.pending or not self._write_lock.acquire(blocking=False):
+                return
+
+    def _take(self) -> list[bytes]:
+        with self._lock:
+            chunks = self.protocol.data_to_send()
+            if self._preamble:
+                chunks.insert(0, self._preamble)
+                self._preamble = b""
+        return chunks
+
+    def ping(self) -> None:
+        """Send a Ping unless a write is under way; never blocks (see :meth:`_flush_soon`).
+
+        The owner's housekeeping thread calls this (through :meth:`tick`): a
+        peer that reads nothing is what pings are there to find.
+        """
+        if not self._write_lock.acquire(blocking=False):
+            return  # a write is under way: the link is not idle
+        try:
+            with self._lock:
+                self.protocol.send_ping()
+        finally:
+            self._write_lock.release()
+        self._flush_soon()
+
+    def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 section 7.1.2); never blocks, never raises."""
+        with self._lock:
+            self.protocol.send_close(code, reason)
+            if self.closing_since == 0.0:
+                self.closing_since = time.monotonic()
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Write what is queued now if that cannot block, else from a thread of its own.
+
+        For callers that must not wait on a peer that reads nothing: the
+        housekeeping thread (pings) and whoever closes (a server shutting down
+        closes every connection in turn). A small queue on a socket with room
+        goes at once; otherwise a short-lived thread writes it, bounded like
+        any write by ``send_timeout`` through :meth:`tick`.
+        """
+        if not self._write_lock.acquire(blocking=False):
+            return  # the thread writing now will take it along
+        if self.protocol.pending <= SMALL and _wait(self.sock, write=True, timeout=0):
+            try:
+                self._write()
+            except NotConnected:
+                pass  # shut down; the receive thread ends and reports it
+            return
+        self._write_lock.release()
+        name = f"onebot-ws-flush-{self.label}"
+        threading.Thread(target=self._flush_quietly, name=name, daemon=True).start()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush()
+        except NotConnected:
+            pass  # the connection is shut down; its owner learns from on_close
+
+    def abort(self) -> None:
+        """Shut the socket down now: that wakes a blocked ``recv`` or ``send`` on every OS."""
+        self._aborted = True
+        try:
+            # socket.socket's own shutdown: an SSLSocket's would also drop its SSL
+            # object, which another thread may be using this very moment.
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- deadlines ----------------------------------------------------------------------
+
+    def expect_traffic(self, within: float | None, why: str = "") -> None:
+        """Cut the connection if nothing arrives for ``within`` seconds (None: never)."""
+        self.silence = None if within is None else (within, why)
+
+    def tick(self, now: float) -> None:
+        """Enforce the deadlines and send due pings; the owner calls this a few times a second."""
+        if self._aborted:
+            return
+        silent = now - self.last_seen
+        stuck = now - self.sending_since if self.sending_since else 0.0
+        if self.closing_since and now - self.closing_since > self.close_timeout:
+            log.info("%r left our Close unanswered for %.1fs; cut", self, self.close_timeout)
+            self.abort()
+        elif stuck > self.send_timeout:
+            log.warning("%r has not taken what we sent for %.1fs; closing it", self, stuck)
+            self.abort()
+        elif self.silence is not None and silent > self.silence[0]:
+            log.warning("%r silent for %.1fs (%s); closing it", self, silent, self.silence[1])
+            self.abort()
+        elif self.ping_interval and silent > 3 * self.ping_interval:
+            log.warning("%r answered none of our pings for %.1fs; closing it", self, silent)
+            self.abort()
+        elif self.ping_interval and now - self.last_ping > self.ping_interval:
+            self.last_ping = now
+            self.ping()
+
+    # -- the end ------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """Close TCP the way section 7.1.1 asks, without losing our last frames.
+
+        The server closes first: half-close, then read what is left for a
+        moment, so that closing with unread data does not reset the connection
+        before the peer has read our Close. The client waits (as briefly) for
+        the server to do so.
+        """
+        self._aborted = True
+        sock = self.sock
+        try:
+            if self.protocol.tcp_close_first:
+                socket.socket.shutdown(sock, socket.SHUT_WR)
+            deadline = time.monotonic() + DRAIN
+            scratch = bytearray(65536)
+            while time.monotonic() < deadline:
+                if not _wait(sock, write=False, timeout=max(0.0, deadline - time.monotonic())):
+                    break
+                if not socket.socket.recv_into(sock, scratch):
+                    break
+        except OSError:
+            pass
+        finally:
+            sock.close()
