@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 
 from ._ws_protocol import CloseReceived, Message, Protocol, State
-from .errors import NotConnected
+from .errors import NotConnected, ProtocolError
 from .framer import TEXT
 
 __all__ = ["OUTBOX_LIMIT", "Connection"]
@@ -60,8 +60,10 @@ DRAIN = 1.0  # seconds we read what is left after the closing handshake (see _fi
 def _wait(sock: socket.socket, *, write: bool, timeout: float | None) -> bool:
     """Block until ``sock`` is readable (or writable); False on timeout.
 
-    A socket that is shut down counts as ready: the read or write then fails.
+    A socket that is shut down (or closed) counts as ready: the read or write then fails.
     """
+    if sock.fileno() < 0:
+        return True
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(sock, select.POLLOUT if write else select.POLLIN)
@@ -166,6 +168,8 @@ class Connection:
         self.silence: tuple[float, str] | None = None  # (seconds, why) the peer may be quiet
         self.sending_since = 0.0  # monotonic start of the write under way; 0.0 when none is
         self.closing_since = 0.0  # when we queued our Close; 0.0 until then
+        self.cut = ""  # why tick() shut the connection down, if it did
+        self.failure: Exception | None = None  # the bug that ended the receive loop, if one did
         self._lock = threading.Lock()  # guards the protocol; never held across I/O
         self._write_lock = threading.Lock()  # held by the one thread writing
         self._preamble = preamble
@@ -203,9 +207,15 @@ class Connection:
             log.debug("%r: %s", self, exc)
         except OSError as exc:  # reset, or shut down by tick() or close()
             log.debug("%r: %s", self, exc)
-        except Exception:  # a bug (ours or a callback's): never out of this thread
+        except Exception as exc:  # a bug (ours or a callback's): never out of this thread
             log.exception("%r: unexpected error in the receive loop; closing with 1011", self)
-            self.close(1011, "internal error")
+            self.failure = exc
+            with self._lock:  # RFC 6455 section 7.4.1: 1011, "an unexpected condition"
+                self.protocol.fail(ProtocolError("internal error", 1011))
+            try:
+                self._flush()
+            except NotConnected:
+                pass
         finally:
             self._finish()
             if self.on_close is not None:
@@ -346,8 +356,8 @@ class Connection:
         goes at once; otherwise a short-lived thread writes it, bounded like
         any write by ``send_timeout`` through :meth:`tick`.
         """
-        if not self._write_lock.acquire(blocking=False):
-            return  # the thread writing now will take it along
+        if self._aborted or not self._write_lock.acquire(blocking=False):
+            return  # over, or the thread writing now will take it along
         if self.protocol.pending <= SMALL and _wait(self.sock, write=True, timeout=0):
             try:
                 self._write()
@@ -381,26 +391,33 @@ class Connection:
         self.silence = None if within is None else (within, why)
 
     def tick(self, now: float) -> None:
-        """Enforce the deadlines and send due pings; the owner calls this a few times a second."""
+        """Enforce the deadlines and send due pings; the owner calls this a few times a second.
+
+        A connection that overstays is shut down, and :attr:`cut` says why.
+        """
         if self._aborted:
             return
-        silent = now - self.last_seen
-        stuck = now - self.sending_since if self.sending_since else 0.0
-        if self.closing_since and now - self.closing_since > self.close_timeout:
-            log.info("%r left our Close unanswered for %.1fs; cut", self, self.close_timeout)
-            self.abort()
-        elif stuck > self.send_timeout:
-            log.warning("%r has not taken what we sent for %.1fs; closing it", self, stuck)
-            self.abort()
-        elif self.silence is not None and silent > self.silence[0]:
-            log.warning("%r silent for %.1fs (%s); closing it", self, silent, self.silence[1])
-            self.abort()
-        elif self.ping_interval and silent > 3 * self.ping_interval:
-            log.warning("%r answered none of our pings for %.1fs; closing it", self, silent)
+        overstayed = self._overstayed(now)
+        if overstayed is not None:
+            level, self.cut = overstayed
+            log.log(level, "%r %s; closing it", self, self.cut)
             self.abort()
         elif self.ping_interval and now - self.last_ping > self.ping_interval:
             self.last_ping = now
             self.ping()
+
+    def _overstayed(self, now: float) -> tuple[int, str] | None:
+        silent = now - self.last_seen
+        stuck = now - self.sending_since if self.sending_since else 0.0
+        if self.closing_since and now - self.closing_since > self.close_timeout:
+            return logging.INFO, f"left our Close unanswered for {self.close_timeout:.1f}s"
+        if stuck > self.send_timeout:
+            return logging.WARNING, f"has not taken what we sent for {stuck:.1f}s"
+        if self.silence is not None and silent > self.silence[0]:
+            return logging.WARNING, f"silent for {silent:.1f}s ({self.silence[1]})"
+        if self.ping_interval and silent > 3 * self.ping_interval:
+            return logging.WARNING, f"answered none of our pings for {silent:.1f}s"
+        return None
 
     # -- the end ------------------------------------------------------------------------
 

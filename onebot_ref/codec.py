@@ -63,6 +63,7 @@ __all__ = [
     "event_name",
     "heartbeat_interval",
     "http_error",
+    "inband_refusal",
     "is_event",
     "is_websocket_refusal",
     "loads",
@@ -322,6 +323,27 @@ def onebot12_impl(obj: Any) -> str | None:
     version = obj.get("version")
     name = obj.get("impl") or (version.get("impl") if isinstance(version, dict) else None)
     return name if isinstance(name, str) else ""
+
+
+def inband_refusal(frame: Any) -> str | None:
+    """How an implementation refused our token *after* the upgrade, if ``frame`` is that.
+
+    Two dialects exist (``ONEBOT11.md``, forward WS): NapCat and LLOneBot send
+    an envelope with retcode 1403 (or 1401) and no echo, then close; CQHTTP
+    sends the bare text frame ``authorization failed``, then closes. ``frame``
+    is the decoded JSON, or the text of a frame that is not JSON. Used by
+    ``WsClient`` (which then stops: retrying cannot help) and by the doctor.
+    """
+    if isinstance(frame, dict):
+        if frame.get("retcode") in AUTH_RETCODES and frame.get("echo") in (None, ""):
+            text = response_text(frame)
+            return f"retcode {frame['retcode']} {text}".rstrip()
+        return None
+    if isinstance(frame, bytes | bytearray):
+        frame = bytes(frame).decode("utf-8", "replace")
+    if isinstance(frame, str) and ("authorization" in frame.lower() or "token" in frame.lower()):
+        return f"text frame {frame.strip()[:60]!r}"
+    return None
 
 
 # Heartbeat intervals drive a watchdog (3 silent intervals mean a dead link), so the

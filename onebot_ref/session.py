@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .codec import (
-    AUTH_RETCODES,
     NOT_FOUND_RETCODES,
     action_request,
     heartbeat_interval,
+    inband_refusal,
     is_event,
     loads,
 )
@@ -128,19 +128,6 @@ class Inbox:
             time.sleep(0.05)
 
 
-def _refusal(frame: Any) -> str | None:
-    """The in-band auth refusal NapCat (retcode 1403) or CQHTTP (a text frame) sends, if any."""
-    if (
-        isinstance(frame, dict)
-        and frame.get("retcode") in AUTH_RETCODES
-        and frame.get("echo") in (None, "")
-    ):
-        return f"retcode {frame['retcode']} {frame.get('message') or frame.get('wording') or ''}"
-    if isinstance(frame, str) and ("authorization" in frame.lower() or "token" in frame.lower()):
-        return f"text frame {frame[:60]!r}"
-    return None
-
-
 TOKEN_FIX_ZH = (
     "两边的 token 不一致：把 --token 改成实现里这个 WebSocket 服务器的 token（access_token）。"
 )
@@ -181,7 +168,7 @@ def probe_session(
     checks: list[Check] = []
     # 1) A moment for the greeting: a lifecycle event, or an in-band refusal.
     greeting = inbox.next_response(min(0.3, wait))
-    refused = _refusal(greeting)
+    refused = inband_refusal(greeting)
     # 2) The calls, one at a time.
     results: dict[str, Any] = {}
     pairs: list[tuple[Any, Any]] = []
@@ -197,7 +184,7 @@ def probe_session(
             if inbox.closed:
                 break
             continue
-        if refused := _refusal(response):
+        if refused := inband_refusal(response):
             break
         results[action] = response
         pairs.append((echo, response))

@@ -49,8 +49,17 @@ hands events to the registry's workers), plus the thread running
 :meth:`WsClient.run_forever`, which connects, watches and reconnects. No
 keepalive pings and no permessage-deflate (go-cqhttp never reads ``/event``
 sockets, so its pongs would never come).
+
+How it is built: websocket-client dials (:func:`onebot_ref.ws_link.dial`:
+proxies, TLS, the handshake) and hands over the socket; from then on the
+connection is the servers' own: :mod:`onebot_ref._ws_protocol` keeps the
+RFC 6455 rules (masking our frames, since we are the client) and
+:mod:`onebot_ref._ws_connection` moves the bytes, with the same send path,
+deadlines and TLS handling. Where the client is in its life is one explicit
+:class:`State`, changed under one condition that every waiter watches.
 """
 
+import enum
 import logging
 import random
 import ssl
@@ -60,13 +69,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import websocket
-
+from ._ws_connection import Connection
+from ._ws_protocol import Protocol
 from .api import OneBotApi
 from .calls import PendingCalls
 from .codec import (
-    AUTH_RETCODES,
     heartbeat_interval,
+    inband_refusal,
     is_event,
     loads,
     mask_token,
@@ -77,20 +86,40 @@ from .codec import (
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
 from .tls import client_context
-from .ws_link import (
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_NORMAL,
-    CLOSE_UNSUPPORTED,
-    MAX_SIZE,
-    Link,
-    LinkSocket,
-    dial,
-    transient,
-)
+from .ws_link import MAX_SIZE, dial, transient
 
-__all__ = ["WsClient"]
+__all__ = ["State", "WsClient"]
 
 log = logging.getLogger(__name__)
+
+TICK = 0.2  # seconds between two rounds of the connection's deadlines (stuck sends, silence)
+# RFC 6455 section 7.4.1
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED = 1003  # "received a type of data it cannot accept"
+
+
+class State(enum.Enum):
+    """Where a :class:`WsClient` is in its life."""
+
+    IDLE = "idle"  # made; neither started nor closed
+    CONNECTING = "connecting"  # dialling every endpoint
+    CONNECTED = "connected"  # every socket open; calls go out
+    WAITING = "waiting"  # backing off before the next attempt
+    STOPPED = "stopped"  # the connection loop has ended (closed, a fatal error, or no reconnect)
+
+
+class Link:
+    """One open socket of the client (``universal``, ``api`` or ``event``): its connection."""
+
+    def __init__(self, role: str, url: str, conn: Connection) -> None:
+        self.role = role
+        self.url = url
+        self.conn = conn
+        self.interval: float | None = None  # seconds, from the last heartbeat
+        self.heard = False  # some frame has arrived
+        self.ended = False  # its receive loop is over
+        self.error: Exception | None = None  # why it ended
+        self.thread: threading.Thread | None = None
 
 
 class WsClient(OneBotApi):
@@ -170,20 +199,16 @@ class WsClient(OneBotApi):
         self.self_id: int | str | None = None
         self.error: Exception | None = None  # the fatal error that stopped the client
         self.last_error: Exception | None = None
+        self.connects = 0  # connections made (all endpoints up) since start
         self._pending = PendingCalls()
-        self._lock = threading.Lock()
+        # One condition guards the state and everything waiters look at: the
+        # links, the error, close(). Every change notifies every waiter.
+        self._changed = threading.Condition()
+        self._state = State.IDLE
+        self._closing = False  # close() was called: the loop ends and never starts again
         self._links: dict[str, Link] = {}
         self._api: Link | None = None
-        self._connected = False
-        self._closed = threading.Event()
-        self._wake = threading.Event()  # a link dropped, or close() was called
-        self._heard = threading.Event()  # some frame arrived on this connection
-        self._ready = threading.Event()  # for start(): connected, or failed
-        self._running = False
-        self._ever_connected = False
         self._runner: threading.Thread | None = None
-        self._finished = threading.Event()
-        self._finished.set()
         self._thread: threading.Thread | None = None
         self._bad_frames = 0
 
@@ -194,9 +219,17 @@ class WsClient(OneBotApi):
         return self.registry.on(name)
 
     @property
+    def state(self) -> State:
+        return self._state
+
+    @property
     def connected(self) -> bool:
         """True while every configured socket is open."""
-        return self._connected
+        return self._state is State.CONNECTED
+
+    @property
+    def _running(self) -> bool:
+        return self._state not in (State.IDLE, State.STOPPED)
 
     def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
         """Call ``action`` and return the response's ``data``. Safe from any thread.
@@ -205,6 +238,7 @@ class WsClient(OneBotApi):
             NotConnected: not connected now, or the connection dropped while waiting.
             ApiTimeout: no response within ``timeout`` (default ``self.timeout``).
             ActionFailed: the implementation answered with a failure.
+            EncodeError: a parameter that cannot go onto the wire; nothing was sent.
         """
         if self._api is None:
             raise NotConnected(self._why_not_connected())
@@ -219,6 +253,7 @@ class WsClient(OneBotApi):
 
         Raises:
             AuthError: the implementation refused our token (never retried).
+            ProtocolError: the implementation speaks OneBot 12.
             NetworkError: with ``reconnect=False``, the connection failed.
         """
         self._run(give_up_after=None)
@@ -249,16 +284,19 @@ class WsClient(OneBotApi):
         wait = self.connect_timeout if wait is None else wait
         # Daemon: a bot that forgets close() must not keep the interpreter alive.
         self._thread = threading.Thread(
-            target=self._run_quietly, args=(wait,), name="onebot-ws-client"
+            target=self._run_quietly, args=(wait,), name="onebot-ws-client", daemon=True
         )
-        self._thread.daemon = True
         self._thread.start()
         per_attempt = self.connect_timeout * len(self.endpoints)
         budget = wait + per_attempt + self.first_frame_wait + 5.0
-        if not self._ready.wait(budget):
+        with self._changed:
+            up = self._changed.wait_for(
+                lambda: self.connects > 0 or self._state is State.STOPPED, budget
+            )
+        if not up:
             self.close()
             raise NotConnected(f"no connection to {self._where()} after {budget:.0f}s")
-        if not self._ever_connected:
+        if self.connects == 0:
             self._thread.join(5.0)
             raise self.last_error or NotConnected(self._why_not_connected())
         return self
@@ -271,15 +309,17 @@ class WsClient(OneBotApi):
         """
         deadline = time.monotonic() + timeout
         self.registry.join(min(2.0, timeout / 2))
-        self._closed.set()
-        self._wake.set()
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
         self._pending.fail_all(NotConnected("the client was closed"))
         current = threading.current_thread()
         if self._runner is not current:  # close() from a hook must not wait for itself
-            self._finished.wait(timeout)
+            with self._changed:
+                self._changed.wait_for(lambda: not self._running, timeout)
         if self._thread is not None and self._thread is not current:
             self._thread.join(max(0.0, deadline - time.monotonic()))
-        if not self._finished.is_set():
+        if self._running and self._runner is not current:
             log.warning("connection thread still busy after close() (connecting or in a hook)")
         if self._owns_registry:
             self.registry.close(max(0.1, deadline - time.monotonic()))
@@ -296,26 +336,31 @@ class WsClient(OneBotApi):
 
     # -- the connection loop -----------------------------------------------------
 
+    def _set(self, state: State) -> None:
+        with self._changed:
+            self._state = state
+            self._changed.notify_all()
+
     def _run_quietly(self, wait: float) -> None:
         try:
             self._run(give_up_after=wait)
         except Exception as exc:  # start() re-raises it in the caller's thread
             self.last_error = exc
-        finally:
-            self._ready.set()
 
     def _run(self, *, give_up_after: float | None) -> None:
         """Connect, serve, reconnect; the first connection is given ``give_up_after`` seconds."""
-        with self._lock:
+        with self._changed:
             if self._running:
                 raise RuntimeError("run_forever() is already running")
-            self._running = True
+            if self._closing:
+                return
+            self._state = State.CONNECTING
             self._runner = threading.current_thread()
-            self._finished.clear()
         failures = 0  # consecutive failed connects or short-lived connections
         started = time.monotonic()
         try:
-            while not self._closed.is_set():
+            while not self._closing:
+                self._set(State.CONNECTING)
                 try:
                     links = self._connect_all()
                 except AuthError as exc:
@@ -332,7 +377,7 @@ class WsClient(OneBotApi):
                                 f"{give_up_after:g}s (start(wait=...) waits longer)"
                             ) from exc
                         raise
-                    self._closed.wait(delay)
+                    self._pause(delay)
                     continue
                 if failures == 0 or self._reported(failures):
                     log.info("connected to %s (%d failed attempts before)", self._where(), failures)
@@ -341,7 +386,7 @@ class WsClient(OneBotApi):
                 reason = self._serve(links)
                 if self.error is not None:
                     raise self.error
-                if self._closed.is_set() or not self.reconnect:
+                if self._closing or not self.reconnect:
                     return
                 self.last_error = reason
                 if time.monotonic() - up_since >= self.stable_after:
@@ -350,113 +395,133 @@ class WsClient(OneBotApi):
                 else:
                     failures += 1  # up and straight down again counts as a failure
                     self._log_failure(failures, reason, "retrying with backoff")
-                self._closed.wait(self._backoff(failures))
+                self._pause(self._backoff(failures))
         finally:
-            self._running = False
-            self._runner = None
-            self._finished.set()
+            with self._changed:
+                self._state = State.STOPPED
+                self._runner = None
+                self._changed.notify_all()
+
+    def _pause(self, seconds: float) -> None:
+        """Back off for ``seconds``, or until :meth:`close`."""
+        with self._changed:
+            self._state = State.WAITING
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self._closing, seconds)
 
     def _connect_all(self) -> dict[str, Link]:
         links: dict[str, Link] = {}
         try:
             for role, url in self.endpoints.items():
-                links[role] = Link(role, url, self._connect(url))
+                links[role] = self._link(role, url, self._connect(url))
         except BaseException:
             for link in links.values():
-                link.close()
-                link.ws.shutdown()  # type: ignore[no-untyped-call]
+                link.conn.abort()
+                link.conn.sock.close()
             raise
         return links
 
-    def _connect(self, url: str) -> LinkSocket:
+    def _connect(self, url: str) -> Any:
         return dial(
             url,
             access_token=self.access_token,
             token_in_query=self.token_in_query,
             connect_timeout=self.connect_timeout,
             ssl_context=self.ssl_context,
-            max_size=self.max_size,
-            timeout=self.timeout,
         )
+
+    def _link(self, role: str, url: str, sock: Any) -> Link:
+        """Our protocol and connection over a dialled socket (we are the client: we mask)."""
+        link: Link
+
+        def on_message(opcode: int, payload: bytes) -> None:
+            self._dispatch(link, payload)
+
+        def on_close() -> None:
+            self._ended(link)
+
+        conn = Connection(
+            sock,
+            Protocol(client=True, max_size=self.max_size),
+            on_message=on_message,
+            on_close=on_close,
+            label=f"connection to {redact(url)}",
+            send_timeout=max(self.timeout, 1.0),
+        )
+        link = Link(role, url, conn)
+        return link
 
     def _serve(self, links: dict[str, Link]) -> Exception:
         """Run one connection until it drops or close(); return why it ended."""
-        self._heard.clear()
-        with self._lock:
+        with self._changed:
             self._links = links
             self._api = links.get("universal") or links.get("api")
         for link in links.values():
             link.thread = threading.Thread(
-                target=self._receive, args=(link,), name=f"onebot-ws-recv-{link.role}"
-            )
-            link.thread.daemon = True  # the socket read must never block interpreter exit
+                target=link.conn.run, name=f"onebot-ws-recv-{link.role}", daemon=True
+            )  # daemon: the socket read must never block interpreter exit
             link.thread.start()
         self._greet(links)
-        reason: Exception | None = None
-        if not self._wake.is_set():
-            self._connected = self._ever_connected = True
-            self._ready.set()
+        with self._changed:
+            up = not self._over(links)
+            if up:
+                self._state = State.CONNECTED
+                self.connects += 1
+                self._changed.notify_all()
+        if up:
             self._hook(self.on_connect, self)
-        while reason is None:
-            if self._wake.wait(self._watch(links)) or self._closed.is_set():
-                reason = self.error or self._link_error(links) or NotConnected("client closed")
-            else:
-                reason = self._check_heartbeats(links)
+        while True:
+            with self._changed:
+                if self._changed.wait_for(lambda: self._over(links), TICK):
+                    break
+            now = time.monotonic()
+            for link in links.values():
+                link.conn.tick(now)  # stuck sends, silence past the heartbeats' promise
+        reason = self.error or self._link_error(links) or NotConnected("client closed")
         self._teardown(links, reason)
         return reason
+
+    def _over(self, links: dict[str, Link]) -> bool:
+        """Whether this connection is over (call with ``_changed`` held)."""
+        return self._closing or self.error is not None or any(lk.ended for lk in links.values())
 
     def _greet(self, links: dict[str, Link]) -> None:
         """Give in-band auth refusals time to arrive before we report "connected"."""
         if "universal" in links or "event" in links:
-            self._heard.wait(self.first_frame_wait)  # the lifecycle event, or a refusal
+            with self._changed:  # the lifecycle event, or a refusal
+                self._changed.wait_for(
+                    lambda: self._over(links) or any(lk.heard for lk in links.values()),
+                    self.first_frame_wait,
+                )
             return
         try:  # API only: no lifecycle here, so ask who we are
             info = self.call("get_login_info", timeout=max(self.first_frame_wait, 2.0))
             if isinstance(info, dict) and info.get("user_id") is not None:
                 self.self_id = info["user_id"]
         except AuthError as exc:
-            self.error = exc
-            self._wake.set()
+            self._stop(exc)
         except Exception as exc:
             log.warning("get_login_info on %s failed: %s", self._where(), exc)
 
-    def _watch(self, links: dict[str, Link]) -> float:
-        """Seconds until the nearest heartbeat deadline (at most 1)."""
-        now, wait = time.monotonic(), 1.0
-        for link in links.values():
-            if link.interval is not None:
-                deadline = link.last_seen + self.heartbeat_factor * link.interval
-                wait = min(wait, deadline - now)
-        return max(wait, 0.01)
-
-    def _check_heartbeats(self, links: dict[str, Link]) -> Exception | None:
-        now = time.monotonic()
-        for link in links.values():
-            if link.interval is None:
-                continue
-            silent = now - link.last_seen
-            if silent > self.heartbeat_factor * link.interval:
-                return NetworkError(
-                    f"no frame from {redact(link.url)} for {silent:.1f}s although heartbeats "
-                    f"promised one every {link.interval:g}s; the link looks dead"
-                )
-        return None
-
     def _teardown(self, links: dict[str, Link], reason: Exception) -> None:
-        with self._lock:
-            self._connected = False
+        with self._changed:
             self._api = None
             self._links = {}
+            if self._state is State.CONNECTED:
+                self._state = State.WAITING
+            self._changed.notify_all()
         self._pending.fail_all(
             self.error or NotConnected(f"connection to {self._where()} lost: {reason}")
         )
+        code = reason.close_code if isinstance(reason, ProtocolError) else CLOSE_NORMAL
         for link in links.values():
-            link.close(reason.close_code if isinstance(reason, ProtocolError) else CLOSE_NORMAL)
+            link.conn.close(code)  # answered by the server, which then closes TCP
         for link in links.values():
             if link.thread is not None:
+                link.thread.join(0.5)
+            link.conn.abort()  # a server that did not answer our Close in time
+            if link.thread is not None:
                 link.thread.join(5.0)
-            link.ws.shutdown()  # type: ignore[no-untyped-call]
-        self._wake.clear()  # every receive thread of this connection has ended
         self._hook(self.on_disconnect, self, reason)
 
     def _hook(self, hook: Callable[..., object] | None, *args: object) -> None:
@@ -467,57 +532,52 @@ class WsClient(OneBotApi):
         except Exception:
             log.exception("%s hook failed", getattr(hook, "__qualname__", hook))
 
-    # -- one socket's receive thread ---------------------------------------------
+    def _stop(self, error: Exception) -> None:
+        """A fatal error: stop (no reconnect), fail every call at once, and say why."""
+        with self._changed:
+            self.error = error
+            self._changed.notify_all()
+        self._pending.fail_all(error)  # no answer will come now
 
-    def _receive(self, link: Link) -> None:
-        """Read frames until the socket ends. Never runs user code (events go to workers).
+    # -- one socket's receive thread: never runs user code ------------------------
 
-        Whatever ends the loop becomes ``link.error``, never a traceback on
-        stderr: the peer's protocol errors carry the close code to send, the
-        socket's end is an OSError or websocket-client's "closed", and anything
-        else (a bug of ours) is logged once and closes the connection with 1011.
-        """
-        try:
-            while not self._closed.is_set() and link.error is None:
-                # 1) Read one message (control frames too: they prove the link is alive).
-                try:
-                    opcode, data = link.ws.recv_data(control_frame=True)
-                except websocket.WebSocketTimeoutException:
-                    continue
-                link.last_seen = time.monotonic()
-                # 2) A Close frame ends the connection (websocket-client already answered it).
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-                    link.error = NotConnected(f"{redact(link.url)} closed the connection ({code})")
-                # 3) Text or binary: one JSON object, an event or a response.
-                elif opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                    self._dispatch(link, data)
-                # 4) Wake the connection thread on a drop before saying "heard".
-                if link.error is not None:
-                    self._wake.set()
-                self._heard.set()
-        except ProtocolError as exc:  # our header and fragment checks (ws_link)
-            link.error = exc
-        except websocket.WebSocketProtocolException as exc:  # websocket-client's own checks
-            link.error = ProtocolError(f"{redact(link.url)} broke the protocol: {exc}")
-        except websocket.WebSocketPayloadException as exc:
-            link.error = ProtocolError(f"{redact(link.url)} sent a bad payload: {exc}", 1007)
-        except (OSError, websocket.WebSocketException) as exc:  # the socket ended
-            link.error = exc
-        except Exception as exc:
-            log.exception("reading from %s failed unexpectedly", redact(link.url))
-            link.error = ProtocolError(
-                f"unexpected error reading from {redact(link.url)}: {exc!r}", CLOSE_INTERNAL_ERROR
+    def _ended(self, link: Link) -> None:
+        """The link's receive loop is over; record why, and wake the connection loop."""
+        protocol = link.conn.protocol
+        if link.conn.failure is not None:  # a bug of ours (logged with its traceback)
+            failure = link.conn.failure
+            error: Exception = ProtocolError(
+                f"unexpected error reading from {redact(link.url)}: {failure!r}", 1011
             )
-        finally:
-            self._wake.set()
+        elif protocol.error is not None:  # we failed it: 1002, 1007, 1009...
+            code = protocol.error.close_code
+            error = ProtocolError(
+                f"{redact(link.url)}: {protocol.error}; closed with {code}", code
+            )
+        elif protocol.close_received is not None:
+            code = protocol.close_received[0]
+            error = NotConnected(f"{redact(link.url)} closed the connection ({code})")
+        elif link.conn.cut:
+            error = NetworkError(
+                f"no frame from {redact(link.url)}: {link.conn.cut}; the link looks dead"
+            )
+        else:
+            error = NotConnected(f"{redact(link.url)}: the connection ended without a Close")
+        with self._changed:
+            link.ended = True
+            link.error = link.error or error
+            self._changed.notify_all()
 
     def _dispatch(self, link: Link, data: bytes) -> None:
+        if not link.heard:
+            with self._changed:
+                link.heard = True
+                self._changed.notify_all()
         try:
             frame = loads(data)
         except DecodeError as exc:
-            if data.strip().lower() == b"authorization failed":  # CQHTTP's refusal
-                self._refused(link, "sent 'authorization failed' and closed (CQHTTP)")
+            if (how := inband_refusal(data)) is not None:  # CQHTTP: "authorization failed"
+                self._refused(link, f"sent {how} and closed (CQHTTP)")
                 return
             self._bad_frames += 1
             if self._bad_frames == 1 or self._bad_frames % 100 == 0:
@@ -533,41 +593,46 @@ class WsClient(OneBotApi):
         elif (impl := onebot12_impl(frame)) is not None:
             self._wrong_version(link, impl)
         elif isinstance(frame, dict):
-            if frame.get("retcode") in AUTH_RETCODES and frame.get("echo") in (None, ""):
-                self._refused(link, f"answered retcode {frame['retcode']} with no echo (NapCat)")
+            if (how := inband_refusal(frame)) is not None:
+                self._refused(link, f"answered {how} with no echo (NapCat)")
                 return
             self._pending.resolve(frame)
 
     def _refused(self, link: Link, how: str) -> None:
         sent = f"token {mask_token(self.access_token)}" if self.access_token else "no token"
-        self.error = AuthError(
+        error = AuthError(
             f"{redact(link.url)} {how}: it refused our access token ({sent} sent); compare "
             "access_token= here with the token of this WebSocket server in the implementation's "
             "config (NapCat: network settings → WebSocket server → token)"
         )
-        link.error = self.error
-        self._pending.fail_all(self.error)  # this thread reads no more: no answer will come
-        self._wake.set()
+        link.error = error
+        self._stop(error)
 
     def _wrong_version(self, link: Link, impl: str) -> None:
         """A OneBot 12 event: stop (no reconnect) and say so, instead of dropping every event."""
         name = f" ({impl})" if impl else ""
-        self.error = ProtocolError(
+        error = ProtocolError(
             f"{redact(link.url)} speaks OneBot 12{name}, not OneBot 11 (its events carry "
             "type/detail_type instead of post_type): onebot_ref speaks OneBot 11 only, so "
             "switch the implementation to OneBot 11 or use a OneBot 12 library",
             CLOSE_UNSUPPORTED,
         )
-        link.error = self.error
-        self._pending.fail_all(self.error)  # this thread reads no more: no answer will come
-        self._wake.set()
+        link.error = error
+        self._stop(error)
 
     def _learn(self, link: Link, event: dict[str, Any]) -> None:
         self_id = event.get("self_id", event.get("self_ID"))
         if self_id is not None and self_id != self.self_id:
             self.self_id = self_id
         if event.get("meta_event_type") == "heartbeat":
-            link.interval = heartbeat_interval(event)
+            link.interval = heartbeat_interval(event)  # validated: it drives a timer
+            if link.interval is None:
+                link.conn.expect_traffic(None)
+            else:  # silent for heartbeat_factor intervals: the link is dead
+                link.conn.expect_traffic(
+                    self.heartbeat_factor * link.interval,
+                    f"heartbeats promised one every {link.interval:g}s",
+                )
 
     # -- small helpers -------------------------------------------------------------
 
@@ -575,12 +640,7 @@ class WsClient(OneBotApi):
         link = self._api
         if link is None:
             raise NotConnected(self._why_not_connected())
-        try:
-            link.ws.send(data)
-        except Exception as exc:  # a half-sent frame leaves the stream unusable
-            link.error = link.error or exc
-            link.abort()
-            raise NotConnected(f"sending to {redact(link.url)} failed: {exc}") from exc
+        link.conn.send_text(data)  # NotConnected if it failed (the link is then shut down)
 
     def _retry_in(
         self, failures: int, exc: NetworkError, started: float, give_up_after: float | None
@@ -619,7 +679,7 @@ class WsClient(OneBotApi):
     def _why_not_connected(self) -> str:
         if self.error is not None:
             return f"stopped: {self.error}"
-        if self._closed.is_set():
+        if self._closing:
             return "the client was closed"
         if "universal" not in self.endpoints and "api" not in self.endpoints:
             return "there is no API connection: pass api_url= as well as event_url="
