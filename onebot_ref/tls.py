@@ -13,12 +13,10 @@ same options, built here:
   ``ssl_context=`` or ``certfile=``/``keyfile=``. The accept thread never
   touches TLS: each connection's own thread looks at the first byte and runs
   the handshake under a timeout, so a client that stalls mid-handshake holds
-  only its own thread. A context built from ``certfile=`` issues no TLS 1.3
-  session tickets (``num_tickets = 0``): they buy nothing on a long-lived
-  WebSocket, and a client that reads and writes from two threads right after
-  its handshake (``websockets.sync``) can lose its upgrade request while one
-  thread takes in the tickets — measured: 5 of 8,000 wss:// connects under CPU
-  load with tickets, 0 of 10,000 without. A context you pass is used as given.
+  only its own thread. A context is used as built: TLS 1.3 session tickets
+  and all. Our WebSocket connections never use one TLS object from two
+  threads at once (see :mod:`onebot_ref._ws_connection`), so a ticket or a
+  KeyUpdate arriving while a handler writes cannot corrupt the stream.
 
 The first byte tells the two protocols apart: a TLS connection opens with a
 handshake record, content type 22 (RFC 8446 section 5.1: ``handshake(22)``),
@@ -100,7 +98,6 @@ def server_context(
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(f"cannot load certfile={certfile!r} keyfile={keyfile!r}: {exc}") from exc
-    context.num_tickets = 0  # see the module docstring
     return context
 
 

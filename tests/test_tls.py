@@ -101,9 +101,8 @@ def url_of(scheme, host, port, path="/"):
 
 
 @pytest.mark.parametrize("built", [True, False], ids=["certfile", "ssl_context"])
-def test_certfile_servers_issue_no_session_tickets(pki, built, no_thread_leak):
-    # A context we build from certfile= sends no TLS 1.3 tickets (see the tls module docstring);
-    # one the user passes is left as it is, tickets and all.
+def test_servers_use_their_context_as_built_session_tickets_and_all(pki, built, no_thread_leak):
+    """No workaround left in the contexts we build: TLS 1.3 tickets go out, as by default."""
     options = (
         {"certfile": pki.certfile, "keyfile": pki.keyfile}
         if built
@@ -114,8 +113,129 @@ def test_certfile_servers_issue_no_session_tickets(pki, built, no_thread_leak):
         with pki.client_ctx().wrap_socket(raw, server_hostname="127.0.0.1") as conn:
             conn.sendall(upgrade_request())
             assert conn.recv(4096).startswith(b"HTTP/1.1 101")  # the tickets came before it
-            assert conn.session is not None
-            assert conn.session.has_ticket is not built
+            assert conn.session is not None and conn.session.has_ticket
+
+
+# -- TLS 1.3 session tickets, both ways, with default contexts ---------------------------------
+#
+# A TLS connection is read by its receive thread while handler threads write to it. OpenSSL
+# allows no two threads in one SSL object at once, and messages that arrive after the
+# handshake (session tickets, KeyUpdate) are where that bites. Every TLS call of ours holds
+# the connection's lock; these runs put hundreds of connections through default contexts
+# (tickets on) with calls and events crossing in both directions at once.
+
+ROUNDS, CALLS, EVENTS = 120, 8, 8
+
+
+def _answering_peer(ws, pushes: int):
+    """An implementation's side: push events while answering every call, on one socket."""
+    lock = threading.Lock()
+
+    def push():
+        for n in range(pushes):
+            event = {"post_type": "message", "message_type": "private", "sub_type": "friend",
+                     "user_id": n, "message": f"event {n}", "self_id": 1, "time": 0}  # fmt: skip
+            with lock:
+                ws.send(json.dumps(event))
+
+    pusher = threading.Thread(target=push)
+    pusher.start()
+    try:
+        for message in ws:
+            request = json.loads(message)
+            reply = {
+                "status": "ok",
+                "retcode": 0,
+                "data": request["params"],
+                "echo": request["echo"],
+            }
+            with lock:
+                ws.send(json.dumps(reply))
+    finally:
+        pusher.join(5)
+
+
+def test_ws_client_with_session_tickets_loses_no_frame(pki, no_thread_leak):
+    """WsClient against a server on Python's default TLS context, which sends two tickets."""
+    server_ctx = pki.server_ctx()
+    assert server_ctx.num_tickets > 0
+    with websockets.sync.server.serve(
+        lambda ws: _answering_peer(ws, EVENTS), "127.0.0.1", 0, ssl=server_ctx
+    ) as peer:
+        thread = threading.Thread(target=peer.serve_forever)
+        thread.start()
+        url = f"wss://127.0.0.1:{peer.socket.getsockname()[1]}/"
+        try:
+            with ThreadPoolExecutor(CALLS) as pool:
+                for _ in range(ROUNDS):
+                    got: list[int] = []
+                    bot = WsClient(url, ssl_context=pki.client_ctx(), timeout=10)
+                    bot.first_frame_wait = 0.0
+                    bot.on("message")(lambda e: got.append(e["user_id"]))  # noqa: B023
+                    with bot:
+                        (link,) = bot._links.values()
+                        assert link.conn.sock.session.has_ticket  # the peer did send them
+                        results = pool.map(lambda n: bot.call("echo", n=n)["n"], range(CALLS))  # noqa: B023
+                        assert sorted(results) == list(range(CALLS))
+                        wait_until(lambda: len(got) == EVENTS)  # noqa: B023
+                    assert sorted(got) == list(range(EVENTS))
+        finally:
+            peer.shutdown()
+            thread.join(5)
+
+
+def test_ws_server_with_session_tickets_loses_no_frame(pki, no_thread_leak):
+    """WsServer from certfile= (default context: tickets on) against default TLS clients."""
+    got: dict[str, list[int]] = {}
+    server = WsServer("127.0.0.1", 0, certfile=pki.certfile, keyfile=pki.keyfile, timeout=10)
+    server.on("message")(lambda e: got.setdefault(str(e["self_id"]), []).append(e["user_id"]))
+    server.start()
+    try:
+        with ThreadPoolExecutor(CALLS) as pool:
+            for n in range(ROUNDS):
+                ws = websocket.create_connection(
+                    server.url,
+                    header=[f"X-Self-ID: {n + 1}"],
+                    sslopt={"context": pki.client_ctx()},
+                    timeout=10,
+                )
+                assert ws.sock.session.has_ticket  # our server sent them
+                peer = threading.Thread(target=_websocket_client_peer, args=(ws, n + 1, EVENTS))
+                peer.start()
+                try:
+                    wait_until(lambda: server.bots == [str(n + 1)])  # noqa: B023
+                    bot = server.bot(n + 1)
+                    results = pool.map(lambda k: bot.call("echo", n=k)["n"], range(CALLS))  # noqa: B023
+                    assert sorted(results) == list(range(CALLS))
+                    wait_until(lambda: len(got.get(str(n + 1), [])) == EVENTS)  # noqa: B023
+                    assert sorted(got[str(n + 1)]) == list(range(EVENTS))
+                finally:
+                    ws.close(timeout=5)
+                    peer.join(5)
+                wait_until(lambda: not server.bots)
+    finally:
+        server.close()
+
+
+def _websocket_client_peer(ws, self_id: int, pushes: int) -> None:
+    """websocket-client as the implementation: push events, answer calls, until closed."""
+    lock = threading.Lock()
+    for n in range(pushes):
+        event = {"post_type": "message", "message_type": "private", "sub_type": "friend",
+                 "user_id": n, "message": f"event {n}", "self_id": self_id, "time": 0}  # fmt: skip
+        with lock:
+            ws.send(json.dumps(event))
+    while True:
+        try:
+            opcode, data = ws.recv_data()
+        except Exception:
+            return
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return
+        request = json.loads(data)
+        reply = {"status": "ok", "retcode": 0, "data": request["params"], "echo": request["echo"]}
+        with lock:
+            ws.send(json.dumps(reply))
 
 
 def test_option_checks(pki, caplog):

@@ -8,6 +8,7 @@ with itself cannot pass.
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import trustme
 from conftest import load_vectors
 from hostile import Peer, RawServer
 from websockets.exceptions import ConnectionClosed
@@ -29,6 +31,7 @@ from onebot_ref import (
     NotConnected,
     ProtocolError,
 )
+from onebot_ref.framer import TEXT, Frame, encode_frame, handshake_response
 from onebot_ref.ws_client import WsClient
 
 VECTORS = {v["id"]: v["payload"] for v in load_vectors()}
@@ -772,3 +775,63 @@ def test_backoff_is_capped_exponential_with_jitter():
         assert len(set(samples)) > 100  # jittered: bots restarted together do not dial in step
     assert max(delays[-1]) <= client.backoff_max
     client.close()
+
+
+# -- the socket websocket-client hands over: nothing behind the 101 is lost --------------------
+
+
+def _one_segment_server(frames: bytes, tls_context: Any = None):
+    """A server that answers the upgrade with its 101 and ``frames`` in one write (one segment)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        try:
+            if tls_context is not None:
+                sock = tls_context.wrap_socket(sock, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            key = next(
+                line.split(b":", 1)[1].strip().decode()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            sock.sendall(handshake_response(key) + frames)  # the 101 and the frames together
+            while sock.recv(4096):  # until the client leaves
+                pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
+            listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_frames_in_the_same_segment_as_the_101_are_not_lost(tls, no_thread_leak):
+    """websocket-client reads the 101 byte by byte; what follows it is ours to read."""
+    events = [LIFECYCLE, *[e for e in EVENTS if e.get("post_type") == "message"][:2]]
+    frames = b"".join(encode_frame(Frame(TEXT, json.dumps(e).encode()), mask=False) for e in events)
+    context = client_context = None
+    if tls:
+        ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+        client_context = ssl.create_default_context()
+        ca.configure_trust(client_context)
+    port, server = _one_segment_server(frames, context)
+    seen: list[dict[str, Any]] = []
+    scheme = "wss" if tls else "ws"
+    bot = WsClient(f"{scheme}://127.0.0.1:{port}/", ssl_context=client_context, reconnect=False)
+    bot.on("*")(seen.append)
+    with bot:
+        wait_for(lambda: len(seen) == len(events))
+    assert sorted(json.dumps(e, sort_keys=True) for e in seen) == sorted(
+        json.dumps(e, sort_keys=True) for e in events
+    )
+    server.join(5)
