@@ -33,6 +33,11 @@ write could corrupt the stream. So a TLS socket is made non-blocking and every
 call into it (read or write) holds one lock; the waiting for readiness
 (``poll``) happens outside the lock. A plaintext socket has no such rule and
 stays blocking: the receive thread and one writer use it at the same time.
+
+It owns the threads, the socket and every deadline. It must never decide a
+protocol question (the protocol does), parse JSON or know of OneBot (its
+owner's ``on_message`` does), or accept or dial (the layers above do); it
+imports nothing above :mod:`onebot_ref._ws_protocol`.
 """
 
 import logging

@@ -27,6 +27,10 @@ it. The receive loop then runs on the connection's own thread.
 
 Refusals are logged once per peer address and status, then summarised:
 implementations retry every few seconds, for ever.
+
+It owns accepting and the opening handshake. It must never decide who may
+connect or what a message means (its policy does), and it knows nothing of
+OneBot.
 """
 
 import logging

@@ -27,7 +27,10 @@ takes what ``recv`` returned and returns the events in it;
 The object is not thread-safe: the connection that drives it
 (:mod:`onebot_ref._ws_connection`) calls it under one lock, so that a state
 change and the frames queued around it are seen in one order by every thread.
-It must never learn about sockets, threads or OneBot.
+
+It owns every RFC 6455 rule about what a connection does. It must never read
+or write a socket, start a thread, look at a clock, or know of OneBot; it
+imports only :mod:`~onebot_ref.framer` and the errors.
 """
 
 import enum

@@ -1,7 +1,18 @@
 """RFC 6455 WebSocket framing and handshake as pure functions: bytes in, values out.
 
-No sockets here (both the reverse-WS server and the fake OneBot's forward-WS
-server feed it bytes). A frame on the wire (RFC 6455 section 5.2)::
+The bottom layer of our WebSocket side, under every server and client of
+ours::
+
+    framer            bytes <-> frames and whole messages        (this module)
+    _ws_protocol      the rules and an explicit state: closing, pings, failing
+    _ws_connection    a socket, its receive thread, the send path, deadlines, TLS
+    _ws_listener      a generic server: accepting, the handshake, reaping
+    ws_server, ws_client, FakeOneBot, the doctor: OneBot policy
+
+It owns the wire format: frames, masking, fragmentation, UTF-8 and the size
+limits that can be read from a header. It must never do I/O, keep a
+connection's state or know of the layers above it: it is what a user can copy
+into any project. A frame on the wire (RFC 6455 section 5.2)::
 
      0               1               2               3
     |F|R|R|R| opcode|M| length (7)  | extended length (0, 2 or 8 bytes) ...

@@ -86,3 +86,42 @@ def test_readme_code_blocks_compile_and_import_what_exists():
                 module = importlib.import_module(node.module)
                 for alias in node.names:
                     assert hasattr(module, alias.name), f"README imports missing {alias.name}"
+
+
+# The WebSocket side in layers: each may import only the ones below it, never one above or
+# beside it, and no TYPE_CHECKING back-reference either (every import statement counts).
+WS_LAYERS = [
+    ["framer"],  # bytes <-> frames and messages
+    ["_ws_protocol"],  # the rules and an explicit state
+    ["_ws_connection", "_serve", "ws_link"],  # threads, sockets, TLS; accepting; dialling
+    ["_ws_listener"],  # a generic server, policy by composition
+    ["ws_server", "ws_client"],  # the modes: OneBot policy
+]
+
+
+def _ours(path):
+    """The package's modules that ``path`` imports, however it spells the import."""
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level and not module:  # from . import x, y
+                yield from (alias.name for alias in node.names)
+            elif node.level:
+                yield module.split(".")[0]
+            elif module == "onebot_ref":
+                yield from (alias.name for alias in node.names)
+            elif module.startswith("onebot_ref."):
+                yield module.split(".")[1]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("onebot_ref."):
+                    yield alias.name.split(".")[1]
+
+
+@pytest.mark.parametrize(
+    ("rank", "name"), [(r, n) for r, names in enumerate(WS_LAYERS) for n in names]
+)
+def test_websocket_layers_import_only_downwards(rank, name):
+    above = {n for names in WS_LAYERS[rank:] for n in names} - {name}
+    wrong = sorted(set(_ours(PACKAGE / f"{name}.py")) & above)
+    assert not wrong, f"{name} imports {wrong}, a layer at or above its own"
