@@ -551,9 +551,7 @@ class WsClient(OneBotApi):
             )
         elif protocol.error is not None:  # we failed it: 1002, 1007, 1009...
             code = protocol.error.close_code
-            error = ProtocolError(
-                f"{redact(link.url)}: {protocol.error}; closed with {code}", code
-            )
+            error = ProtocolError(f"{redact(link.url)}: {protocol.error}; closed with {code}", code)
         elif protocol.close_received is not None:
             code = protocol.close_received[0]
             error = NotConnected(f"{redact(link.url)} closed the connection ({code})")
