@@ -30,7 +30,7 @@ from typing import Any
 import websocket
 import websockets
 
-from onebot_ref.calls import PendingCalls
+from onebot_ref._calls import PendingCalls
 from onebot_ref.codec import is_event, loads
 from onebot_ref.ws_client import WsClient
 

@@ -9,9 +9,9 @@ implementation: it sends "/ping" (the bot answers "pong") and a group message
 
 import argparse
 
-from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_client import HttpClient
 from onebot_ref.http_server import HttpServer
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 

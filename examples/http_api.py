@@ -8,8 +8,8 @@ It asks who is logged in, sends user 20001 a greeting and prints the message id.
 
 import argparse
 
-from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_client import HttpClient
+from onebot_ref.testing import FakeOneBot
 
 
 def main() -> None:

@@ -8,9 +8,9 @@ whose url is http://HOST:PORT/ and whose token is our --secret). Ctrl+C stops it
 
 import argparse
 
-from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref import host_port_arg
 from onebot_ref.http_server import HttpServer
-from onebot_ref.tls import host_port_arg
+from onebot_ref.testing import FakeOneBot
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import argparse
 
 import pytest
 
-from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 
 

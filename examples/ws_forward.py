@@ -9,7 +9,7 @@ every message until Ctrl+C.
 import argparse
 import time
 
-from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 
 

@@ -8,8 +8,8 @@ ws://HOST:PORT/) and echo every message until Ctrl+C.
 
 import argparse
 
-from onebot_ref.fake_onebot import FakeOneBot
-from onebot_ref.tls import host_port_arg
+from onebot_ref import host_port_arg
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_server import WsServer
 
 

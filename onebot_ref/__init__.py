@@ -12,13 +12,22 @@ ws_client     forward WebSocket     WebSocket server     WebSocket client
 ws_server     reverse WebSocket     dials our URL        WebSocket server
 ============  ====================  ===================  =====================
 
-Import a mode from its module (``from onebot_ref.ws_server import WsServer``);
-the package itself exports only the pure core, so that ``python -m
-onebot_ref.ws_server`` and friends run without importing themselves twice.
+Everything a bot needs is one import away, from the package or from its module::
 
-They share the pure core: :mod:`codec` (JSON envelopes, auth), :mod:`message`
+    from onebot_ref import WsServer, OneBotError        # the same objects as
+    from onebot_ref.ws_server import WsServer            # these
+    from onebot_ref.testing import FakeOneBot            # a fake implementation for tests
+
+The modes and the fake are imported on first use (PEP 562), so that ``python
+-m onebot_ref.ws_server`` and friends run without importing themselves twice.
+
+What ``ls onebot_ref`` shows is the architecture: the four modes; the pure
+core they share, :mod:`codec` (JSON envelopes, auth), :mod:`message`
 (segments and CQ codes), :mod:`registry` (``on("message.group")``),
-:mod:`api` (one method per standard action) and :mod:`errors`.
+:mod:`api` (one method per standard action) and :mod:`errors`; :mod:`framer`
+(RFC 6455 as pure functions, the piece to copy); the ``testing`` and
+``doctor`` packages; the ``demo`` command. Modules whose names start with
+``_`` are machinery: import from them at your own risk.
 
 Thread model: each mode has one receive thread per connection. It only parses
 and hands each event to the registry's bounded worker pool; it never runs a
@@ -26,6 +35,8 @@ handler itself. Handlers can therefore call the API (which waits for a
 response that a receive thread must deliver) without deadlocking, and a slow
 handler never stalls the socket. Every blocking call takes a timeout.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from . import codec, message
 from .api import OneBotApi
@@ -44,23 +55,66 @@ from .errors import (
 )
 from .registry import Registry
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # what the lazy names below are, for editors and type checkers
+    from ._tls import host_port_arg
+    from .http_client import HttpClient
+    from .http_server import HttpServer
+    from .testing import FakeOneBot
+    from .ws_client import WsClient
+    from .ws_server import AmbiguousBot, Bot, WsServer
+
+__version__ = "0.2.0"
 
 __all__ = [
     "ActionFailed",
+    "AmbiguousBot",
     "ApiNotAvailable",
     "ApiTimeout",
     "AuthError",
+    "Bot",
     "ConfigError",
     "DecodeError",
     "EncodeError",
+    "FakeOneBot",
+    "HttpClient",
+    "HttpServer",
     "NetworkError",
     "NotConnected",
     "OneBotApi",
     "OneBotError",
     "ProtocolError",
     "Registry",
+    "WsClient",
+    "WsServer",
     "__version__",
     "codec",
+    "host_port_arg",
     "message",
 ]
+
+# The names imported on first use (PEP 562): name -> the module that defines it.
+_LAZY = {
+    "AmbiguousBot": "ws_server",
+    "Bot": "ws_server",
+    "FakeOneBot": "testing",
+    "HttpClient": "http_client",
+    "HttpServer": "http_server",
+    "WsClient": "ws_client",
+    "WsServer": "ws_server",
+    "host_port_arg": "_tls",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a mode (or the fake) the first time one of its names is asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'onebot_ref' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # next time, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

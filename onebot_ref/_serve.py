@@ -38,8 +38,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._tls import LISTEN_BACKLOG, family_for, handshake, peer_name, sniff, url_host
 from .errors import NetworkError
-from .tls import LISTEN_BACKLOG, family_for, handshake, peer_name, sniff, url_host
 
 __all__ = ["TICK", "WILDCARD_HOSTS", "Server", "Throttle", "bind", "decade", "warn_if_open"]
 

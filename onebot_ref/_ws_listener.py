@@ -41,6 +41,7 @@ import time
 from typing import Any, Protocol
 
 from ._serve import Server, Throttle
+from ._tls import peer_name
 from ._ws_connection import Connection
 from ._ws_protocol import Protocol as WsProtocol
 from .framer import (
@@ -51,7 +52,6 @@ from .framer import (
     handshake_response,
     parse_handshake,
 )
-from .tls import peer_name
 
 __all__ = ["Policy", "Session", "WebSocketServer"]
 

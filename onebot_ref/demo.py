@@ -43,14 +43,14 @@ from collections.abc import Callable
 from typing import Any
 
 from . import message as m
+from ._tls import client_context, host_port_arg, server_context
+from ._ws_dial import transient
 from .codec import dumps
 from .errors import NetworkError, OneBotError
-from .fake_onebot import FakeOneBot
 from .http_client import HttpClient
 from .http_server import HttpServer
-from .tls import client_context, host_port_arg, server_context
+from .testing._fake import FakeOneBot
 from .ws_client import WsClient
-from .ws_link import transient
 from .ws_server import WsServer
 
 __all__ = ["main"]

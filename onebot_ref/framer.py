@@ -44,8 +44,8 @@ import os
 from typing import NamedTuple
 from urllib.parse import parse_qs
 
+from ._http_head import BadHead, parse_head, refusal, split_target
 from .errors import ProtocolError
-from .http_head import BadHead, parse_head, refusal, split_target
 
 __all__ = [
     "BINARY",

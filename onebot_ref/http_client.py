@@ -85,6 +85,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
+from ._tls import client_context, error_chain, explain, is_tls_refusal
 from .api import OneBotApi
 from .codec import (
     encode_request,
@@ -97,7 +98,6 @@ from .codec import (
     valid_token,
 )
 from .errors import ApiTimeout, DecodeError, NetworkError, ProtocolError
-from .tls import client_context, error_chain, explain, is_tls_refusal
 
 __all__ = ["HttpClient", "use_ssl_context"]
 

@@ -51,15 +51,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ._auth import check_token
+from ._dedup import Recent
+from ._http_base import ManagedHTTPServer
+from ._http_handler import EventHandler
 from ._serve import decade, warn_if_open
+from ._tls import server_context
 from .api import OneBotApi
 from .codec import check_signature, dumps, valid_token
-from .dedup import Recent
 from .errors import ConfigError, EncodeError, NotConnected
-from .http_base import ManagedHTTPServer
-from .http_handler import EventHandler
 from .registry import Handler, Registry
-from .tls import server_context
 
 __all__ = ["EventHandler", "HttpServer", "ManagedHTTPServer"]
 

@@ -38,8 +38,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._dedup import Recent, shared_key
 from .codec import event_name, log_frame
-from .dedup import Recent, shared_key
 
 __all__ = ["Handler", "Registry"]
 

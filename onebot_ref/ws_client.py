@@ -69,10 +69,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._calls import PendingCalls
+from ._tls import client_context
 from ._ws_connection import Connection
+from ._ws_dial import MAX_SIZE, dial, transient
 from ._ws_protocol import Protocol
 from .api import OneBotApi
-from .calls import PendingCalls
 from .codec import (
     heartbeat_interval,
     inband_refusal,
@@ -85,8 +87,6 @@ from .codec import (
 )
 from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
 from .registry import Handler, Registry
-from .tls import client_context
-from .ws_link import MAX_SIZE, dial, transient
 
 __all__ = ["State", "WsClient"]
 

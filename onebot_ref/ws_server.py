@@ -76,17 +76,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ._auth import check_token
+from ._calls import PendingCalls
+from ._http_head import split_target
 from ._serve import Throttle, warn_if_open
+from ._tls import check_address, port_arg, server_context, url_host
 from ._ws_connection import Connection
 from ._ws_listener import WebSocketServer
 from .api import OneBotApi
-from .calls import PendingCalls
 from .codec import heartbeat_interval, is_event, loads, onebot12_impl, valid_token
 from .errors import ConfigError, DecodeError, NotConnected, OneBotError
 from .framer import HandshakeError, Request
-from .http_head import split_target
 from .registry import Handler, Registry
-from .tls import check_address, port_arg, server_context, url_host
 
 __all__ = ["AmbiguousBot", "Bot", "Peer", "WsServer"]
 

@@ -20,9 +20,9 @@ from conftest import upgrade_request
 
 from onebot_ref import codec
 from onebot_ref.errors import NotConnected
-from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.framer import CLOSE, PING, TEXT, Frame, MessageReader, encode_frame
 from onebot_ref.http_server import HttpServer
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_server import WsServer
 
 EVENT = b'{"post_type":"meta_event","meta_event_type":"heartbeat","self_id":1,"interval":0}'

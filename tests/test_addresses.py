@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from onebot_ref import ConfigError
-from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref._tls import check_address, split_host_port
 from onebot_ref.http_server import HttpServer
-from onebot_ref.tls import check_address, split_host_port
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_server import WsServer
 
 ROOT = pathlib.Path(__file__).parent.parent

@@ -17,7 +17,7 @@ import pytest
 import websocket
 
 from onebot_ref import Registry
-from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 

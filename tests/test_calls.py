@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from onebot_ref.calls import PendingCalls
+from onebot_ref._calls import PendingCalls
 from onebot_ref.errors import ActionFailed, ApiTimeout, EncodeError, NotConnected
 
 

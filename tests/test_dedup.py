@@ -5,7 +5,7 @@ import time
 import pytest
 from conftest import load_vectors
 
-from onebot_ref.dedup import Recent, shared_key
+from onebot_ref._dedup import Recent, shared_key
 from onebot_ref.registry import Registry
 
 GROUP_MESSAGE = {

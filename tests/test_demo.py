@@ -16,7 +16,7 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.testing import FakeOneBot
 
 ROOT = pathlib.Path(__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from onebot_ref import doctor, fake_world, session
-from onebot_ref.fake_onebot import FakeOneBot
-from onebot_ref.listeners import bind_failure
+from onebot_ref import doctor
+from onebot_ref.doctor import _checks as session
+from onebot_ref.doctor._listeners import bind_failure
+from onebot_ref.testing import FakeOneBot
+from onebot_ref.testing import _world as fake_world
 
 FLAVORS = ["spec", "go-cqhttp", "napcat"]
 FAST = ["--timeout", "1"]

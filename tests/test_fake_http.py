@@ -10,7 +10,7 @@ import requests
 
 from onebot_ref import codec
 from onebot_ref.api import STANDARD_ACTIONS
-from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.testing import FakeOneBot
 
 # Plausible arguments for every standard action against the fake's world.
 ARGS = {
@@ -293,7 +293,7 @@ def test_unknown_flavor_is_refused():
 
 def test_the_world_stays_bounded(monkeypatch):
     """A long-running fake forgets its oldest messages, calls and sends (KEEP of each)."""
-    from onebot_ref import fake_world
+    from onebot_ref.testing import _world as fake_world
 
     monkeypatch.setattr(fake_world, "KEEP", 50)
     world = fake_world.World()

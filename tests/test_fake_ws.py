@@ -8,7 +8,7 @@ import time
 import pytest
 from websockets.sync.server import serve
 
-from onebot_ref.fake_onebot import FakeOneBot
+from onebot_ref.testing import FakeOneBot
 
 
 class Bot:

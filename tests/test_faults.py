@@ -18,9 +18,9 @@ from collections import Counter
 import pytest
 
 from onebot_ref.errors import ApiTimeout, NetworkError, NotConnected
-from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_client import HttpClient
 from onebot_ref.http_server import HttpServer
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 

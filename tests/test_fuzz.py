@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from onebot_ref import codec
 from onebot_ref import message as m
+from onebot_ref._http_head import BadHead, split_target
 from onebot_ref.errors import DecodeError, OneBotError, ProtocolError
 from onebot_ref.framer import (
     BINARY,
@@ -42,7 +43,6 @@ from onebot_ref.framer import (
     encode_frame,
     parse_handshake,
 )
-from onebot_ref.http_head import BadHead, split_target
 from onebot_ref.http_server import HttpServer
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5000"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from onebot_ref.http_head import (
+from onebot_ref._http_head import (
     MAX_CHUNK_OVERHEAD,
     MAX_FIELDS,
     MAX_HEAD,

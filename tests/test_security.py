@@ -25,10 +25,10 @@ from conftest import upgrade_request
 
 from onebot_ref import codec, doctor
 from onebot_ref.errors import AuthError, NetworkError, ProtocolError
-from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.framer import HandshakeError, MessageReader, parse_handshake
 from onebot_ref.http_client import HttpClient
 from onebot_ref.http_server import HttpServer
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 
@@ -79,7 +79,7 @@ def test_no_credential_is_compared_with_eq():
     """Source scan: no ``==``/``!=``/``in`` touches a name that holds a token or secret."""
     suspicious = ("token", "secret", "signature", "presented")
     found = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
             if not isinstance(node, ast.Compare):
                 continue

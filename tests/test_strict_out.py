@@ -19,9 +19,9 @@ import websocket
 
 from onebot_ref import ApiNotAvailable, EncodeError, OneBotError
 from onebot_ref import message as m
-from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_client import HttpClient
 from onebot_ref.http_server import HttpServer
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 

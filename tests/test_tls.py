@@ -24,11 +24,11 @@ import websockets.sync.client
 import websockets.sync.server
 from conftest import upgrade_request
 
-from onebot_ref import tls
+from onebot_ref import _tls as tls
 from onebot_ref.errors import NetworkError
-from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_client import HttpClient
 from onebot_ref.http_server import HttpServer
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 
@@ -256,7 +256,7 @@ def test_option_checks(pki, caplog):
         tls.client_context(ca_file=pki.ca_file, verify=False)
     with pytest.raises(ValueError, match="not both"):
         WsClient("wss://127.0.0.1:1/", ssl_context=pki.client_ctx(), ca_file=pki.ca_file)
-    with caplog.at_level(logging.WARNING, logger="onebot_ref.tls"):
+    with caplog.at_level(logging.WARNING, logger="onebot_ref._tls"):
         HttpClient("https://127.0.0.1:1", verify=False).close()
     assert "verification is OFF for https://127.0.0.1:1" in caplog.text
 
@@ -434,7 +434,7 @@ def test_servers_on_all_addresses_take_both_families(no_thread_leak):
 def test_http_mixups(pki, caplog, no_thread_leak):
     with FakeOneBot(ssl_context=pki.server_ctx()) as secure, FakeOneBot() as plain:
         tls_url, plain_url = secure.start_http_api(), plain.start_http_api()
-        caplog.set_level(logging.WARNING, logger="onebot_ref.tls")
+        caplog.set_level(logging.WARNING, logger="onebot_ref._tls")
         # plaintext client -> TLS server
         with (
             HttpClient(tls_url.replace("https:", "http:"), timeout=5) as bot,
@@ -490,7 +490,7 @@ def test_ws_client_mixups(pki, no_thread_leak):
 
 
 def test_server_mixups_and_stalled_handshakes(pki, caplog, no_thread_leak):
-    caplog.set_level(logging.WARNING, logger="onebot_ref.tls")
+    caplog.set_level(logging.WARNING, logger="onebot_ref._tls")
     ctx = pki.server_ctx()
     ws_tls = WsServer(port=0, ssl_context=ctx, handshake_timeout=0.5).start()
     http_tls = HttpServer(port=0, ssl_context=ctx, handshake_timeout=0.5).start()

@@ -23,9 +23,9 @@ from wsproto.events import AcceptConnection, CloseConnection, Message, RejectCon
 from wsproto.events import Request as WsRequest
 
 from onebot_ref.errors import AuthError, ConfigError
-from onebot_ref.fake_onebot import FakeOneBot
 from onebot_ref.http_client import HttpClient
 from onebot_ref.http_server import HttpServer
+from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 

@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
+from ._http_head import refusal
 from ._serve import Server, Watched, decade
+from ._tls import check_address, url_host
 from .errors import ConfigError
-from .http_head import refusal
-from .tls import check_address, url_host
 
 __all__ = ["RETRY_AFTER", "ManagedHTTPServer", "decade"]
 

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 import websocket
 
-from .codec import dumps, loads, onebot12_impl
-from .errors import DecodeError
-from .probes import Reply, add_token, call_action, check_tcp, token_fail, upgrade, with_path
-from .session import Check, Inbox, fail, ok, probe_session, warn
+from ..codec import dumps, loads, onebot12_impl
+from ..errors import DecodeError
+from ._checks import Check, Inbox, fail, ok, probe_session, warn
+from ._probes import Reply, add_token, call_action, check_tcp, token_fail, upgrade, with_path
 
 __all__ = ["check_ws"]
 

@@ -32,11 +32,8 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
-from .api import STANDARD_ACTIONS
-from .codec import loads, log_frame, redact
-from .errors import DecodeError
-from .http_base import RETRY_AFTER
-from .http_head import (
+from ._http_base import RETRY_AFTER
+from ._http_head import (
     BadHead,
     body_length,
     parse_request_line,
@@ -45,6 +42,9 @@ from .http_head import (
     response,
     split_target,
 )
+from .api import STANDARD_ACTIONS
+from .codec import loads, log_frame, redact
+from .errors import DecodeError
 
 if TYPE_CHECKING:
     from .http_server import HttpServer

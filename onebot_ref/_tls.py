@@ -43,8 +43,8 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from ._http_head import refusal
 from .errors import ConfigError
-from .http_head import refusal
 
 __all__ = [
     "LISTEN_BACKLOG",

@@ -38,13 +38,13 @@ from typing import Any
 
 import requests
 
-from . import codec
-from ._auth import check_token
-from .errors import DecodeError
-from .fake_http import FakeHttpApi
-from .fake_world import World
-from .http_client import use_ssl_context
-from .tls import client_context, server_context
+from .. import codec
+from .._auth import check_token
+from .._tls import client_context, server_context
+from ..errors import DecodeError
+from ..http_client import use_ssl_context
+from ._http import FakeHttpApi
+from ._world import World
 
 __all__ = ["FakeOneBot", "Faults"]
 
@@ -318,7 +318,7 @@ class FakeOneBot:
 
     def start_ws_server(self, port: int = 0) -> str:
         """Serve forward WebSocket (``/``, ``/api``, ``/event``); return its URL."""
-        from .fake_ws import FakeWsServer  # noqa: PLC0415  (fake_ws imports this module)
+        from ._ws import FakeWsServer  # noqa: PLC0415  (fake_ws imports this module)
 
         self.ws_server = FakeWsServer(self, (self.host, port))
         url: str = self.ws_server.start()
@@ -338,7 +338,7 @@ class FakeOneBot:
         API and an Event connection to ``api_url``/``event_url``. Reconnects every
         ``reconnect_interval`` seconds, forever, as real implementations do.
         ``scheme`` is the Authorization scheme (``Token`` for go-cqhttp, else ``Bearer``)."""
-        from .fake_ws import ReverseClient  # noqa: PLC0415
+        from ._ws import ReverseClient  # noqa: PLC0415
 
         client = ReverseClient(
             self, url, api_url=api_url, event_url=event_url,

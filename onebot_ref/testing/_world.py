@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import DecodeError
-from .message import normalize, parse_cq, plain_text, to_cq
+from ..errors import DecodeError
+from ..message import normalize, parse_cq, plain_text, to_cq
 
 __all__ = ["FLAVORS", "World"]
 

@@ -31,12 +31,12 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from .codec import redact
-from .listeners import listen_http, listen_ws
-from .probes import check_http, is_loopback
-from .probes_ws import check_ws
-from .session import Check, warn
-from .tls import host_port_arg, url_host
+from .._tls import host_port_arg, url_host
+from ..codec import redact
+from ._checks import Check, warn
+from ._listeners import listen_http, listen_ws
+from ._probes import check_http, is_loopback
+from ._probes_ws import check_ws
 
 __all__ = ["Check", "in_container", "main", "run"]
 
@@ -224,7 +224,3 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.reconfigure(errors="replace")
         print(redact(render(mode, target, checks, symbols)), flush=True)
     return 1 if any(c.status == "fail" for c in checks) else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

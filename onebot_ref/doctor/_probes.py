@@ -23,9 +23,9 @@ import socket
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from .codec import loads
-from .errors import DecodeError
-from .session import Check, fail, no_token_fail, ok, summarize, warn
+from ..codec import loads
+from ..errors import DecodeError
+from ._checks import Check, fail, no_token_fail, ok, summarize, warn
 
 __all__ = [
     "Reply",

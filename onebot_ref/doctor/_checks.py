@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .codec import (
+from ..codec import (
     NOT_FOUND_RETCODES,
     action_request,
     heartbeat_interval,
@@ -27,7 +27,7 @@ from .codec import (
     is_event,
     loads,
 )
-from .errors import DecodeError
+from ..errors import DecodeError
 
 __all__ = [
     "Check",

@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import websocket
 
-from . import codec
-from ._ws_connection import Connection
-from ._ws_listener import WebSocketServer
-from .errors import DecodeError, NotConnected
-from .framer import HandshakeError, Request
-from .http_head import split_target
-from .tls import check_address, url_host
+from .. import codec
+from .._http_head import split_target
+from .._tls import check_address, url_host
+from .._ws_connection import Connection
+from .._ws_listener import WebSocketServer
+from ..errors import DecodeError, NotConnected
+from ..framer import HandshakeError, Request
 
 if TYPE_CHECKING:
-    from .fake_onebot import FakeOneBot
+    from ._fake import FakeOneBot
 
 __all__ = ["FakeWsServer", "ForwardConn", "ReverseClient"]
 

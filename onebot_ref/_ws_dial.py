@@ -24,9 +24,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import websocket
 
+from ._tls import explain, is_tls_refusal
 from .codec import mask_token, redact
 from .errors import AuthError, NetworkError
-from .tls import explain, is_tls_refusal
 
 __all__ = ["MAX_SIZE", "dial", "transient"]
 

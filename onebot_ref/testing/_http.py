@@ -25,12 +25,12 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from . import codec
-from .errors import DecodeError
-from .http_base import ManagedHTTPServer
+from .. import codec
+from .._http_base import ManagedHTTPServer
+from ..errors import DecodeError
 
 if TYPE_CHECKING:
-    from .fake_onebot import FakeOneBot
+    from ._fake import FakeOneBot
 
 __all__ = ["FakeHttpApi"]
 

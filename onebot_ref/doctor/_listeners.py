@@ -23,18 +23,18 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ._auth import check_token
-from ._ws_connection import Connection
-from ._ws_listener import WebSocketServer
-from .codec import check_signature, dumps, parse_authorization
-from .errors import NetworkError
-from .framer import HandshakeError, Request
-from .http_base import ManagedHTTPServer
-from .http_head import split_target
-from .probes import http_request
-from .session import Check, Inbox, check_events, fail, ok, probe_session, warn
-from .tls import url_host
-from .ws_server import ROLES, check_version
+from .._auth import check_token
+from .._http_base import ManagedHTTPServer
+from .._http_head import split_target
+from .._tls import url_host
+from .._ws_connection import Connection
+from .._ws_listener import WebSocketServer
+from ..codec import check_signature, dumps, parse_authorization
+from ..errors import NetworkError
+from ..framer import HandshakeError, Request
+from ..ws_server import ROLES, check_version
+from ._checks import Check, Inbox, check_events, fail, ok, probe_session, warn
+from ._probes import http_request
 
 __all__ = ["bind_failure", "listen_http", "listen_ws"]
 
