@@ -59,23 +59,12 @@ __all__ = [
     "action_request",
     "check_signature",
     "dumps",
-    "encode_request",
     "event_name",
-    "heartbeat_interval",
-    "http_error",
-    "inband_refusal",
     "is_event",
-    "is_websocket_refusal",
     "loads",
-    "log_frame",
-    "mask_token",
-    "onebot12_impl",
-    "parse_authorization",
     "redact",
     "sign",
-    "token_matches",
     "unwrap_response",
-    "valid_token",
 ]
 
 # allow_nan=False: json's default writes NaN and Infinity, which are not JSON (RFC 8259

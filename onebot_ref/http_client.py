@@ -99,7 +99,9 @@ from .codec import (
 )
 from .errors import ApiTimeout, DecodeError, NetworkError, ProtocolError
 
-__all__ = ["HttpClient", "use_ssl_context"]
+__all__ = [
+    "HttpClient",
+]
 
 log = logging.getLogger(__name__)
 

@@ -61,7 +61,9 @@ from .codec import check_signature, dumps, valid_token
 from .errors import ConfigError, EncodeError, NotConnected
 from .registry import Handler, Registry
 
-__all__ = ["EventHandler", "HttpServer", "ManagedHTTPServer"]
+__all__ = [
+    "HttpServer",
+]
 
 log = logging.getLogger(__name__)
 

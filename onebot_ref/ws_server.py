@@ -88,7 +88,11 @@ from .errors import ConfigError, DecodeError, NotConnected, OneBotError
 from .framer import HandshakeError, Request
 from .registry import Handler, Registry
 
-__all__ = ["AmbiguousBot", "Bot", "Peer", "WsServer"]
+__all__ = [
+    "AmbiguousBot",
+    "Bot",
+    "WsServer",
+]
 
 log = logging.getLogger(__name__)
 
