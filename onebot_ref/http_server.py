@@ -47,7 +47,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._auth import check_token
@@ -179,7 +179,15 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
         """Decorator: handle events named ``name`` (see :class:`Registry`)."""
         return self.registry.on(name)
 
-    def call(self, action: str, /, **params: Any) -> Any:
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Call an action through ``api``: HTTP POST itself can only answer events.
 
         Raises:
@@ -190,7 +198,7 @@ class HttpServer(ManagedHTTPServer, OneBotApi):
                 f"cannot call {action!r}: HTTP POST only receives events; "
                 "pass api=HttpClient(<OneBot HTTP API URL>) to make calls"
             )
-        return self.api.call(action, **params)
+        return self.api.call(action, params, timeout=timeout, **kwargs)
 
     def handle_event(self, event: dict[str, Any]) -> bytes:
         """Run the handlers for ``event`` in this thread; return the quick operation as JSON.

@@ -72,7 +72,7 @@ import queue
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._auth import check_token
@@ -82,7 +82,7 @@ from ._serve import Throttle, warn_if_open
 from ._tls import check_address, port_arg, server_context, url_host
 from ._ws_connection import Connection
 from ._ws_listener import WebSocketServer
-from .api import OneBotApi
+from .api import OneBotApi, merge_params
 from .codec import heartbeat_interval, is_event, loads, onebot12_impl, valid_token
 from .errors import ConfigError, DecodeError, NotConnected, OneBotError
 from .framer import HandshakeError, Request
@@ -113,9 +113,17 @@ class Bot(OneBotApi):
     def __repr__(self) -> str:
         return f"<Bot {self.self_id}>"
 
-    def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Call ``action`` on this bot; see :meth:`WsServer.call`."""
-        return self.server.call(action, self_id=self.self_id, timeout=timeout, **params)
+        return self.server.call(action, params, self_id=self.self_id, timeout=timeout, **kwargs)
 
 
 def check_version(request: Request) -> None:
@@ -568,19 +576,21 @@ class WsServer(OneBotApi):
     def call(
         self,
         action: str,
+        params: Mapping[str, Any] | None = None,
         /,
         *,
         self_id: int | str | None = None,
         timeout: float | None = None,
-        **params: Any,
+        **kwargs: Any,
     ) -> Any:
         """Call ``action`` and return the response's ``data``.
 
         Args:
             action: the action name, e.g. ``"send_private_msg"``.
             self_id: the bot to ask; may be omitted while exactly one is connected.
+            params: the action's parameters as a dict (``timeout`` or ``self_id`` go here).
             timeout: seconds to wait; the server's ``timeout`` by default.
-            **params: the action's parameters.
+            **kwargs: more parameters, merged over ``params``.
 
         Raises:
             NotConnected: that bot is not connected, or its connection dropped.
@@ -589,13 +599,24 @@ class WsServer(OneBotApi):
             ApiTimeout: no response in time (the action may still have run).
             ActionFailed: the implementation answered with a failure.
         """
+        sent = merge_params(params, kwargs)
         peer = self._route(self_id)
         wait = self.timeout if timeout is None else timeout
-        return peer.calls.call(peer.send_text, action, params, wait)
+        return peer.calls.call(peer.send_text, action, sent, wait)
 
-    def call_for(self, event: dict[str, Any], action: str, /, **params: Any) -> Any:
+    def call_for(
+        self,
+        event: dict[str, Any],
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Call ``action`` on the bot that received ``event`` (used by :meth:`reply`)."""
-        return self.call(action, self_id=event.get("self_id"), **params)
+        sid = event.get("self_id")
+        return self.call(action, params, self_id=sid, timeout=timeout, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
