@@ -432,7 +432,7 @@ class HttpServer(OneBotApi):
     def _announce(self) -> None:
         """Say where we listen (and warn if anyone may post), once."""
         with self._lock:
-            if self._announced:
+            if self._announced or self._closing:  # start() after close() serves nothing
                 return
             self._announced = True
         guarded = bool(self.secret or self.access_token)

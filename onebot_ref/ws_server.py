@@ -462,7 +462,7 @@ class WsServer(OneBotApi):
     def _announce(self) -> None:
         """Say where we listen (and warn if anyone may connect), once."""
         with self._lock:
-            if self._announced:
+            if self._announced or self._closing:  # start() after close() serves nothing
                 return
             self._announced = True
         guarded = bool(self.access_token) or self.echo
