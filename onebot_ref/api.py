@@ -16,6 +16,7 @@ Anything not written out here (extensions such as ``send_group_forward_msg``)
 goes through ``call("action_name", ...)``.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from .message import normalize, text, validate
@@ -29,17 +30,38 @@ Id = int | str
 class OneBotApi:
     """Mixin of the standard actions on top of ``call(action, **params)``."""
 
-    def call(self, action: str, /, **params: Any) -> Any:
-        """Call ``action`` and return the response's ``data``; transports implement it."""
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``action`` and return the response's ``data``; transports implement it.
+
+        ``params`` and ``kwargs`` are merged (kwargs win), so an action
+        parameter named ``timeout`` travels as ``call("x", {"timeout": 3})``.
+        """
         raise NotImplementedError
 
-    def call_for(self, event: dict[str, Any], action: str, /, **params: Any) -> Any:
+    def call_for(
+        self,
+        event: Mapping[str, Any],
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Call ``action`` on behalf of the bot that received ``event``.
 
         The default is a plain :meth:`call`; the reverse-WS server routes by
         the event's ``self_id`` so that a reply leaves from the right account.
         """
-        return self.call(action, **params)
+        return self.call(action, params, timeout=timeout, **kwargs)
 
     def call_async(self, action: str, /, **params: Any) -> None:
         """Fire and forget: call ``<action>_async``.

@@ -194,13 +194,21 @@ class HttpClient(OneBotApi):
     def __repr__(self) -> str:
         return f"HttpClient({self.base_url!r})"
 
-    def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """``POST {base_url}/{action}`` with ``params`` as JSON; return the response's ``data``.
 
         Args:
             action: the action name, such as ``"send_group_msg"``.
             timeout: seconds for the whole call (default: the client's ``timeout``).
-            **params: the action's parameters, sent as they are.
+            params, kwargs: the action's parameters, merged (kwargs win), sent as they are.
 
         Raises:
             EncodeError: a parameter (or the message) that cannot go onto the wire;
@@ -215,6 +223,7 @@ class HttpClient(OneBotApi):
             ProtocolError: the response body is over ``max_size`` (close code 1009).
             DecodeError: a 200 response whose body is not JSON.
         """
+        params = {**(params or {}), **kwargs}
         url = f"{self.base_url}/{action}{self._query}"
         wait = self.timeout if timeout is None else timeout
         data = encode_request(action, params)  # EncodeError before anything is sent

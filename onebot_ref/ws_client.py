@@ -65,7 +65,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -231,7 +231,15 @@ class WsClient(OneBotApi):
     def _running(self) -> bool:
         return self._state not in (State.IDLE, State.STOPPED)
 
-    def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Call ``action`` and return the response's ``data``. Safe from any thread.
 
         Raises:
@@ -240,6 +248,7 @@ class WsClient(OneBotApi):
             ActionFailed: the implementation answered with a failure.
             EncodeError: a parameter that cannot go onto the wire; nothing was sent.
         """
+        params = {**(params or {}), **kwargs}
         if self._api is None:
             raise NotConnected(self._why_not_connected())
         wait = self.timeout if timeout is None else timeout

@@ -14,8 +14,8 @@ class Recorder(OneBotApi):
     def __init__(self):
         self.calls = []
 
-    def call(self, action, /, **params):
-        self.calls.append((action, params))
+    def call(self, action, params=None, /, *, timeout=None, **kwargs):
+        self.calls.append((action, {**(params or {}), **kwargs}))
         return {"action": action}
 
 
