@@ -84,20 +84,23 @@ def server_context(
     """The context a server wraps accepted sockets with, or None for plaintext.
 
     Raises:
-        ValueError: both ``ssl_context`` and ``certfile`` given, ``keyfile``
-            without ``certfile``, or a file that cannot be loaded.
+        ConfigError: both ``ssl_context`` and ``certfile`` given, ``keyfile``
+            without ``certfile``, or a file that cannot be loaded (also a ValueError).
     """
     if ssl_context is not None and (certfile or keyfile):
-        raise ValueError("give ssl_context= or certfile=/keyfile=, not both")
+        raise ConfigError("give ssl_context= or certfile=/keyfile=, not both")
     if keyfile and not certfile:
-        raise ValueError("keyfile= needs certfile= (the certificate chain, in PEM)")
+        raise ConfigError("keyfile= needs certfile= (the certificate chain, in PEM)")
     if ssl_context is not None or certfile is None:
         return ssl_context
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load certfile={certfile!r} keyfile={keyfile!r}: {exc}") from exc
+        raise ConfigError(
+            f"cannot load certfile={certfile!r} keyfile={keyfile!r}: {exc}; give a PEM "
+            "certificate chain and its private key"
+        ) from exc
     return context
 
 

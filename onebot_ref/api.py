@@ -86,7 +86,7 @@ class OneBotApi(abc.ABC):
 
     def call_for(
         self,
-        event: dict[str, Any],
+        event: Mapping[str, Any],
         action: str,
         params: Mapping[str, Any] | None = None,
         /,
