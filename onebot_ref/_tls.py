@@ -117,18 +117,27 @@ def client_context(
     development certificate only.
 
     Raises:
-        ValueError: ``ssl_context`` together with ``ca_file`` or ``verify=False``,
-            or ``ca_file`` together with ``verify=False``.
+        ConfigError: ``ssl_context`` together with ``ca_file`` or ``verify=False``,
+            ``ca_file`` together with ``verify=False``, or a ``ca_file`` that
+            cannot be read as PEM certificates (also a ValueError).
     """
     if ssl_context is not None and (ca_file or not verify):
-        raise ValueError(
+        raise ConfigError(
             "give ssl_context= or ca_file=/verify=, not both (set them on the context)"
         )
     if ca_file and not verify:
-        raise ValueError("ca_file= verifies the certificate; verify=False turns that off: pick one")
+        raise ConfigError(
+            "ca_file= verifies the certificate; verify=False turns that off: pick one"
+        )
     if ssl_context is not None or (verify and ca_file is None):
         return ssl_context
-    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:  # a missing file; no certificate in it
+        raise ConfigError(
+            f"cannot load ca_file={ca_file!r} ({exc}); give the PEM file of the CA "
+            "that signed the server's certificate"
+        ) from exc
     if not verify:
         context.check_hostname = False  # must come before verify_mode
         context.verify_mode = ssl.CERT_NONE

@@ -69,7 +69,7 @@ from ._http_base import ManagedHTTPServer
 from ._http_handler import EventHandler
 from ._serve import check_positive, decade, warn_if_open
 from ._tls import check_address, server_context
-from .api import OneBotApi
+from .api import OneBotApi, merge_params
 from .codec import check_signature, dumps, heartbeat_interval, valid_token
 from .errors import ConfigError, EncodeError, NotConnected
 from .registry import Handler, Registry
@@ -270,7 +270,7 @@ class HttpServer(OneBotApi):
         Raises:
             NotConnected: the server was made without ``api=``.
         """
-        merged = {**(params or {}), **kwargs}
+        merged = merge_params(params, kwargs)
         return self._api(action).call(action, merged, timeout=self._wait(timeout))
 
     def call_for(
@@ -288,7 +288,7 @@ class HttpServer(OneBotApi):
         ``api``'s own ``call_for`` decides what the account means: a
         ``WsServer`` as ``api`` routes the call to that account's connection.
         """
-        merged = {**(params or {}), **kwargs}
+        merged = merge_params(params, kwargs)
         return self._api(action).call_for(event, action, merged, timeout=self._wait(timeout))
 
     def _api(self, action: str) -> OneBotApi:

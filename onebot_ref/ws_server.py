@@ -86,7 +86,7 @@ from ._serve import Throttle, check_positive, warn_if_open
 from ._tls import check_address, host_port_arg, server_context, url_host
 from ._ws_connection import Connection
 from ._ws_listener import WebSocketServer
-from .api import OneBotApi
+from .api import OneBotApi, merge_params
 from .codec import heartbeat_interval, is_event, loads, onebot12_impl, valid_token
 from .errors import ConfigError, DecodeError, NotConnected, OneBotError
 from .framer import HandshakeError, Request
@@ -605,7 +605,7 @@ class WsServer(OneBotApi):
             ApiTimeout: no response in time (the action may still have run).
             ActionFailed: the implementation answered with a failure.
         """
-        merged = {**(params or {}), **kwargs}
+        merged = merge_params(params, kwargs)
         peer = self._route(self_id)
         wait = self.timeout if timeout is None else timeout
         return peer.calls.call(peer.send_text, action, merged, wait)
@@ -621,7 +621,7 @@ class WsServer(OneBotApi):
         **kwargs: Any,
     ) -> Any:
         """Call ``action`` on the bot that received ``event`` (used by :meth:`reply`)."""
-        merged = {**(params or {}), **kwargs}
+        merged = merge_params(params, kwargs)
         return self.call(action, merged, self_id=event.get("self_id"), timeout=timeout)
 
 
