@@ -62,7 +62,7 @@ has run: hooks run there, in order, so a hook may call the API. No keepalive
 pings unless ``ping_interval`` asks for them (go-cqhttp never reads ``/event``
 sockets, so its pongs would never come), and no permessage-deflate.
 
-How it is built: websocket-client dials (:func:`onebot_ref.ws_link.dial`:
+How it is built: websocket-client dials (:func:`onebot_ref._ws_dial.dial`:
 proxies, TLS, the handshake) and hands over the socket; from then on the
 connection is the servers' own: :mod:`onebot_ref._ws_protocol` keeps the
 RFC 6455 rules (masking our frames, since we are the client) and
