@@ -1,14 +1,17 @@
-"""Shared fixtures: the real-world vectors and a thread-leak check."""
+"""Shared helpers: the real-world vectors, the one bounded wait, and a thread-leak check."""
 
 import json
 import pathlib
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 DATA = pathlib.Path(__file__).parent / "data"
+
+T = TypeVar("T")
 
 
 def load_vectors(kind: str | None = None) -> list[dict[str, Any]]:
@@ -17,18 +20,37 @@ def load_vectors(kind: str | None = None) -> list[dict[str, Any]]:
     return [v for v in vectors if kind is None or v["kind"] == kind]
 
 
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "the condition") -> T:
+    """Poll ``predicate`` until it returns something true, and return that.
+
+    The one wait of the suite: a bounded poll with a deadline, never a fixed
+    sleep. It fails the test with ``what`` once ``timeout`` seconds have passed.
+    """
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout} s")
+        time.sleep(0.01)
+    return result
+
+
 @pytest.fixture
-def no_thread_leak():
-    """Fail the test if it leaves threads running (after a short grace period)."""
+def no_thread_leak() -> Iterator[None]:
+    """Fail the test if a thread it started is still running once it ends.
+
+    Closing is asynchronous in places (a connection thread sees its socket shut
+    down, then returns), so the threads get a grace period to end.
+    """
     before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 3.0
-    while True:
-        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-        if not extra or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    assert not extra, f"threads left running: {[t.name for t in extra]}"
+
+    def leaked() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+    deadline = time.monotonic() + 10.0
+    while (left := leaked()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not left, f"threads left running: {[t.name for t in left]}"
 
 
 def upgrade_request(target: str = "/", headers: "tuple[str, ...] | list[str]" = ()) -> bytes:

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_until
 
 from onebot_ref import message as m
 from onebot_ref.errors import (
@@ -28,13 +29,6 @@ from onebot_ref.ws_server import WsServer
 
 FLAVORS = ["spec", "go-cqhttp", "napcat"]
 MODES = ["http-client", "http-server", "ws-client", "ws-server"]
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 class Setup:

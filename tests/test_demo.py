@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from conftest import wait_until
 from websockets.sync.client import connect
 
 from onebot_ref.testing import FakeOneBot
@@ -161,15 +162,21 @@ class Live:
 
     def wait_for(self, words: str, timeout: float = 15.0) -> str:
         """The first stdout line containing ``words``; fails after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def line() -> str | None:
             found = next((text for text in list(self.out) if words in text), None)
-            if found is not None:
-                return found
-            if self.proc.poll() is not None and not any(r.is_alive() for r in self.readers):
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no {words!r} in:\n{''.join(self.out)}\n{''.join(self.err)}")
+            ended = self.proc.poll() is not None and not any(r.is_alive() for r in self.readers)
+            if found is None and ended:
+                raise AssertionError(f"it exited with status {self.proc.returncode}")
+            return found
+
+        try:
+            return wait_until(line, timeout, f"{words!r} printed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; no {words!r} in: {self.output()}") from None
+
+    def output(self) -> str:
+        return f"\n{''.join(self.out)}\n{''.join(self.err)}"
 
     def stop(self) -> tuple[int, str, str]:
         """Ctrl+C; the exit status and everything it printed."""

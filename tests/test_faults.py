@@ -6,7 +6,7 @@
 * No storm: reconnect attempts in a window stay few (capped backoff), whether
   the peer is down or accepts and hangs up at once.
 * Pending calls fail within a bounded time with the documented error.
-* ``threading.active_count()`` returns to its baseline after ``close()``.
+* No thread the test started is left running after ``close()`` (``no_thread_leak``).
 """
 
 import itertools
@@ -16,6 +16,7 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import wait_until
 
 from onebot_ref.errors import ApiTimeout, NetworkError, NotConnected
 from onebot_ref.http_client import HttpClient
@@ -23,21 +24,6 @@ from onebot_ref.http_server import HttpServer
 from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
-
-
-def wait_until(condition, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def baseline():
-    """Threads before the test; after it, the count must come back down."""
-    before = threading.active_count()
-    yield before
-    wait_until(lambda: threading.active_count() <= before, 5, "threads back to the baseline")
 
 
 class Counting:
@@ -106,7 +92,7 @@ class Counting:
 
 @pytest.mark.parametrize("kind", ["drop", "restart"])
 @pytest.mark.parametrize("mode", ["http-server", "ws-client", "ws-server"])
-def test_acknowledged_events_are_delivered_exactly_once(mode, kind, baseline):
+def test_acknowledged_events_are_delivered_exactly_once(mode, kind, no_thread_leak):
     fake = FakeOneBot()
     bot = Counting(fake, mode)
     try:
@@ -140,7 +126,7 @@ def count_connects(client):
     return attempts
 
 
-def test_no_reconnect_storm_while_the_implementation_is_down(baseline):
+def test_no_reconnect_storm_while_the_implementation_is_down(no_thread_leak):
     fake = FakeOneBot()
     client = WsClient(fake.start_ws_server(), timeout=5)
     client.backoff_initial = 0.05
@@ -161,7 +147,7 @@ def test_no_reconnect_storm_while_the_implementation_is_down(baseline):
         fake.close()
 
 
-def test_no_reconnect_storm_against_a_peer_that_accepts_and_hangs_up(baseline):
+def test_no_reconnect_storm_against_a_peer_that_accepts_and_hangs_up(no_thread_leak):
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
     accepted = []
@@ -215,7 +201,7 @@ def _calls_in_flight(bot, n=3, timeout=30):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_calls_in_flight_when_the_implementation_restarts_fail_fast(mode, baseline):
+def test_calls_in_flight_when_the_implementation_restarts_fail_fast(mode, no_thread_leak):
     fake = FakeOneBot()
     bot = Counting(fake, mode)
     try:
@@ -243,7 +229,7 @@ def _ok(bot):
 
 
 @pytest.mark.parametrize("mode", ["http-client", "ws-client", "ws-server"])
-def test_silent_but_connected_times_out_on_time_and_recovers(mode, baseline):
+def test_silent_but_connected_times_out_on_time_and_recovers(mode, no_thread_leak):
     fake = FakeOneBot()
     if mode == "http-client":
         bot = HttpClient(fake.start_http_api(), timeout=5)
@@ -267,7 +253,7 @@ def test_silent_but_connected_times_out_on_time_and_recovers(mode, baseline):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_a_storm_of_faults_leaves_no_thread_behind(mode, baseline):
+def test_a_storm_of_faults_leaves_no_thread_behind(mode, no_thread_leak):
     """Every fault in turn on one bot, then close(): the thread count is back."""
     fake = FakeOneBot(heartbeat_interval=0.2)
     bot = Counting(fake, mode)

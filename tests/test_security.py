@@ -15,13 +15,12 @@ import inspect
 import logging
 import pathlib
 import socket
-import time
 import traceback
 
 import pytest
 import requests
 import websocket
-from conftest import upgrade_request
+from conftest import upgrade_request, wait_until
 
 from onebot_ref import codec, doctor
 from onebot_ref.errors import AuthError, NetworkError, ProtocolError
@@ -177,9 +176,7 @@ def test_client_modes_log_no_credential(flavor, caplog):
             reverse = fake.connect_reverse(
                 server.url + f"?access_token={TOKEN}", reconnect_interval=0.05
             )
-            deadline = time.monotonic() + 5
-            while reverse.attempts < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: reverse.attempts >= 2, 5, "the fake dialling twice")
             reverse.close()
     assert_nothing_leaked(caplog)
 

@@ -22,7 +22,7 @@ import requests
 import websocket
 import websockets.sync.client
 import websockets.sync.server
-from conftest import upgrade_request
+from conftest import upgrade_request, wait_until
 
 from onebot_ref import _tls as tls
 from onebot_ref.errors import NetworkError
@@ -84,13 +84,6 @@ def pki(tmp_path_factory):
         stranger_ctx=lambda: client_ctx(stranger),
         elsewhere_ctx=lambda: server_ctx(elsewhere),
     )
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def url_of(scheme, host, port, path="/"):

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trustme
-from conftest import load_vectors
+from conftest import load_vectors, wait_until
 from hostile import Peer, RawServer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
@@ -187,14 +187,6 @@ def fast(client: WsClient) -> WsClient:
     return client
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-    return result
-
-
 # -- connecting, calls and events ---------------------------------------------------------
 
 
@@ -218,8 +210,8 @@ def test_universal_calls_events_and_calls_from_handlers(impls):
         for event in EVENTS:
             impl.push(event)
         messages = [e for e in EVENTS if e.get("post_type") == "message" and "user_id" in e]
-        wait_for(lambda: len(seen) >= len(EVENTS) + 1)  # + the lifecycle
-        wait_for(
+        wait_until(lambda: len(seen) >= len(EVENTS) + 1)  # + the lifecycle
+        wait_until(
             lambda: sum(r["action"].startswith("send_") for _, r in impl.requests) > len(messages)
         )
     assert seen[0] == LIFECYCLE
@@ -237,7 +229,7 @@ def test_split_endpoints(impls):
         assert bot.self_id == LIFECYCLE["self_id"]
         assert bot.call("get_status")["action"] == "get_status"
         impl.push(EVENTS[1])
-        wait_for(lambda: seen)
+        wait_until(lambda: seen)
     assert sorted(path for path, _ in impl.handshakes) == ["/api", "/event"]
     assert [path for path, _ in impl.requests] == ["/api"]
 
@@ -258,7 +250,7 @@ def test_events_before_and_without_lifecycle(impls):
         assert bot.self_id is None
         impl.push(EVENTS[5])
         impl.push(LIFECYCLE)
-        wait_for(lambda: len(seen) == 2)
+        wait_until(lambda: len(seen) == 2)
     assert seen == [EVENTS[5], LIFECYCLE]
     assert bot.self_id == LIFECYCLE["self_id"]
 
@@ -344,7 +336,7 @@ def test_out_of_order_responses(impls):
         ]
         for n, thread in enumerate(threads):
             thread.start()  # one at a time, so the requests arrive as 0, 1, 2
-            wait_for(lambda n=n: len(held) == n + 1)
+            wait_until(lambda n=n: len(held) == n + 1)
         for thread in threads:
             thread.join(10)
     assert results == {n: {"n": n} for n in range(3)}
@@ -358,11 +350,11 @@ def test_eight_mib_messages_and_max_size(impls):
         bot.on("message")(seen.append)
         assert bot.send_group_msg(1, big)["params"]["message"] == big
         impl.push({**EVENTS[1], "raw_message": big})
-        wait_for(lambda: seen)
+        wait_until(lambda: seen)
         assert seen[0]["raw_message"] == big
         # Over max_size: refused before the payload is read (close 1009), then a reconnect.
         impl.push({**EVENTS[1], "raw_message": big + big})
-        wait_for(lambda: len(impl.handshakes) == 2 and bot.connected)
+        wait_until(lambda: len(impl.handshakes) == 2 and bot.connected)
     assert isinstance(bot.last_error, ProtocolError)
     assert bot.last_error.close_code == 1009
     assert len(seen) == 1
@@ -444,17 +436,17 @@ def test_server_restart_fails_calls_fast_then_reconnects(impls):
 
         waiter = threading.Thread(target=hang)
         waiter.start()
-        wait_for(lambda: impl.requests)
+        wait_until(lambda: impl.requests)
         started = time.monotonic()
         impl.stop()
         waiter.join(10)
         assert isinstance(outcome[0], NotConnected)
         assert time.monotonic() - started < 10  # far less than the call's 30 s timeout
-        wait_for(lambda: not bot.connected)
+        wait_until(lambda: not bot.connected)
         with pytest.raises(NotConnected):
             bot.get_status()  # at once while disconnected
         again = impls(port=impl.port)
-        wait_for(lambda: bot.connected)
+        wait_until(lambda: bot.connected)
         assert bot.get_status()["action"] == "get_status"
         assert len(again.handshakes) == 1
     finally:
@@ -464,9 +456,9 @@ def test_server_restart_fails_calls_fast_then_reconnects(impls):
 def test_heartbeat_silence_triggers_reconnect(impls):
     impl = impls(heartbeat=0.2, heartbeats=3)
     with fast(WsClient(impl.url())) as bot:
-        wait_for(lambda: len(impl.handshakes) >= 2)
+        wait_until(lambda: len(impl.handshakes) >= 2)
         detected = time.monotonic() - impl.last_heartbeat
-        assert bot.connected or wait_for(lambda: bot.connected)
+        assert bot.connected or wait_until(lambda: bot.connected)
     # 3 x 0.2 s of silence, not less; generous on the upper side for loaded machines.
     assert 0.5 <= detected < 5.0
 
@@ -486,7 +478,7 @@ def test_reconnect_false_returns_when_server_closes(impls):
     client = WsClient(impl.url(), reconnect=False)
     thread = threading.Thread(target=client.run_forever)
     thread.start()
-    wait_for(lambda: client.connected)
+    wait_until(lambda: client.connected)
     impl.stop()
     thread.join(10)
     assert not thread.is_alive()
@@ -537,7 +529,7 @@ def test_reconnect_false_returns_when_the_server_vanishes(how, no_thread_leak):
         thread = threading.Thread(target=client.run_forever)
         thread.start()
         try:
-            wait_for(lambda: client.connected)
+            wait_until(lambda: client.connected)
             go.set()
             thread.join(10)
             assert not thread.is_alive()
@@ -607,7 +599,7 @@ def test_a_onebot_12_implementation_stops_start_with_one_sentence(onebot12):
     assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in message
     assert "switch the implementation to OneBot 11" in message
     assert caught.value.close_code == 1003
-    wait_for(lambda: onebot12.close_codes)
+    wait_until(lambda: onebot12.close_codes)
     assert onebot12.close_codes == [1003]
     time.sleep(0.3)
     assert onebot12.handshakes == 1  # stopped: no reconnect loop
@@ -711,7 +703,7 @@ def test_close_during_backoff_is_prompt_and_leaves_no_threads(no_thread_leak):
         client.start()  # start() raises the first connect error
     thread = threading.Thread(target=client.run_forever)
     thread.start()
-    wait_for(lambda: client.last_error is not None and client._running)
+    wait_until(lambda: client.last_error is not None and client._running)
     with pytest.raises(NotConnected, match="not connected"):
         client.get_status()
     started = time.monotonic()
@@ -751,7 +743,7 @@ def test_close_from_inside_a_handler(impls):
     with bot:
         impl.push(EVENTS[1])
         assert closed.wait(10)
-        wait_for(lambda: not bot.connected)
+        wait_until(lambda: not bot.connected)
 
 
 def test_event_only_client_says_why_calls_fail(impls):
@@ -760,7 +752,7 @@ def test_event_only_client_says_why_calls_fail(impls):
     bot = WsClient(event_url=impl.url("/event"))
     bot.on("*")(seen.append)
     with bot:
-        wait_for(lambda: seen)
+        wait_until(lambda: seen)
         with pytest.raises(NotConnected, match="api_url"):
             bot.get_status()
     assert bot.self_id == LIFECYCLE["self_id"]
@@ -830,7 +822,7 @@ def test_frames_in_the_same_segment_as_the_101_are_not_lost(tls, no_thread_leak)
     bot = WsClient(f"{scheme}://127.0.0.1:{port}/", ssl_context=client_context, reconnect=False)
     bot.on("*")(seen.append)
     with bot:
-        wait_for(lambda: len(seen) == len(events))
+        wait_until(lambda: len(seen) == len(events))
     assert sorted(json.dumps(e, sort_keys=True) for e in seen) == sorted(
         json.dumps(e, sort_keys=True) for e in events
     )
