@@ -34,6 +34,25 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "t
     return result
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told: for tests where time itself decides.
+
+    Pass it where the library takes ``clock=`` (dedup windows, throttles, the
+    registry's drop warnings), then :meth:`advance` it past a window instead of
+    sleeping through one. It starts at a round, binary-exact number, so that
+    ``start + 0.25 - start == 0.25`` and a window's edge can be tested exactly.
+    """
+
+    def __init__(self, start: float = 1024.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
 def no_thread_leak() -> Iterator[None]:
     """Fail the test if a thread it started is still running once it ends.
