@@ -90,7 +90,7 @@ def test_no_module_installs_logging_handlers():
 
 
 def test_readme_code_blocks_compile_and_import_what_exists():
-    readme = (PACKAGE.parent / "README.md").read_text("utf-8")
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text("utf-8")
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
     assert len(blocks) >= 8
     for block in blocks:

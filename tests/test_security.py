@@ -22,6 +22,7 @@ import requests
 import websocket
 from conftest import upgrade_request, wait_until
 
+import onebot_ref
 from onebot_ref import codec, doctor
 from onebot_ref.errors import AuthError, NetworkError, ProtocolError
 from onebot_ref.framer import HandshakeError, MessageReader, parse_handshake
@@ -35,7 +36,7 @@ TOKEN = "Tok3n-9c1f0e77d2a4b5"
 SECRET = "Secr3t-41d0aa93be6c7f"
 WRONG = "Wr0ng-5e2b8c1d9f3a07"
 RAW = (TOKEN, SECRET, WRONG)
-PACKAGE = pathlib.Path(__file__).parent.parent / "onebot_ref"
+PACKAGE = pathlib.Path(onebot_ref.__file__).parent  # the package under test, wherever it is
 
 
 def http(port, data, timeout=10.0):
