@@ -179,6 +179,15 @@ def impls(no_thread_leak):
         impl.stop()
 
 
+def running_client_threads(before: set[threading.Thread]) -> list[str]:
+    """Our client's threads (dialling, receiving, handlers) started since ``before`` and alive."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and t.name.startswith("onebot-")
+    ]
+
+
 def fast(client: WsClient) -> WsClient:
     """Shrink the waits so reconnect tests run in well under a second."""
     client.backoff_initial = 0.02
@@ -374,13 +383,15 @@ AUTH_CASES = [
 def test_auth_failure_is_fatal_from_start(impls, refuse, token, says):
     impl = impls(token="right-token", refuse=refuse)
     client = fast(WsClient(impl.url(), access_token=token))
+    before = set(threading.enumerate())
     with pytest.raises(AuthError, match=says) as caught:
         client.start()
+    # Fatal: no thread of the client is left that could dial again (before close() ends them).
+    wait_until(lambda: not running_client_threads(before), 5, "the client's threads ended")
+    assert len(impl.handshakes) == 1
     client.close()
     assert "compare access_token" in str(caught.value)
     assert "wrong-token" not in str(caught.value)  # tokens are masked
-    time.sleep(0.5)
-    assert len(impl.handshakes) == 1
 
 
 @pytest.mark.parametrize(("refuse", "token", "says"), AUTH_CASES)
@@ -468,7 +479,11 @@ def test_no_heartbeats_no_watchdog(impls):
     with WsClient(impl.url(), timeout=0.3) as bot:
         with pytest.raises(ApiTimeout):
             bot.get_status()
-        time.sleep(0.5)
+        # An hour of silence by the connection's own clock (the reaper's tick(now)): without
+        # heartbeats there is no promise to break, so nothing cuts the connection.
+        for link in bot._links.values():
+            link.conn.tick(time.monotonic() + 3600)
+            assert link.conn.cut == ""
         assert bot.connected
     assert len(impl.handshakes) == 1
 
@@ -592,8 +607,10 @@ def onebot12(no_thread_leak):
 
 def test_a_onebot_12_implementation_stops_start_with_one_sentence(onebot12):
     client = fast(WsClient(onebot12.url))
+    before = set(threading.enumerate())
     with pytest.raises(ProtocolError) as caught:
         client.start()
+    wait_until(lambda: not running_client_threads(before), 5, "the client's threads ended")
     client.close()
     message = str(caught.value)
     assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in message
@@ -601,8 +618,7 @@ def test_a_onebot_12_implementation_stops_start_with_one_sentence(onebot12):
     assert caught.value.close_code == 1003
     wait_until(lambda: onebot12.close_codes)
     assert onebot12.close_codes == [1003]
-    time.sleep(0.3)
-    assert onebot12.handshakes == 1  # stopped: no reconnect loop
+    assert onebot12.handshakes == 1  # stopped, no thread left: no reconnect loop
     with pytest.raises(NotConnected, match=r"stopped: .* OneBot 12"):
         client.get_status()
 
@@ -719,12 +735,16 @@ def test_failing_server_backs_off_and_does_not_spam_logs(impls, caplog):
     client.backoff_initial, client.backoff_max = 0.01, 0.08
     thread = threading.Thread(target=client.run_forever)
     with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
+        started = time.monotonic()
         thread.start()
-        time.sleep(1.5)
+        wait_until(lambda: len(impl.handshakes) >= 12, 10, "12 attempts")
+        took = time.monotonic() - started
         client.close()
         thread.join(5)
     attempts = len(impl.handshakes)
-    assert 5 <= attempts <= 1.5 / (0.08 * 0.5) + 10  # the capped backoff bounds the rate
+    # The capped backoff bounds the rate: each pause is at least half its ceiling (the jitter),
+    # 0.02, 0.04, then 0.08 (the cap): the 11 pauses between 12 attempts last 0.39 s at least.
+    assert took >= 0.5 * (0.02 + 0.04 + 9 * 0.08), took
     warnings = [r.getMessage() for r in caplog.records if r.name == "onebot_ref.ws_client"]
     assert 1 <= len(warnings) <= 1 + attempts // client.log_every
     assert "HTTP 503" in warnings[0]
