@@ -53,6 +53,24 @@ class FakeClock:
         self.now += seconds
 
 
+def answers(fake: Any) -> int:
+    """How many action responses a FakeOneBot has sent so far (late ones too)."""
+    return sum(
+        1
+        for direction, _mode, frame in list(fake.transcript)
+        if direction == "onebot → bot" and isinstance(frame, dict) and "retcode" in frame
+    )
+
+
+def requested(fake: Any, action: str = "get_status") -> int:
+    """How many ``action`` requests a FakeOneBot has received so far."""
+    return sum(
+        1
+        for direction, _mode, frame in list(fake.transcript)
+        if direction == "bot → onebot" and isinstance(frame, dict) and frame.get("action") == action
+    )
+
+
 @pytest.fixture
 def no_thread_leak() -> Iterator[None]:
     """Fail the test if a thread it started is still running once it ends.

@@ -16,9 +16,9 @@ import threading
 import time
 
 import pytest
-from conftest import upgrade_request, wait_until
+from conftest import FakeClock, upgrade_request, wait_until
 
-from onebot_ref import codec
+from onebot_ref import _http_handler, codec
 from onebot_ref.errors import NotConnected
 from onebot_ref.framer import CLOSE, PING, TEXT, Frame, MessageReader, encode_frame
 from onebot_ref.http_server import HttpServer
@@ -127,15 +127,37 @@ def test_http_request_trickled_byte_by_byte_is_cut_off(part, no_thread_leak):
             assert good.recv(100).startswith(b"HTTP/1.1 204 ")
 
 
-def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off():
-    """request_timeout counts per request: idle gaps between requests do not add up."""
+def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off(monkeypatch):
+    """request_timeout counts per request: idle gaps between requests do not add up.
+
+    The connection's own Clock runs on a fake clock, and the test plays the reaper
+    (``tick(now)``) at each step, so the gaps take no time. The fake clock starts at
+    the real one and only runs ahead of it, so the server's own reaper, on real
+    time, cuts nothing meanwhile.
+    """
+    now = FakeClock(time.monotonic())
+    clocks = []
+    real = _http_handler.Clock
+
+    def clock(sock, idle, per_request):
+        clocks.append(real(sock, idle, per_request, clock=now))
+        return clocks[-1]
+
+    monkeypatch.setattr(_http_handler, "Clock", clock)
     with HttpServer(port=0, idle_timeout=2.0, request_timeout=0.5) as server:
         request = http_event()
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            for _ in range(4):
+            for n in range(4):
                 sock.sendall(request)
-                assert sock.recv(1000).startswith(b"HTTP/1.1 204 ")
-                time.sleep(0.3)  # 4 x 0.3 s > request_timeout, each gap < idle_timeout
+                assert sock.recv(1000).startswith(b"HTTP/1.1 204 "), f"request {n + 1}"
+                now.advance(0.3)  # 4 x 0.3 s > request_timeout, each gap < idle_timeout
+                clocks[0].tick(now())
+            sock.sendall(request)
+            assert sock.recv(1000).startswith(b"HTTP/1.1 204 ")
+            assert len(clocks) == 1  # one connection all along
+            now.advance(2.0 + 2**-10)  # past idle_timeout: now the reaper cuts it
+            clocks[0].tick(now())
+            assert sock.recv(1000) == b""
 
 
 def test_oversized_heads_are_refused_and_the_servers_keep_serving():

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import wait_until
+from conftest import answers, requested, wait_until
 
 from onebot_ref.errors import ApiTimeout, NetworkError, NotConnected
 from onebot_ref.http_client import HttpClient
@@ -116,24 +116,6 @@ def test_acknowledged_events_are_delivered_exactly_once(mode, kind, no_thread_le
 
 
 # --- no reconnect storm -----------------------------------------------------------------
-
-
-def answers(fake):
-    """How many action responses the fake has sent (late ones too)."""
-    return sum(
-        1
-        for direction, _mode, frame in list(fake.transcript)
-        if direction == "onebot → bot" and isinstance(frame, dict) and "retcode" in frame
-    )
-
-
-def requested(fake, action="get_status"):
-    """How many ``action`` requests the fake has received."""
-    return sum(
-        1
-        for direction, _mode, frame in list(fake.transcript)
-        if direction == "bot → onebot" and isinstance(frame, dict) and frame.get("action") == action
-    )
 
 
 def backed_off(times, initial, cap):
