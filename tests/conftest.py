@@ -1,5 +1,6 @@
 """Shared helpers: the real-world vectors, the one bounded wait, and a thread-leak check."""
 
+import contextlib
 import json
 import pathlib
 import threading
@@ -53,6 +54,16 @@ class FakeClock:
         self.now += seconds
 
 
+def served(server: Any) -> int:
+    """How many connections one of our servers (WsServer, HttpServer) is serving right now.
+
+    The count of its ``_serve.Server`` core: a connection counts from its accept
+    until its thread is done with it (its session closed, hooks queued).
+    """
+    core = getattr(server, "listener", server)  # WsServer: the generic WebSocket server
+    return int(getattr(core, "server", core).active)
+
+
 def answers(fake: Any) -> int:
     """How many action responses a FakeOneBot has sent so far (late ones too)."""
     return sum(
@@ -84,10 +95,9 @@ def no_thread_leak() -> Iterator[None]:
     def leaked() -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t not in before and t.is_alive()]
 
-    deadline = time.monotonic() + 10.0
-    while (left := leaked()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not left, f"threads left running: {[t.name for t in left]}"
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: not leaked(), 10.0)
+    assert not (left := leaked()), f"threads left running: {[t.name for t in left]}"
 
 
 def upgrade_request(target: str = "/", headers: "tuple[str, ...] | list[str]" = ()) -> bytes:

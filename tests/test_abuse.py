@@ -260,7 +260,10 @@ def test_half_open_connections_are_reaped_with_pings(no_thread_leak):
             wait_until(lambda: "20002" in server.bots)
             assert closed_by_peer(silent, 5)
             wait_until(lambda: server.bots == ["10001"], what="only the good bot left")
-            time.sleep(1.0)  # well past 3 ping intervals: the answering peer stays
+            # The one fixed sleep of the suite: it proves something does NOT happen over a period.
+            # 1 s is five ping intervals, well past the 3 after which a silent peer is cut; the
+            # answering peer's pongs arrive on real time, which no fake clock could stand in for.
+            time.sleep(1.0)
             assert server.bots == ["10001"]
             assert server.bot(10001).get_status()["good"] is True
         finally:

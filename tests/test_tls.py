@@ -22,7 +22,7 @@ import requests
 import websocket
 import websockets.sync.client
 import websockets.sync.server
-from conftest import upgrade_request, wait_until
+from conftest import served, upgrade_request, wait_until
 
 from onebot_ref import _tls as tls
 from onebot_ref.errors import NetworkError
@@ -540,7 +540,7 @@ def test_close_wakes_a_handshake_in_progress(pki, no_thread_leak):
     ):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"\x16\x03\x01")  # the TLS handshake starts, then stalls
-            time.sleep(0.2)
+            wait_until(lambda: served(server) == 1, 5, "the connection taken")  # noqa: B023
             started = time.monotonic()
             server.close()
             assert time.monotonic() - started < 3.0

@@ -17,7 +17,7 @@ import pytest
 import websocket
 import wsproto
 import wsproto.events as wse
-from conftest import load_vectors, upgrade_request, wait_until
+from conftest import load_vectors, served, upgrade_request, wait_until
 from hostile import Peer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
@@ -304,8 +304,8 @@ def test_hooks_once_per_bot_across_split_connections_and_replacement():
         api.thread.join(10)
         assert api.close_code == 1000
         events.close()  # the API connection still holds the bot
-        time.sleep(0.3)
-        assert log.empty()
+        wait_until(lambda: served(srv) == 1, 10, "the event connection gone")
+        assert srv.bots == ["1963185901"] and log.empty()
         replacement.close()
         kind, self_id, thread = log.get(timeout=10)
         assert (kind, self_id) == ("disconnect", "1963185901")
@@ -327,8 +327,8 @@ def test_hooks_call_the_bot_and_see_learned_ids_and_close(caplog):
     with WsServer(port=0, timeout=10, on_connect=greet, on_disconnect=boom) as srv:
         impl = Impl(srv.url, ["User-Agent: no self id"])
         try:
-            time.sleep(0.2)
-            assert seen.empty()  # no self_id yet: not a bot yet
+            wait_until(lambda: served(srv) == 1, 10, "the connection served")
+            assert srv.bots == [] and seen.empty()  # no self_id yet: not a bot yet
             impl.send(event(self_id=4242))
             assert seen.get(timeout=10) == "get_login_info"
         finally:
@@ -362,7 +362,7 @@ def test_two_accounts_in_one_group_reply_once_with_dedup():
                 impl.send(event(self_id=n, message_type="group", group_id=9, message_id=n * 7))
             wait_until(lambda: registry.duplicates == 1)
             wait_until(lambda: sum(impl.requests.qsize() for impl in bots.values()) == 1)
-            time.sleep(0.3)  # and no second reply follows
+            assert registry.join(5)  # every event handled: no second reply can follow
             replies = [
                 impl.requests.get_nowait() for impl in bots.values() if impl.requests.qsize()
             ]
