@@ -4,7 +4,6 @@ import email.utils
 import http.client
 import json
 import logging
-import shutil
 import socket
 import statistics
 import subprocess
@@ -420,7 +419,6 @@ def test_url_and_port(no_thread_leak: None) -> None:
 # -- curl ------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_signed_event_and_quick_reply(signed: HttpServer) -> None:
     def curl(url: str, body: bytes, *headers: str) -> bytes:
         command = ["curl", "-s", "-w", " %{http_code}", url, "--data-binary", "@-"]
