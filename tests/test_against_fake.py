@@ -185,6 +185,7 @@ def test_pending_calls_from_many_threads_all_fail_fast(setup, mode):
     for t in threads:
         t.start()
     wait_until(lambda: requested(s.fake) >= 1, 5, "the calls in flight (the first one delayed)")
+    started = time.monotonic()
     if mode == "ws-client":
         s.fake.ws_server.close()
     else:
@@ -192,6 +193,7 @@ def test_pending_calls_from_many_threads_all_fail_fast(setup, mode):
     for t in threads:
         t.join(5)
     assert not any(t.is_alive() for t in threads)
+    assert time.monotonic() - started < 5  # fast: not the calls' 20 s timeout
     assert len(errors) >= 3 and all(isinstance(e, NotConnected) for e in errors)
 
 

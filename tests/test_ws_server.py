@@ -396,8 +396,10 @@ def test_pending_call_fails_fast_on_disconnect(server):
     caller = threading.Thread(target=lambda: result.put(_catch(server.get_status)))
     caller.start()
     impl.requests.get(timeout=10)
+    started = time.monotonic()
     impl.close()  # the call's timeout is 10 s: only fail-fast raises NotConnected
     caller.join(15)
+    assert time.monotonic() - started < 5  # fast: well before the call's own timeout
     error = result.get(timeout=1)
     assert isinstance(error, NotConnected) and not isinstance(error, ApiTimeout)
     wait_until(lambda: server.bots == [])
