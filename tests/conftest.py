@@ -3,6 +3,8 @@
 import contextlib
 import json
 import pathlib
+import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +54,29 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on, for a test that must name one before it is bound.
+
+    Drawn at random from below the OS's ephemeral range, from which every port-0
+    bind and every outgoing connection take theirs: a port freed by a bind(0) probe
+    could be handed straight to a test running beside this one (under xdist), as
+    the local port of a connection or as a server's, before we use it.
+    """
+    try:
+        low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # below the ephemeral range of Linux, BSDs, macOS and Windows alike
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 16384), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: try another
+        return port
+    raise AssertionError(f"no free port below {low} after 100 tries")
 
 
 def served(server: Any) -> int:

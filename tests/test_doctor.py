@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import unused_port
 
 from onebot_ref import doctor
 from onebot_ref.doctor import _checks as session
@@ -53,12 +54,6 @@ def line(out: str, name: str) -> str:
             head = re.sub(r"^(\S) (\S+) +", r"\1 \2  ", text)  # one padding width for all
             return "\n".join([head, *[t for t in lines[i + 1 : i + 3] if t.startswith("  ")]])
     raise AssertionError(f"no {name!r} line in:\n{out}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def later(seconds: float, action: Callable[[], object]) -> threading.Timer:
@@ -112,7 +107,7 @@ def test_http_token_not_checked_is_a_warning(capsys, no_thread_leak):
 
 
 def test_wrong_port_is_refused(capsys, no_thread_leak):
-    code, out = run(capsys, "--http", f"http://127.0.0.1:{free_port()}")
+    code, out = run(capsys, "--http", f"http://127.0.0.1:{unused_port()}")
     assert code == 1
     check = line(out, "tcp")
     assert "refused the connection: nothing listens on that port" in check
@@ -361,7 +356,7 @@ def test_ws_onebot_12_implementation(capsys, no_thread_leak):
 
 
 def listen_http(capsys, fake: FakeOneBot, *argv: str, secret: str | None, wait: str = "0.7"):
-    port = free_port()
+    port = unused_port()
     fake.add_http_post(f"http://127.0.0.1:{port}/", secret=secret)
 
     def post() -> None:
@@ -409,7 +404,7 @@ def test_listen_http_signed_but_no_secret_given(fake, capsys):
 
 
 def test_listen_http_nothing_arrives(capsys, no_thread_leak):
-    port = free_port()
+    port = unused_port()
     code, out = run(capsys, "--listen-http", f"127.0.0.1:{port}", "--wait", "0.3")
     assert code == 1
     check = line(out, "connect")
@@ -434,7 +429,7 @@ def test_listen_on_the_implementations_own_port(fake, capsys):
 
 
 def listen_ws(capsys, fake: FakeOneBot, *argv: str, wait: str = "1.5", split: bool = False):
-    port = free_port()
+    port = unused_port()
     url = f"ws://127.0.0.1:{port}/"
 
     def dial() -> None:
@@ -515,10 +510,10 @@ def test_permission_denied_is_explained():
 
 def test_loopback_inside_a_container_warns(capsys, monkeypatch, no_thread_leak):
     monkeypatch.setattr(doctor, "in_container", lambda: True)
-    code, out = run(capsys, "--listen-http", f"127.0.0.1:{free_port()}", "--wait", "0.1")
+    code, out = run(capsys, "--listen-http", f"127.0.0.1:{unused_port()}", "--wait", "0.1")
     assert code == 1  # nothing arrived
     assert "! container" in out and "listen on 0.0.0.0" in line(out, "container")
-    code, out = run(capsys, "--http", f"http://localhost:{free_port()}")
+    code, out = run(capsys, "--http", f"http://localhost:{unused_port()}")
     assert code == 1
     assert "localhost inside a container is this container" in line(out, "container")
     assert "host.docker.internal" in line(out, "container")
@@ -575,11 +570,11 @@ def test_loopback_that_works_in_a_container_is_not_warned_about(
 
 def test_loopback_that_fails_in_a_container_still_warns(capsys, monkeypatch, no_thread_leak):
     monkeypatch.setattr(doctor, "in_container", lambda: True)
-    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{free_port()}/")
+    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{unused_port()}/")
     assert code == 1 and line(out, "tcp").startswith("✗")
     assert "127.0.0.1 inside a container is this container" in line(out, "container")
     monkeypatch.setattr(doctor, "in_container", lambda: False)  # a plain machine: no warning
-    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{free_port()}/")
+    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{unused_port()}/")
     assert code == 1 and "container" not in out
 
 

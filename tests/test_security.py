@@ -20,7 +20,7 @@ import traceback
 import pytest
 import requests
 import websocket
-from conftest import upgrade_request, wait_until
+from conftest import unused_port, upgrade_request, wait_until
 
 import onebot_ref
 from onebot_ref import codec, doctor
@@ -182,12 +182,6 @@ def test_client_modes_log_no_credential(flavor, caplog):
     assert_nothing_leaked(caplog)
 
 
-def _closed_port():
-    with socket.socket() as probe:  # a port that was free a moment ago
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _shown(exc):
     """Everything a traceback of ``exc`` prints, its chain included."""
     return "".join(traceback.format_exception(exc))
@@ -195,7 +189,7 @@ def _shown(exc):
 
 def test_http_client_errors_and_logs_quote_no_token(caplog):
     caplog.set_level(logging.DEBUG)
-    with HttpClient(f"http://127.0.0.1:{_closed_port()}/?access_token={TOKEN}") as client:
+    with HttpClient(f"http://127.0.0.1:{unused_port()}/?access_token={TOKEN}") as client:
         with pytest.raises(NetworkError) as refused:
             client.get_status()
     assert "/get_status?access_token=***: connection refused" in str(refused.value)
@@ -226,7 +220,7 @@ def test_fake_http_api_logs_no_token(caplog):
 
 
 def test_ws_client_errors_quote_no_token():
-    client = WsClient(f"ws://127.0.0.1:{_closed_port()}/?access_token={TOKEN}", reconnect=False)
+    client = WsClient(f"ws://127.0.0.1:{unused_port()}/?access_token={TOKEN}", reconnect=False)
     with pytest.raises(NetworkError) as caught:
         client.start()
     client.close()
@@ -238,7 +232,7 @@ def test_ws_client_errors_quote_no_token():
 @pytest.mark.parametrize("json_out", [[], ["--json"]])
 def test_doctor_reports_quote_no_token(mode, json_out, capsys):
     scheme = "http" if mode == "--http" else "ws"
-    url = f"{scheme}://127.0.0.1:{_closed_port()}/?access_token={TOKEN}"
+    url = f"{scheme}://127.0.0.1:{unused_port()}/?access_token={TOKEN}"
     assert doctor.main([mode, url, "--timeout", "1", *json_out]) == 1
     out = capsys.readouterr().out
     assert TOKEN not in out and "access_token=***" in out

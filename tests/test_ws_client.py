@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trustme
-from conftest import load_vectors, wait_until
+from conftest import load_vectors, unused_port, wait_until
 from hostile import Peer, RawServer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
@@ -654,14 +654,8 @@ def test_a_onebot_12_api_only_connection_stops_too(onebot12):
 # -- start(): waiting for an implementation that is not up yet --------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_start_waits_for_an_implementation_that_comes_up_later(impls):
-    port = free_port()
+    port = unused_port()
     later = threading.Timer(0.5, lambda: impls(port=port))
     client = fast(WsClient(f"ws://127.0.0.1:{port}/"))
     started = time.monotonic()
@@ -677,7 +671,7 @@ def test_start_waits_for_an_implementation_that_comes_up_later(impls):
 
 
 def test_start_gives_up_after_wait_with_the_last_error(caplog, no_thread_leak):
-    client = fast(WsClient(f"ws://127.0.0.1:{free_port()}/"))
+    client = fast(WsClient(f"ws://127.0.0.1:{unused_port()}/"))
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
         with pytest.raises(NetworkError, match=r"still failing after \d+ attempts in 0.5s"):
@@ -713,7 +707,7 @@ def test_start_does_not_wait_out_an_answer_that_will_not_change(impls, status, c
 
 
 def test_close_during_backoff_is_prompt_and_leaves_no_threads(no_thread_leak):
-    client = WsClient(f"ws://127.0.0.1:{free_port()}/", connect_timeout=2)
+    client = WsClient(f"ws://127.0.0.1:{unused_port()}/", connect_timeout=2)
     client.backoff_initial = client.backoff_max = 30.0
     with pytest.raises(NetworkError):
         client.start()  # start() raises the first connect error
