@@ -73,6 +73,7 @@ def serve(kind: str) -> None:
 
         server = HttpServer(port=0)
         server.on("message")(lambda event: {"reply": event["message"]})
+        server.start()  # binds: the port is known from here
         print(server.port, flush=True)
         server.serve_forever()
     elif kind == "stdlib":

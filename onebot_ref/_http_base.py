@@ -3,37 +3,36 @@
 :class:`HttpServer` (mode 2), FakeOneBot's HTTP API and the doctor's HTTP POST
 listener all speak HTTP/1.1 through a stdlib ``BaseHTTPRequestHandler``, one per
 connection, on its own thread. Listening, TLS per connection, the cap on
-connections, reaping and a close bounded in time are :class:`._serve.Server`'s,
-shared with the WebSocket servers; this class adds only what is HTTP's: the
-handler class, and a ``503`` with ``Retry-After`` for a connection past
-``max_connections``.
+connections (a ``503`` with ``Retry-After`` past it), reaping and a close
+bounded in time are :class:`._serve.Server`'s, shared with the WebSocket
+servers; this class adds only what is HTTP's: the handler class, and the
+object each handler serves (its ``server.owner``).
 
 It holds its server rather than being a ``socketserver`` subclass, so that
 none of socketserver's thirty names (``shutdown``, ``timeout``,
-``handle_error``...) leak into the servers built on it.
+``handle_error``...) leak into the servers built on it; and ``HttpServer``
+holds one of these in turn, so that none of this class's names leak either.
 """
 
-import logging
 import socket
 import ssl
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
-from ._http_head import refusal
-from ._serve import Server, Watched, decade
+from ._serve import RETRY_AFTER, Server, Watched, decade
 from ._tls import check_address, url_host
-from .errors import ConfigError
 
 __all__ = ["RETRY_AFTER", "ManagedHTTPServer", "decade"]
-
-log = logging.getLogger(__name__)
-
-RETRY_AFTER = 1  # seconds, in the Retry-After of a 503 (RFC 9110 §10.2.3)
 
 
 class ManagedHTTPServer:
     """An HTTP/1.1 server: ``handler(sock, address, self)`` serves each connection on its thread.
+
+    Each handler's ``self.server`` is this object, and ``self.server.owner``
+    the object whose requests it serves: an :class:`HttpServer` holding this
+    server, or the subclass itself (FakeOneBot's HTTP API, the doctor's
+    listener) when no ``owner`` is given.
 
     With ``ssl_context`` it speaks HTTPS: the connection's thread (never the
     accept loop) checks the first byte and runs the TLS handshake, both within
@@ -44,8 +43,11 @@ class ManagedHTTPServer:
     with ``Retry-After`` (over TLS, which the accept loop does not speak, it is
     just closed) and gets no thread. None (the default here) sets no cap.
 
-    The port is bound when the server is made; :meth:`start_thread` or
-    :meth:`serve_forever` serve it, :meth:`close` ends every thread.
+    Nothing is bound until :meth:`bind`, :meth:`start_thread` or
+    :meth:`serve_forever`; :meth:`close` ends every thread.
+
+    Raises:
+        ConfigError: a host or port that cannot work, or ``max_connections`` under 1.
     """
 
     def __init__(
@@ -54,20 +56,19 @@ class ManagedHTTPServer:
         handler: type[BaseHTTPRequestHandler],
         name: str,
         *,
+        owner: Any = None,
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
         max_connections: int | None = None,
     ) -> None:
         check_address(address[0], address[1], type(self).__name__)
-        if max_connections is not None and max_connections < 1:
-            raise ConfigError(f"max_connections={max_connections} must be at least 1 (or None)")
         self.handler = handler
         self.name = name
+        self.owner: Any = self if owner is None else owner  # what the handlers serve
         self.host = address[0]
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
-        self.busy_refusals = 0  # connections answered 503 past max_connections
         self.server = Server(
             address[0],
             address[1],
@@ -76,13 +77,11 @@ class ManagedHTTPServer:
             ssl_context=ssl_context,
             handshake_timeout=handshake_timeout,
             max_connections=max_connections,
-            refuse=self.refuse_connection,
         )
-        self.server.bind()
 
     @property
     def port(self) -> int:
-        """The port we listen on (the real one when 0 was asked for)."""
+        """The port we listen on (the real one once bound, when 0 was asked for)."""
         return self.server.port
 
     @property
@@ -90,6 +89,11 @@ class ManagedHTTPServer:
         """``http://host:port`` or ``https://host:port`` (IPv6 hosts in brackets)."""
         scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{url_host(self.host)}:{self.port}"
+
+    @property
+    def busy_refusals(self) -> int:
+        """Connections answered 503 past ``max_connections``."""
+        return self.server.busy_refusals
 
     def _serve_connection(self, sock: socket.socket, address: Any, deadline: float) -> None:
         self.handler(sock, address, self)  # type: ignore[arg-type]  # its server is us
@@ -103,8 +107,16 @@ class ManagedHTTPServer:
 
     # -- lifecycle ---------------------------------------------------------------
 
+    def bind(self) -> None:
+        """Listen now (once), so that a port in use fails here.
+
+        Raises:
+            NetworkError: the port cannot be bound; the message says why.
+        """
+        self.server.bind()
+
     def serve_forever(self) -> None:
-        """Accept connections until :meth:`close`; one daemon thread per connection.
+        """Bind, and accept connections until :meth:`close`; one daemon thread per connection.
 
         Called after :meth:`start_thread` (or inside ``with``), it just waits
         for :meth:`close` or Ctrl+C.
@@ -112,34 +124,8 @@ class ManagedHTTPServer:
         self.server.serve_forever()
 
     def start_thread(self) -> None:
-        """Serve in a daemon thread and return (the port is already bound); once only."""
+        """Bind, and serve in a daemon thread; returns once the port listens. Once only."""
         self.server.start()
-
-    def refuse_connection(self, request: socket.socket) -> None:
-        """Past ``max_connections``: answer 503 with ``Retry-After``, never blocking.
-
-        The accept loop writes the answer before the request is read (RFC 9112
-        §9.6 allows a response at any time), then reads what has already
-        arrived, so that closing sends a FIN rather than a reset that could
-        erase the answer before the peer reads it.
-        """
-        self.busy_refusals += 1
-        if decade(self.busy_refusals):
-            log.warning(
-                "%s: refused a connection with 503 (%d so far): max_connections=%d are open; "
-                "raise max_connections if the implementation needs more at once",
-                self.name, self.busy_refusals, self.max_connections,
-            )  # fmt: skip
-        if self.ssl_context is not None:
-            return
-        reason = f"more than max_connections={self.max_connections} at once; retry later"
-        try:
-            request.setblocking(False)
-            request.send(refusal(503, reason, [("Retry-After", str(RETRY_AFTER))]))
-            request.recv(65536)
-            request.shutdown(socket.SHUT_WR)
-        except OSError:  # nothing arrived yet, or the peer is gone: either is fine
-            pass
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting and end every connection thread within ``timeout`` seconds."""

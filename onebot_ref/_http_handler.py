@@ -5,7 +5,7 @@
 thread). For each request it checks, in order, each failure with its own status
 and a one-line reason: head and request target (400, 431, 505), method (405),
 path (404), access token (401 missing / 403 wrong), ``X-Self-ID`` (400), body
-framing (411/400/501) and ``max_body`` (413) — all from the head, before a byte
+framing (411/400/501) and ``max_size`` (413) — all from the head, before a byte
 of the body is read — then Content-Type (415; the spec's HTTP API table says 406
 for the same thing), ``X-Signature`` (401 missing / 403 wrong; HMAC-SHA1 over
 the raw bytes, so after the body), JSON (400). Then, if fewer than
@@ -13,7 +13,8 @@ the raw bytes, so after the body), JSON (400). Then, if fewer than
 write the quick operation (200) or nothing (204). A refusal before the body
 closes the connection: the unread body cannot be taken for the next request.
 
-The request head is read by :mod:`.http_head`, not the stdlib's ``email``
+The request head is read by :mod:`._http_head` (within ``max_header`` bytes,
+431 beyond), not the stdlib's ``email``
 parser (a fifth of each event's CPU, and more lenient than is safe). The
 stdlib answers each keep-alive request with two writes (headers, then body) on
 a socket that still has Nagle's algorithm on; with the peer's delayed ACK that
@@ -48,6 +49,7 @@ from .codec import loads, log_frame, redact
 from .errors import DecodeError
 
 if TYPE_CHECKING:
+    from ._http_base import ManagedHTTPServer
     from .http_server import HttpServer
 
 __all__ = ["Clock", "EventHandler", "self_id_of"]
@@ -145,9 +147,15 @@ def _date_of(second: int) -> str:
 
 
 class EventHandler(BaseHTTPRequestHandler):
-    """One connection: reads each POSTed event, dispatches it, writes the quick operation."""
+    """One connection: reads each POSTed event, dispatches it, writes the quick operation.
 
-    server: "HttpServer"  # type: ignore[assignment]  # ours, not a socketserver
+    ``server`` is the HTTP server that accepted the connection (its reaper
+    bounds our reads); ``receiver`` the :class:`HttpServer` that holds it, whose
+    rules we apply and whose handlers we run.
+    """
+
+    server: "ManagedHTTPServer"  # type: ignore[assignment]  # ours, not a socketserver
+    receiver: "HttpServer"  # server.owner
     raw_requestline: bytes  # set by the stdlib's handle_one_request
     fields: dict[str, str]  # the request's header fields by lower-case name
     target_path: str  # the request target's path (RFC 9112 §3.2), and its query
@@ -160,9 +168,11 @@ class EventHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.receiver = self.server.owner
         # No socket timeout: the server's reaper bounds reads and writes (see Clock).
         self.connection.settimeout(None)
-        self.clock = Clock(self.connection, self.server.idle_timeout, self.server.request_timeout)
+        receiver = self.receiver
+        self.clock = Clock(self.connection, receiver.idle_timeout, receiver.request_timeout)
         self.server.watch(self.clock)
         self.rfile.close()  # the stdlib's reader, replaced by ours
         self.rfile = io.BufferedReader(self.clock)
@@ -185,10 +195,13 @@ class EventHandler(BaseHTTPRequestHandler):
         self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         if not self.requestline.strip():
             return False
+        max_header, used = self.receiver.max_header, len(self.raw_requestline)
         try:
+            if used > max_header:  # mostly its target, as for the stdlib's 414 past 64 KiB
+                raise BadHead(414, f"request line over max_header={max_header} bytes")
             method, target, version = parse_request_line(self.requestline)
             self.target_path, self.query = split_target(target)
-            self.fields, pairs = read_fields(self.rfile)
+            self.fields, pairs = read_fields(self.rfile, max_header, used)
         except BadHead as exc:
             self.respond(exc.status, exc.reason, close=True)
             return False
@@ -222,18 +235,18 @@ class EventHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         # 1) Is this our path?
         path = self.target_path
-        if path.rstrip("/") != self.server.path.rstrip("/"):
+        if path.rstrip("/") != self.receiver.path.rstrip("/"):
             hint = ""
             if path.rsplit("/", 1)[-1] in STANDARD_ACTIONS:
                 hint = " (to call an action, point HttpClient at OneBot, not at this server)"
             # The body stays unread, so this connection cannot carry another request.
-            reason = f"no receiver at {path}; events go to {self.server.path}{hint}"
+            reason = f"no receiver at {path}; events go to {self.receiver.path}{hint}"
             self.refuse(404, reason, close=True)
             return
         # 2) The head alone: access token, X-Self-ID and the body's framing. A peer
         # refused here never gets its body read (or held).
         headers = self.fields
-        refusal = self.server.check_access_token(headers, self.query)
+        refusal = self.receiver.check_access_token(headers, self.query)
         if refusal is not None:
             self.refuse(*refusal, close=True)
             return
@@ -243,7 +256,7 @@ class EventHandler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self.refuse(400, str(exc), close=True)
             return
-        # 3) Read the body, bounded by max_body.
+        # 3) Read the body, bounded by max_size.
         body = self.read_body(headers)
         if body is None:
             return
@@ -255,22 +268,24 @@ class EventHandler(BaseHTTPRequestHandler):
             # X-Self-ID is the bot's identity (NapCat sends it lowercase; headers
             # are case-insensitive). Some implementations leave self_id out.
             event["self_id"] = self_id_number
-        # 5) At most max_handlers run at once. Checked before dedup remembers the
+        # 5) Its account is alive (on_connect at its first event), busy or not.
+        self.receiver.arrived(event)
+        # 6) At most max_handlers run at once. Checked before dedup remembers the
         # event, so that the implementation's retry of a 503 is run, not dropped.
-        slots = self.server.handler_slots
+        slots = self.receiver.handler_slots
         if not slots.acquire(blocking=False):
-            reason = self.server.handlers_busy()
+            reason = self.receiver.handlers_busy()
             self.refuse(503, reason, extra={"Retry-After": str(RETRY_AFTER)})
             return
         try:
-            # 6) A copy we have seen (an implementation retrying): answered, not run again.
-            if self.server.recent is not None and self.server.recent.seen(body):
-                self.server.duplicate()
+            # 7) A copy we have seen (an implementation retrying): answered, not run again.
+            if self.receiver.recent is not None and self.receiver.recent.seen(body):
+                self.receiver.duplicate()
                 reply = b""
             else:
-                # 7) Run the handlers here and answer with their quick operation.
+                # 8) Run the handlers here and answer with their quick operation.
                 self.clock.handlers_running()
-                reply = self.server.handle_event(event)
+                reply = self.receiver.handle_event(event)
                 self.clock.writing()
         finally:
             slots.release()
@@ -283,14 +298,15 @@ class EventHandler(BaseHTTPRequestHandler):
     def read_body(self, headers: dict[str, str]) -> bytes | None:
         """The request body, or None after answering 400/411/413/501 (or on a dead peer).
 
-        ``Content-Length`` or ``chunked`` (:mod:`.http_head`), both within ``max_body``.
+        ``Content-Length`` or ``chunked`` (:mod:`._http_head`), both within ``max_size``.
         """
+        max_size = self.receiver.max_size
         try:
-            length = body_length(headers, self.http_version, self.server.max_body)
+            length = body_length(headers, self.http_version, max_size)
             if self.expect_100:
                 self.handle_expect_100()  # the head passed: now invite the body
             if length is None:
-                return read_chunked(self.rfile, self.server.max_body)
+                return read_chunked(self.rfile, max_size)
         except BadHead as exc:
             # The rest of the body stays unread: this connection cannot carry another request.
             self.refuse(exc.status, exc.reason, close=True)
@@ -311,7 +327,7 @@ class EventHandler(BaseHTTPRequestHandler):
             reason = f"Content-Type {media_type} is not supported; send application/json"
             self.refuse(415, reason)
             return None
-        refusal = self.server.check_x_signature(headers, body)
+        refusal = self.receiver.check_x_signature(headers, body)
         if refusal is not None:
             self.refuse(*refusal)
             return None

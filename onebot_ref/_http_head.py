@@ -17,10 +17,11 @@ request smuggling):
   be known, a 400), and with ``Content-Length`` beside it the request is a
   400: §6.3 lets the first win but says such a message "ought to be handled as
   an error", and refusing is the reading no proxy in front of us can disagree with;
-* more than ``MAX_FIELDS`` fields, or a head over ``MAX_HEAD`` bytes, is a 431.
+* more than ``MAX_FIELDS`` fields, or a head over the server's ``max_header``
+  bytes (``MAX_HEAD`` unless told), is a 431.
 
 :func:`read_chunked` reads a ``chunked`` body (§7.1; a recipient "MUST be able
-to parse" it, and aiohttp posts that way), bounded by ``max_body`` like any
+to parse" it, and aiohttp posts that way), bounded by ``max_size`` like any
 body, its framing (size lines, CRLFs, trailers) by ``MAX_CHUNK_OVERHEAD``.
 
 :func:`parse_head` reads a whole head held in bytes (a WebSocket upgrade
@@ -223,24 +224,24 @@ class Head(NamedTuple):
     fields: dict[str, str]
 
 
-def parse_head(data: bytes) -> Head:
+def parse_head(data: bytes, max_size: int = MAX_HEAD) -> Head:
     """Read a whole request head, up to and with its empty line, held in ``data``.
 
     The same request-line, target and field rules as the HTTP server's
     line-by-line reading: :func:`parse_request_line`, :func:`split_target`,
-    :func:`read_fields`.
+    :func:`read_fields`; the whole head within ``max_size`` bytes.
 
     Raises:
         BadHead: with 400, 431 or 505, as the HTTP server would answer.
     """
     lines = io.BytesIO(data)
-    line = lines.readline(MAX_HEAD + 1)
+    line = lines.readline(max_size + 1)
     if not line.endswith(b"\n"):
-        raise BadHead(400 if len(line) <= MAX_HEAD else 431, "the request line does not end")
+        raise BadHead(400 if len(line) <= max_size else 431, "the request line does not end")
     method, target, version = parse_request_line(line.decode("iso-8859-1").rstrip("\r\n"))
     split_target(target)
     try:
-        fields, _ = read_fields(lines)
+        fields, _ = read_fields(lines, max_size, len(line))
     except EOFError:
         raise BadHead(400, "the request head does not end with an empty line") from None
     return Head(method, target, version, fields)
@@ -280,8 +281,12 @@ def refusal(status: int, reason: str, headers: Iterable[tuple[str, str]] = ()) -
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
-def read_fields(rfile: _Lines) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Read header lines up to the empty line.
+def read_fields(
+    rfile: _Lines, max_size: int = MAX_HEAD, used: int = 0
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Read header lines up to the empty line: a head of ``max_size`` bytes at most.
+
+    ``used`` is what the head has used already (its request line).
 
     Returns:
         The fields by lower-case name (repeated fields joined with ``", "``,
@@ -292,12 +297,12 @@ def read_fields(rfile: _Lines) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """
     fields: dict[str, str] = {}
     pairs: list[tuple[str, str]] = []
-    budget = MAX_HEAD
+    budget = max_size - used
     while True:
-        raw = rfile.readline(budget + 1)
+        raw = rfile.readline(max(budget, 0) + 1)
         budget -= len(raw)
         if budget < 0:
-            raise BadHead(431, f"request head over {MAX_HEAD} bytes")
+            raise BadHead(431, f"request head over {max_size} bytes")
         if raw in (b"\r\n", b"\n"):
             return fields, pairs
         if not raw.endswith(b"\n"):
@@ -332,12 +337,12 @@ def _bad_field(line: str) -> str:
     return f"header field {name[:40]!r} has a control character in its value"
 
 
-def body_length(fields: dict[str, str], version: tuple[int, int], max_body: int) -> int | None:
+def body_length(fields: dict[str, str], version: tuple[int, int], max_size: int) -> int | None:
     """How the request body is framed (RFC 9112 §6.3): its length, or None for ``chunked``.
 
     Raises:
         BadHead: 411 without ``Content-Length`` or ``Transfer-Encoding``; 413 past
-            ``max_body``; 400 for a malformed or ambiguous framing; 501 for a
+            ``max_size``; 400 for a malformed or ambiguous framing; 501 for a
             transfer coding other than ``chunked``.
     """
     coding = fields.get("transfer-encoding")
@@ -362,13 +367,13 @@ def body_length(fields: dict[str, str], version: tuple[int, int], max_body: int)
         raise BadHead(400, f"bad Content-Length {length[:20]!r}")
     if len(length) > 18:  # no int() of 5,000 digits (slow; an error past 4,300 on 3.11+)
         length = length.lstrip("0") or "0"
-    size = int(length) if len(length) <= 18 else max_body + 1
-    if size > max_body:
-        raise BadHead(413, f"body of {length[:20]} bytes exceeds max_body={max_body}")
+    size = int(length) if len(length) <= 18 else max_size + 1
+    if size > max_size:
+        raise BadHead(413, f"body of {length[:20]} bytes exceeds max_size={max_size}")
     return size
 
 
-def read_chunked(rfile: _Lines, max_body: int) -> bytes:
+def read_chunked(rfile: _Lines, max_size: int) -> bytes:
     """Read a ``chunked`` body (RFC 9112 §7.1) up to and including its trailer section.
 
     Chunk extensions are checked and ignored; trailer fields are checked and
@@ -376,7 +381,7 @@ def read_chunked(rfile: _Lines, max_body: int) -> bytes:
     accepting a bare LF here is a known smuggling vector.
 
     Raises:
-        BadHead: 400 for malformed framing, 413 when the data passes ``max_body``
+        BadHead: 400 for malformed framing, 413 when the data passes ``max_size``
             or the framing passes ``MAX_CHUNK_OVERHEAD`` (many tiny chunks);
             EOFError if the peer closed mid-body.
     """
@@ -397,8 +402,8 @@ def read_chunked(rfile: _Lines, max_body: int) -> bytes:
         if size == 0:
             break
         size_so_far += size
-        if size_so_far > max_body:
-            raise BadHead(413, f"chunked body exceeds max_body={max_body}")
+        if size_so_far > max_size:
+            raise BadHead(413, f"chunked body exceeds max_size={max_size}")
         data = rfile.read(size)
         end = rfile.read(2)
         if len(data) < size or len(end) < 2:

@@ -16,7 +16,9 @@ here, once:
   ``handshake_timeout`` (see :mod:`onebot_ref.tls`): a stalled or plaintext
   client holds only its own thread.
 * **A cap** on connections served at once (``max_connections``): one more is
-  refused by the accept loop itself, and gets no thread.
+  refused by the accept loop itself and gets no thread; both kinds of server
+  speak HTTP/1.1 first, so it is answered ``503`` with ``Retry-After`` (over
+  TLS, which the accept loop does not speak, it is just closed).
 * **Reaping without socket timeouts**: a socket timeout puts a ``poll()``
   before every ``recv`` and ``send``; instead the accept loop calls ``tick(now)``
   on every watched object (an HTTP connection's clock, a WebSocket connection)
@@ -38,15 +40,27 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._http_head import refusal
 from ._tls import LISTEN_BACKLOG, family_for, handshake, peer_name, sniff, url_host
-from .errors import NetworkError
+from .errors import ConfigError, NetworkError
 
-__all__ = ["TICK", "WILDCARD_HOSTS", "Server", "Throttle", "bind", "decade", "warn_if_open"]
+__all__ = [
+    "RETRY_AFTER",
+    "TICK",
+    "WILDCARD_HOSTS",
+    "Server",
+    "Throttle",
+    "bind",
+    "check_positive",
+    "decade",
+    "warn_if_open",
+]
 
 log = logging.getLogger(__name__)
 
 TICK = 0.2  # seconds between two housekeeping rounds of the accept loop
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # listening on every interface
+RETRY_AFTER = 1  # seconds, in the Retry-After of a 503 (RFC 9110 §10.2.3)
 
 
 class Watched(Protocol):
@@ -95,6 +109,22 @@ def warn_if_open(logger: logging.Logger, host: str, port: int, *, guarded: bool,
         )
 
 
+def check_positive(who: str, **values: float | None) -> None:
+    """Refuse a size, count or number of seconds that is not above 0 (None passes: "none").
+
+    A timeout of 0 would cut every connection at once, a size of 0 refuse
+    every message: such a value is a mistake, named before anything is bound.
+
+    Raises:
+        ConfigError: naming the argument, its value and the fix.
+    """
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"{who}: {name}={value!r} must be a number above 0")
+
+
 def decade(count: int) -> bool:
     """True for the 1st, 10th, 100th… occurrence: logs that cannot flood."""
     return str(count).rstrip("0") == "1"
@@ -139,9 +169,11 @@ class Server:
         name: names the threads (``name-port`` accepts, ``name-peer`` serves).
         ssl_context: speak TLS on every connection.
         handshake_timeout: seconds for the first byte and the TLS handshake.
-        max_connections: connections served at once; None for no cap.
-        refuse: ``f(sock)`` for a connection past the cap, on the accept loop:
-            it must not block. By default the socket is just closed.
+        max_connections: connections served at once; one more is answered 503
+            (see :meth:`refuse`). None for no cap.
+
+    Raises:
+        ConfigError: ``max_connections`` under 1.
     """
 
     def __init__(
@@ -154,8 +186,9 @@ class Server:
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
         max_connections: int | None = None,
-        refuse: Callable[[socket.socket], object] | None = None,
     ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ConfigError(f"max_connections={max_connections} must be at least 1 (or None)")
         self.host = host
         self.port = port
         self.serve = serve
@@ -163,12 +196,13 @@ class Server:
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
-        self.refuse = refuse
+        self.busy_refusals = 0  # connections refused past max_connections
         self.listener: socket.socket | None = None
         self._lock = threading.Lock()
         self._sockets: dict[threading.Thread, socket.socket] = {}  # live connections
         self._watched: set[Watched] = set()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the accept loop's
+        self._started = False  # True when start() made that thread (not serve_forever's caller)
         self._closing = False
         self._closed = threading.Event()  # the accept loop has ended (or never ran)
         self._closed.set()
@@ -187,22 +221,35 @@ class Server:
         return self._closing
 
     def bind(self) -> None:
-        """Listen on ``host:port`` now (once); afterwards ``port`` is the real one."""
+        """Listen on ``host:port`` now (once); afterwards ``port`` is the real one.
+
+        Raises:
+            NetworkError: the port cannot be bound (see :func:`bind`).
+        """
+        with self._lock:
+            self._bind()
+
+    def _bind(self) -> None:  # with _lock held
         if self.listener is None:
             self.listener = bind(self.host, self.port)
             self.listener.settimeout(TICK)  # the accept loop's housekeeping clock
             self.port = self.listener.getsockname()[1]
 
     def start(self) -> None:
-        """Bind, and accept on a daemon thread; at most one such thread, however often called."""
+        """Bind, and accept on a daemon thread; at most one such thread, however often called.
+
+        Returns once the port listens: a peer may connect at once (the
+        backlog holds it until the accept loop takes it).
+        """
         with self._lock:
             if self._thread is not None or self._closing:
                 return
-            self.bind()
+            self._bind()
             self._closed.clear()
             self._thread = threading.Thread(
                 target=self._accept, name=f"{self.name}-{self.port}", daemon=True
             )
+            self._started = True
             self._thread.start()
 
     def serve_forever(self) -> None:
@@ -210,7 +257,7 @@ class Server:
         with self._lock:
             started = self._thread is not None
             if not started and not self._closing:
-                self.bind()
+                self._bind()
                 self._closed.clear()
                 self._thread = threading.current_thread()
         if started:
@@ -266,12 +313,39 @@ class Server:
                 self._sockets[thread] = sock  # registered before it runs: close() finds it
         if full:
             try:
-                if self.refuse is not None:
-                    self.refuse(sock)
+                self.refuse(sock)
             finally:
                 sock.close()
             return
         thread.start()
+
+    def refuse(self, sock: socket.socket) -> None:
+        """Past ``max_connections``: answer 503 with ``Retry-After``, never blocking.
+
+        The accept loop writes the answer before the request is read (RFC 9112
+        §9.6 allows a response at any time; an upgrade request is an HTTP/1.1
+        request too), then reads what has already arrived, so that closing
+        sends a FIN rather than a reset that could erase the answer before the
+        peer reads it. Over TLS, which the accept loop does not speak, the
+        connection is just closed.
+        """
+        self.busy_refusals += 1
+        if decade(self.busy_refusals):
+            log.warning(
+                "%s: refused a connection with 503 (%d so far): max_connections=%d are open; "
+                "raise max_connections if the implementation needs more at once",
+                self.name, self.busy_refusals, self.max_connections,
+            )  # fmt: skip
+        if self.ssl_context is not None:
+            return
+        reason = f"more than max_connections={self.max_connections} at once; retry later"
+        try:
+            sock.setblocking(False)
+            sock.send(refusal(503, reason, [("Retry-After", str(RETRY_AFTER))]))
+            sock.recv(65536)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # nothing arrived yet, or the peer is gone: either is fine
+            pass
 
     def _tick(self, now: float) -> None:
         with self._lock:
@@ -357,7 +431,10 @@ class Server:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
-        for thread in [*live, accept]:
+        # The accept loop has ended (_closed); its thread is joined only if it
+        # is ours: a serve_forever() caller's thread goes on to other things.
+        ours = accept if self._started else None
+        for thread in [*live, ours]:
             if thread is None or thread is threading.current_thread():
                 continue
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -84,20 +84,23 @@ def server_context(
     """The context a server wraps accepted sockets with, or None for plaintext.
 
     Raises:
-        ValueError: both ``ssl_context`` and ``certfile`` given, ``keyfile``
-            without ``certfile``, or a file that cannot be loaded.
+        ConfigError: both ``ssl_context`` and ``certfile`` given, ``keyfile``
+            without ``certfile``, or a file that cannot be loaded (also a ValueError).
     """
     if ssl_context is not None and (certfile or keyfile):
-        raise ValueError("give ssl_context= or certfile=/keyfile=, not both")
+        raise ConfigError("give ssl_context= or certfile=/keyfile=, not both")
     if keyfile and not certfile:
-        raise ValueError("keyfile= needs certfile= (the certificate chain, in PEM)")
+        raise ConfigError("keyfile= needs certfile= (the certificate chain, in PEM)")
     if ssl_context is not None or certfile is None:
         return ssl_context
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load certfile={certfile!r} keyfile={keyfile!r}: {exc}") from exc
+        raise ConfigError(
+            f"cannot load certfile={certfile!r} keyfile={keyfile!r}: {exc}; give a PEM "
+            "certificate chain and its private key"
+        ) from exc
     return context
 
 
@@ -114,18 +117,27 @@ def client_context(
     development certificate only.
 
     Raises:
-        ValueError: ``ssl_context`` together with ``ca_file`` or ``verify=False``,
-            or ``ca_file`` together with ``verify=False``.
+        ConfigError: ``ssl_context`` together with ``ca_file`` or ``verify=False``,
+            ``ca_file`` together with ``verify=False``, or a ``ca_file`` that
+            cannot be read as PEM certificates (also a ValueError).
     """
     if ssl_context is not None and (ca_file or not verify):
-        raise ValueError(
+        raise ConfigError(
             "give ssl_context= or ca_file=/verify=, not both (set them on the context)"
         )
     if ca_file and not verify:
-        raise ValueError("ca_file= verifies the certificate; verify=False turns that off: pick one")
+        raise ConfigError(
+            "ca_file= verifies the certificate; verify=False turns that off: pick one"
+        )
     if ssl_context is not None or (verify and ca_file is None):
         return ssl_context
-    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:  # a missing file; no certificate in it
+        raise ConfigError(
+            f"cannot load ca_file={ca_file!r} ({exc}); give the PEM file of the CA "
+            "that signed the server's certificate"
+        ) from exc
     if not verify:
         context.check_hostname = False  # must come before verify_mode
         context.verify_mode = ssl.CERT_NONE

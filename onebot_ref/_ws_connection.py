@@ -140,7 +140,9 @@ class Connection:
         send_timeout: seconds a write may stay stuck before the connection is cut.
         close_timeout: seconds the peer has to answer our Close.
         ping_interval: send a Ping after this many idle seconds, and cut a
-            connection that answers none for three intervals; None sends none.
+            connection that answers none for ``heartbeat_factor`` intervals;
+            None sends none.
+        heartbeat_factor: how many ``ping_interval`` a silent peer is given.
         initial: bytes that arrived behind the opening handshake.
         preamble: bytes to write before any frame (the server's ``101``).
     """
@@ -156,6 +158,7 @@ class Connection:
         send_timeout: float = 10.0,
         close_timeout: float = 10.0,
         ping_interval: float | None = None,
+        heartbeat_factor: float = 3.0,
         initial: bytes = b"",
         preamble: bytes = b"",
     ) -> None:
@@ -167,6 +170,7 @@ class Connection:
         self.send_timeout = send_timeout
         self.close_timeout = close_timeout
         self.ping_interval = ping_interval
+        self.heartbeat_factor = heartbeat_factor
         self.io = _TlsIO(sock) if isinstance(sock, ssl.SSLSocket) else _PlainIO(sock)
         self.last_seen = time.monotonic()  # when bytes last arrived
         self.last_ping = self.last_seen
@@ -435,7 +439,7 @@ class Connection:
             return logging.WARNING, f"has not taken what we sent for {stuck:.1f}s"
         if self.silence is not None and silent > self.silence[0]:
             return logging.WARNING, f"silent for {silent:.1f}s ({self.silence[1]})"
-        if self.ping_interval and silent > 3 * self.ping_interval:
+        if self.ping_interval and silent > self.heartbeat_factor * self.ping_interval:
             return logging.WARNING, f"answered none of our pings for {silent:.1f}s"
         return None
 

@@ -84,6 +84,9 @@ class WebSocketServer:
         handshake_timeout: seconds for TLS and the upgrade request together.
         max_header: the largest upgrade request head, in bytes (431 beyond it).
         max_size: the largest message, in bytes (1009 beyond it).
+        max_connections: connections served at once; one more is answered 503
+            before its upgrade (:meth:`onebot_ref._serve.Server.refuse`). None
+            sets no cap.
         send_timeout: seconds a write may stay stuck before its connection is cut.
         close_timeout: seconds a peer has to answer our Close.
         ping_interval: our own pings to idle connections; None sends none.
@@ -99,8 +102,9 @@ class WebSocketServer:
         logger: logging.Logger,
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
-        max_header: int = 16384,
+        max_header: int = 64 * 1024,
         max_size: int = 64 * 2**20,
+        max_connections: int | None = None,
         send_timeout: float = 10.0,
         close_timeout: float = 10.0,
         ping_interval: float | None = None,
@@ -119,6 +123,7 @@ class WebSocketServer:
             name=name,
             ssl_context=ssl_context,
             handshake_timeout=handshake_timeout,
+            max_connections=max_connections,
         )
         self.connections: set[Connection] = set()
         self._lock = threading.Lock()
@@ -128,6 +133,11 @@ class WebSocketServer:
     @property
     def port(self) -> int:
         return self.server.port
+
+    @property
+    def busy_refusals(self) -> int:
+        """Connections answered 503 past ``max_connections``."""
+        return self.server.busy_refusals
 
     def bind(self) -> None:
         self.server.bind()

@@ -1,10 +1,20 @@
 """One explicit method per standard OneBot 11 action (spec ``api/public.md``).
 
 :class:`OneBotApi` is a mixin: every mode that can call actions (``HttpClient``,
-``WsClient``, ``WsServer``) provides ``call(action, **params)`` and inherits
-these methods, so ``bot.send_group_msg(group_id=1, message="hi")`` reads the
-same in all of them, IDEs complete it, and a typo fails loudly instead of
-inventing an action.
+``WsClient``, ``WsServer``, ``HttpServer`` through its ``api=``) implements
+the one abstract method, :meth:`OneBotApi.call`, and inherits these methods,
+so ``bot.send_group_msg(group_id=1, message="hi")`` reads the same in all of
+them, IDEs complete it, and a typo fails loudly instead of inventing an action.
+
+``call`` takes the action's parameters two ways, merged (keywords win)::
+
+    bot.call("set_group_ban", group_id=1, user_id=2, duration=60)
+    bot.call("set_group_ban", {"group_id": 1, "user_id": 2}, duration=60)
+
+A parameter whose name is one of ``call``'s own keywords (``timeout``, or
+``self_id`` on the reverse-WS server) travels in the dict:
+``bot.call("some_plugin_action", {"timeout": 3})`` sends ``timeout=3`` to the
+implementation, while ``bot.call("x", timeout=3)`` waits 3 seconds for it.
 
 Every documented parameter is sent explicitly, defaults included, because
 implementations disagree on defaults (go-cqhttp's ``set_group_anonymous_ban``
@@ -16,39 +26,97 @@ Anything not written out here (extensions such as ``send_group_forward_msg``)
 goes through ``call("action_name", ...)``.
 """
 
+import abc
+from collections.abc import Mapping
 from typing import Any
 
+from .errors import ConfigError, EncodeError
 from .message import normalize, text, validate
 
-__all__ = ["STANDARD_ACTIONS", "OneBotApi"]
+__all__ = ["STANDARD_ACTIONS", "OneBotApi", "merge_params"]
 
 Message = str | dict[str, Any] | list[Any]
 Id = int | str
 
 
-class OneBotApi:
-    """Mixin of the standard actions on top of ``call(action, **params)``."""
+def merge_params(params: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters ``call`` sends: the ``params`` dict, then the keywords over it.
 
-    def call(self, action: str, /, **params: Any) -> Any:
-        """Call ``action`` and return the response's ``data``; transports implement it."""
-        raise NotImplementedError
+    Raises:
+        EncodeError: ``params`` is not a mapping with string keys (nothing was sent).
+    """
+    if params is None:
+        return dict(kwargs)
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise EncodeError(
+            f"params must be a dict of the action's parameters by name, got {params!r:.80}; "
+            "pass them as call(action, {...}) or as keywords"
+        )
+    return {**params, **kwargs}
 
-    def call_for(self, event: dict[str, Any], action: str, /, **params: Any) -> Any:
+
+class OneBotApi(abc.ABC):
+    """The standard actions, on top of one abstract :meth:`call` that each mode implements.
+
+    An abstract base class rather than a ``typing.Protocol``: this is a mixin
+    that *gives* its subclasses forty methods, and a mode that forgets ``call``
+    should fail when it is made (``TypeError`` naming ``call``), not at its
+    first action.
+    """
+
+    @abc.abstractmethod
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``action`` and return the response's ``data``.
+
+        Args:
+            action: the action name, such as ``"send_group_msg"``.
+            params: the action's parameters as a dict; the only way to send one
+                named ``timeout`` (or ``self_id`` on ``WsServer``).
+            timeout: seconds to wait for the response (default: the mode's ``timeout``).
+            **kwargs: more parameters, merged over ``params`` (see :func:`merge_params`).
+        """
+
+    def call_for(
+        self,
+        event: Mapping[str, Any],
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Call ``action`` on behalf of the bot that received ``event``.
 
         The default is a plain :meth:`call`; the reverse-WS server routes by
         the event's ``self_id`` so that a reply leaves from the right account.
         """
-        return self.call(action, **params)
+        return self.call(action, params, timeout=timeout, **kwargs)
 
-    def call_async(self, action: str, /, **params: Any) -> None:
-        """Fire and forget: call ``<action>_async``.
+    def call_async(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Fire and forget: call ``<action>_async`` (parameters as in :meth:`call`).
 
         The spec answers ``status: async``; go-cqhttp runs it synchronously and
         answers ``ok``. Both count as accepted. NapCat and Lagrange do not know
         the suffix and answer "not found" (:class:`ApiNotAvailable`).
         """
-        self.call(f"{action}_async", **params)
+        self.call(f"{action}_async", params, timeout=timeout, **kwargs)
 
     def reply(
         self,
@@ -65,7 +133,8 @@ class OneBotApi:
         sender first (group chats only).
 
         Raises:
-            ValueError: ``event`` is not a private or group message event.
+            ConfigError: ``event`` is not a private or group message event (also
+                a ValueError); nothing was sent.
             EncodeError: ``message`` is not a message (nothing was sent).
         """
         if event.get("message_type") == "group" and "group_id" in event:
@@ -92,7 +161,11 @@ class OneBotApi:
                 message=message,
                 auto_escape=auto_escape,
             )
-        raise ValueError(f"cannot reply to an event of kind {event.get('post_type')!r}")
+        kind = event.get("post_type")
+        raise ConfigError(
+            f"cannot reply to an event of kind {kind!r}: reply() answers message events "
+            "(a private or group chat); call send_private_msg or send_group_msg instead"
+        )
 
     # -- messages ---------------------------------------------------------------
 
@@ -125,7 +198,8 @@ class OneBotApi:
             params["user_id"] = user_id
         if group_id is not None:
             params["group_id"] = group_id
-        return self.call("send_msg", message=message, auto_escape=auto_escape, **params)
+        params.update(message=message, auto_escape=auto_escape)
+        return self.call("send_msg", params)
 
     def delete_msg(self, message_id: Id) -> Any:
         """Recall a message."""
@@ -175,7 +249,7 @@ class OneBotApi:
             params["anonymous_flag"] = anonymous_flag
         if flag is not None:
             params["flag"] = flag
-        return self.call("set_group_anonymous_ban", **params)
+        return self.call("set_group_anonymous_ban", params)
 
     def set_group_whole_ban(self, group_id: Id, enable: bool = True) -> Any:
         """Mute or unmute the whole group."""

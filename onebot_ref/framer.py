@@ -445,7 +445,7 @@ def parse_handshake(
             raise HandshakeError(f"request head is longer than {max_size} bytes", 431)
         return None
     try:
-        head = parse_head(bytes(data[: end + 4]))
+        head = parse_head(bytes(data[: end + 4]), max_size + 4)  # as found: its CRLFCRLF too
     except BadHead as exc:
         raise HandshakeError(exc.reason, 431 if exc.status == 431 else 400) from None
     return Request(head.method, head.target, head.fields, head.version), end + 4

@@ -41,6 +41,11 @@ plain script or a cron job::
     with HttpClient("http://127.0.0.1:5700", access_token="secret") as bot:
         bot.send_private_msg(user_id=10001, message="hello")
 
+It still has the lifecycle of the other three modes, so code can treat them
+alike: :meth:`HttpClient.start` returns the client (there is nothing to dial
+ahead: each call connects, or reuses a pooled connection), and
+:meth:`HttpClient.close` takes a ``timeout`` that it never needs.
+
 One ``requests.Session`` keeps connections alive and pools them, so a client
 can be shared by any number of threads.
 
@@ -52,8 +57,10 @@ every send of the request; the pooled connections do this through
 :class:`_DeadlineResponse` and our connection classes, which our adapter
 installs. (A watchdog thread closing the socket would do it too, but a
 three-line script would then start a thread, and a per-read bound needs none.)
-Connecting takes ``min(timeout, 10 s)``; name resolution is the one step no
-socket timeout bounds.
+Connecting (TCP, and TLS for ``https://``) takes at most ``connect_timeout``
+(10 s), and never more than the call's own deadline: a call with
+``timeout=3`` gives up connecting after 3 s, one with ``timeout=60`` after
+10 s. Name resolution is the one step no socket timeout bounds.
 
 The body is read in chunks and refused past ``max_size`` bytes (32 MiB, as
 ``WsClient``): a ``Content-Length`` over it is refused before reading, an
@@ -86,7 +93,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
 from ._tls import client_context, error_chain, explain, is_tls_refusal
-from .api import OneBotApi
+from .api import OneBotApi, merge_params
 from .codec import (
     encode_request,
     http_error,
@@ -97,7 +104,7 @@ from .codec import (
     unwrap_response,
     valid_token,
 )
-from .errors import ApiTimeout, DecodeError, NetworkError, ProtocolError
+from .errors import ApiTimeout, ConfigError, DecodeError, NetworkError, ProtocolError
 
 __all__ = [
     "HttpClient",
@@ -105,8 +112,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Connecting takes one round trip; waiting longer than this for it means a
-# firewall is dropping packets or the host is wrong, whatever the call timeout.
+# connect_timeout's default. Connecting takes one round trip; waiting longer than
+# this for it means a firewall is dropping packets or the host is wrong.
 CONNECT_TIMEOUT = 10.0
 # Enough pooled connections for a busy bot: requests' default of 10 discards
 # (and logs) every connection beyond it when more threads call at once.
@@ -127,6 +134,9 @@ class HttpClient(OneBotApi):
         access_token: sent as ``Authorization: Bearer <token>`` when set.
         timeout: seconds for each call, connecting to the last byte of the answer,
             unless a call says otherwise.
+        connect_timeout: seconds to connect (TCP, and TLS for ``https://``), within
+            the call's ``timeout``: a call waits ``min(connect_timeout, timeout)``
+            for its connection, and what is left of ``timeout`` for the answer.
         max_size: the largest response body accepted, in bytes.
         session: a ``requests.Session`` to use (and not close); by default we make our own.
             Its headers, cookies, proxies and auth apply; requests to ``base_url`` go
@@ -140,9 +150,9 @@ class HttpClient(OneBotApi):
     NapCat accepts) is sent with every action, after the action's path.
 
     Raises:
-        ValueError: ``base_url`` is not an ``http://`` or ``https://`` URL, or
-            the TLS options contradict each other.
-        ConfigError: ``access_token`` cannot travel in a header (also a ValueError).
+        ConfigError: ``base_url`` is not an ``http://`` or ``https://`` URL, the
+            TLS options contradict each other or ``ca_file`` cannot be loaded, or
+            ``access_token`` cannot travel in a header (also a ValueError).
     """
 
     def __init__(
@@ -151,6 +161,7 @@ class HttpClient(OneBotApi):
         *,
         access_token: str | None = None,
         timeout: float = 30.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
         max_size: int = MAX_SIZE,
         session: requests.Session | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -159,7 +170,7 @@ class HttpClient(OneBotApi):
     ) -> None:
         if not base_url.lower().startswith(("http://", "https://")):
             hint = " (for ws:// use the WebSocket modes)" if base_url.startswith("ws") else ""
-            raise ValueError(
+            raise ConfigError(
                 f"base_url must start with http:// or https://, got {base_url!r}{hint}"
             )
         parts = urlsplit(base_url)
@@ -168,6 +179,7 @@ class HttpClient(OneBotApi):
         if redact(self._query) != self._query:
             _redact_urllib3_logs()  # it logs each request line at DEBUG, query and all
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.max_size = max_size
         self.access_token = valid_token(access_token)
         # bytes: a token is its UTF-8 bytes (codec.token_matches); a str header
@@ -194,13 +206,30 @@ class HttpClient(OneBotApi):
     def __repr__(self) -> str:
         return f"HttpClient({self.base_url!r})"
 
-    def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
-        """``POST {base_url}/{action}`` with ``params`` as JSON; return the response's ``data``.
+    def start(self) -> "HttpClient":
+        """Return the client: the lifecycle every mode shares, with nothing to do here.
+
+        There is nothing to dial ahead over HTTP: each call connects (or reuses
+        a pooled connection) within its own deadline. Calling it twice is fine.
+        """
+        return self
+
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``POST {base_url}/{action}`` with the parameters as JSON; return the response's ``data``.
 
         Args:
             action: the action name, such as ``"send_group_msg"``.
+            params: the action's parameters as a dict (one named ``timeout`` goes here).
             timeout: seconds for the whole call (default: the client's ``timeout``).
-            **params: the action's parameters, sent as they are.
+            **kwargs: more parameters, merged over ``params``; sent as they are.
 
         Raises:
             EncodeError: a parameter (or the message) that cannot go onto the wire;
@@ -217,8 +246,9 @@ class HttpClient(OneBotApi):
         """
         url = f"{self.base_url}/{action}{self._query}"
         wait = self.timeout if timeout is None else timeout
-        data = encode_request(action, params)  # EncodeError before anything is sent
-        log_frame("sent", {"action": action, "params": params})  # the action is the URL's path
+        sent = merge_params(params, kwargs)
+        data = encode_request(action, sent)  # EncodeError before anything is sent
+        log_frame("sent", {"action": action, "params": sent})  # the action is the URL's path
         status, headers, body = self._post(action, url, data, time.monotonic(), wait)
         log_frame("received", body)
         if status == 400 and is_tls_refusal(body):
@@ -257,7 +287,7 @@ class HttpClient(OneBotApi):
                 url,
                 data=data,
                 headers=self.headers,
-                timeout=(min(wait, CONNECT_TIMEOUT), wait),
+                timeout=(min(wait, self.connect_timeout), wait),
                 allow_redirects=False,
                 stream=True,
             ) as response:
@@ -326,8 +356,14 @@ class HttpClient(OneBotApi):
             "implementation's HTTP API (NapCat's HTTP server defaults to 3000, go-cqhttp's to 5700)"
         )
 
-    def close(self) -> None:
-        """Close the pooled connections (and our session, unless it was passed in)."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pooled connections (and our session, unless it was passed in).
+
+        Args:
+            timeout: accepted as every mode's ``close`` accepts it; nothing here
+                waits (a call in flight on another thread still ends within its
+                own deadline).
+        """
         if self._own_session:
             self.session.close()
         elif self._adapter is not None:

@@ -18,8 +18,10 @@ to its call by ``echo`` (:class:`~onebot_ref.calls.PendingCalls`).
 What the spec leaves to us, and what we do:
 
 * **Reconnect.** Unbounded by default, capped exponential backoff with jitter
-  (0.5 s doubling to 30 s), reset once a connection stayed up ``stable_after``
-  seconds. The first failure is logged in full, then one line every 10.
+  (``backoff_initial`` 0.5 s doubling to ``backoff_max`` 30 s; each delay is
+  drawn between half the ceiling and the ceiling from ``rng``, which a test
+  may seed), reset once a connection stayed up ``stable_after`` seconds. The
+  first failure is logged in full, then one line every 10.
 * **Auth failures are fatal**, in each dialect real implementations use:
   HTTP 401/403 at the handshake (go-cqhttp, Lagrange), a text frame
   ``authorization failed`` then close (CQHTTP), an echo-less ``retcode 1403``
@@ -31,10 +33,13 @@ What the spec leaves to us, and what we do:
   :class:`~onebot_ref.errors.ProtocolError` instead of dropping every event
   as a stray response.
 * **Liveness.** Heartbeat meta events carry ``interval`` (ms). Once one has
-  arrived, silence for 3× that interval means the link is dead: reconnect.
-  The interval is clamped to 0.1 s-1 day; one that is no positive number
-  (a bool, a string, NaN) turns the watchdog off
-  (:func:`~onebot_ref.codec.heartbeat_interval`).
+  arrived, silence for ``heartbeat_factor`` (3) times that interval means the
+  link is dead: reconnect. The interval is clamped to 0.1 s-1 day; one that is
+  no positive number (a bool, a string, NaN) turns the watchdog off
+  (:func:`~onebot_ref.codec.heartbeat_interval`). An implementation that
+  sends no heartbeats (NapCat's are optional) can be watched with our own
+  pings instead: ``ping_interval=`` sends one every so many seconds, and a
+  link that answers none for ``heartbeat_factor`` intervals is dropped.
 * **Identity.** There is no ``X-Self-ID`` here: ``self_id`` is taken from the
   lifecycle ``connect`` event or any event, or ``get_login_info`` on an
   API-only connection. Events are never held back waiting for a lifecycle.
@@ -44,13 +49,20 @@ defaults); ``ca_file=`` trusts a self-made CA, ``ssl_context=`` takes a whole
 ``ssl.SSLContext`` and ``verify=False`` (logged loudly) accepts any
 certificate. IPv6 hosts go in brackets: ``ws://[::1]:3001/``.
 
-Threads: one receive thread per socket (it only parses, resolves calls and
-hands events to the registry's workers), plus the thread running
-:meth:`WsClient.run_forever`, which connects, watches and reconnects. No
-keepalive pings and no permessage-deflate (go-cqhttp never reads ``/event``
-sockets, so its pongs would never come).
+Lifecycle, as in the other modes: :meth:`WsClient.start` dials in a thread of
+its own and returns once connected (a second call starts nothing more),
+:meth:`WsClient.run_forever` blocks until :meth:`WsClient.close` and closes
+on its way out, ``with WsClient(...) as bot:`` starts and closes.
 
-How it is built: websocket-client dials (:func:`onebot_ref.ws_link.dial`:
+Threads: one receive thread per socket (it only parses, resolves calls and
+hands events to the registry's workers), the thread running
+:meth:`WsClient.run_forever`, which connects, watches and reconnects, and the
+hook thread (:mod:`onebot_ref._hooks`) once ``on_connect``/``on_disconnect``
+has run: hooks run there, in order, so a hook may call the API. No keepalive
+pings unless ``ping_interval`` asks for them (go-cqhttp never reads ``/event``
+sockets, so its pongs would never come), and no permessage-deflate.
+
+How it is built: websocket-client dials (:func:`onebot_ref._ws_dial.dial`:
 proxies, TLS, the handshake) and hands over the socket; from then on the
 connection is the servers' own: :mod:`onebot_ref._ws_protocol` keeps the
 RFC 6455 rules (masking our frames, since we are the client) and
@@ -65,16 +77,17 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from ._calls import PendingCalls
+from ._hooks import Hooks
 from ._tls import client_context
 from ._ws_connection import Connection
 from ._ws_dial import MAX_SIZE, dial, transient
 from ._ws_protocol import Protocol
-from .api import OneBotApi
+from .api import OneBotApi, merge_params
 from .codec import (
     heartbeat_interval,
     inband_refusal,
@@ -85,7 +98,14 @@ from .codec import (
     redact,
     valid_token,
 )
-from .errors import AuthError, DecodeError, NetworkError, NotConnected, ProtocolError
+from .errors import (
+    AuthError,
+    ConfigError,
+    DecodeError,
+    NetworkError,
+    NotConnected,
+    ProtocolError,
+)
 from .registry import Handler, Registry
 
 __all__ = ["State", "WsClient"]
@@ -131,27 +151,47 @@ class WsClient(OneBotApi):
         api_url, event_url: split endpoints instead of ``url`` (either may be alone).
         registry: share handlers with other modes; one passed in is not closed by us.
         timeout: default seconds to wait for an API response.
-        connect_timeout: seconds for the TCP connect plus the handshake.
+        connect_timeout: seconds for the TCP connect plus the handshake (each
+            endpoint); also what :meth:`start` waits by default.
+        send_timeout: seconds a write may stay stuck (a server that stopped
+            reading) before the connection is dropped.
+        close_timeout: seconds the server has to answer our Close before we cut
+            the connection; a server that answers ends it at once.
+        ping_interval: send a Ping every this many seconds and drop a link that
+            answers none for ``heartbeat_factor`` intervals; None sends none.
+        heartbeat_factor: how many heartbeat (or ping) intervals of silence
+            mean the link is dead.
+        first_frame_wait: seconds :meth:`start` waits for the first frame after
+            the handshake, where in-band auth refusals (CQHTTP, NapCat) arrive.
         reconnect: keep reconnecting after failures (auth failures always stop).
+        backoff_initial, backoff_max: the first and the largest delay between
+            two connection attempts, in seconds (doubling in between, jittered).
+        stable_after: seconds a connection must stay up before the backoff
+            starts again from ``backoff_initial``.
+        rng: the jitter's source; a seeded ``random.Random(7)`` makes the
+            delays reproducible.
         token_in_query: also send the token as ``?access_token=``.
         max_size: the largest incoming message in bytes.
-        on_connect: ``f(client)``, run on the connection thread after each connect.
-        on_disconnect: ``f(client, error)``, run on the connection thread after each drop.
+        on_connect: ``f(client)`` after each connect.
+        on_disconnect: ``f(client)`` after each connection ends: why is in
+            ``client.last_error``, unless :meth:`close` ended it (that is no
+            error, and ``last_error`` is left as it was). Both run on the client's hook thread, in
+            order (never on a thread that reads responses, so they may call the
+            API); one that raises is logged.
         ssl_context: verify ``wss://`` servers with this ``ssl.SSLContext``.
         ca_file: trust the CA in this PEM file (the one that signed the server's certificate).
         verify: False accepts any certificate (a development certificate; logged loudly).
 
+    The timing arguments stay readable (and settable, before :meth:`start`)
+    as attributes of the same names.
+
     Raises:
-        ValueError: no endpoint, a URL that is not ws:// or wss://, or TLS
-            options that contradict each other.
+        ConfigError: no endpoint, a URL that is not ws:// or wss://, TLS options
+            that contradict each other, backoff bounds or intervals that cannot
+            work, or a token no header can carry (also a ValueError).
     """
 
-    backoff_initial = 0.5
-    backoff_max = 30.0
-    stable_after = 30.0  # seconds up before the backoff starts again from backoff_initial
-    heartbeat_factor = 3.0
-    first_frame_wait = 1.0  # seconds start() waits for the first frame (in-band auth failures)
-    log_every = 10
+    log_every = 10  # failed attempts between two log lines while the link stays down
 
     def __init__(
         self,
@@ -163,26 +203,50 @@ class WsClient(OneBotApi):
         registry: Registry | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        send_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        ping_interval: float | None = None,
+        heartbeat_factor: float = 3.0,
+        first_frame_wait: float = 1.0,
         reconnect: bool = True,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        stable_after: float = 30.0,
+        rng: random.Random | None = None,
         token_in_query: bool = False,
         max_size: int = MAX_SIZE,
         on_connect: Callable[["WsClient"], object] | None = None,
-        on_disconnect: Callable[["WsClient", Exception], object] | None = None,
+        on_disconnect: Callable[["WsClient"], object] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str | None = None,
         verify: bool = True,
     ) -> None:
         if url is not None and (api_url or event_url):
-            raise ValueError("give either url (universal) or api_url/event_url (split), not both")
+            raise ConfigError("give either url (universal) or api_url/event_url (split), not both")
         endpoints = {"universal": url} if url is not None else {"api": api_url, "event": event_url}
         self.endpoints = {role: u for role, u in endpoints.items() if u}
         if not self.endpoints:
-            raise ValueError("no endpoint: pass url, e.g. ws://127.0.0.1:3001/")
+            raise ConfigError("no endpoint: pass url, e.g. ws://127.0.0.1:3001/")
         for endpoint in self.endpoints.values():
             if urlsplit(endpoint).scheme not in ("ws", "wss"):
-                raise ValueError(
+                raise ConfigError(
                     f"{endpoint!r} is not a ws:// or wss:// URL (for an http:// API use HttpClient)"
                 )
+        if not 0 < backoff_initial <= backoff_max:
+            raise ConfigError(
+                f"backoff_initial={backoff_initial:g} and backoff_max={backoff_max:g} must "
+                "satisfy 0 < backoff_initial <= backoff_max (seconds between two attempts)"
+            )
+        if not heartbeat_factor > 1:
+            raise ConfigError(
+                f"heartbeat_factor={heartbeat_factor:g} must be more than 1: a link is dead "
+                "after that many intervals of silence, and one interval is normal"
+            )
+        if ping_interval is not None and not ping_interval > 0:
+            raise ConfigError(
+                f"ping_interval={ping_interval:g} must be a positive number of seconds, "
+                "or None to send no pings"
+            )
         self.ssl_context = client_context(
             ssl_context=ssl_context, ca_file=ca_file, verify=verify, who=self._where()
         )
@@ -191,7 +255,16 @@ class WsClient(OneBotApi):
         self._owns_registry = registry is None
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.send_timeout = send_timeout
+        self.close_timeout = close_timeout
+        self.ping_interval = ping_interval
+        self.heartbeat_factor = heartbeat_factor
+        self.first_frame_wait = first_frame_wait
         self.reconnect = reconnect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.stable_after = stable_after
+        self.rng = rng if rng is not None else random.Random()
         self.token_in_query = token_in_query
         self.max_size = max_size
         self.on_connect = on_connect
@@ -201,11 +274,13 @@ class WsClient(OneBotApi):
         self.last_error: Exception | None = None
         self.connects = 0  # connections made (all endpoints up) since start
         self._pending = PendingCalls()
+        self._hooks = Hooks("onebot-ws-client-hooks", logger=log)
         # One condition guards the state and everything waiters look at: the
         # links, the error, close(). Every change notifies every waiter.
         self._changed = threading.Condition()
         self._state = State.IDLE
         self._closing = False  # close() was called: the loop ends and never starts again
+        self._close_by = 0.0  # close()'s deadline (monotonic), once it was called
         self._links: dict[str, Link] = {}
         self._api: Link | None = None
         self._runner: threading.Thread | None = None
@@ -231,35 +306,73 @@ class WsClient(OneBotApi):
     def _running(self) -> bool:
         return self._state not in (State.IDLE, State.STOPPED)
 
-    def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Call ``action`` and return the response's ``data``. Safe from any thread.
+
+        Args:
+            action: the action name, such as ``"send_group_msg"``.
+            params: the action's parameters as a dict (one named ``timeout`` goes here).
+            timeout: seconds to wait for the response (default ``self.timeout``).
+            **kwargs: more parameters, merged over ``params``.
 
         Raises:
             NotConnected: not connected now, or the connection dropped while waiting.
-            ApiTimeout: no response within ``timeout`` (default ``self.timeout``).
+            ApiTimeout: no response within ``timeout``.
             ActionFailed: the implementation answered with a failure.
             EncodeError: a parameter that cannot go onto the wire; nothing was sent.
         """
+        sent = merge_params(params, kwargs)
         if self._api is None:
             raise NotConnected(self._why_not_connected())
         wait = self.timeout if timeout is None else timeout
-        return self._pending.call(self._send, action, params, wait)
+        return self._pending.call(self._send, action, sent, wait)
 
     def run_forever(self) -> None:
-        """Connect and serve until :meth:`close`, reconnecting after failures.
+        """Connect and serve until :meth:`close`, reconnecting after failures; then close.
 
         Returns when :meth:`close` is called (or, with ``reconnect=False``,
-        when the connection ends).
+        when the connection ends), having closed what it started, as
+        ``WsServer.serve_forever`` does. Called while the client already runs
+        (after :meth:`start`, or in another thread), it dials nothing more: it
+        waits for that connection loop to end, then closes. So
+        ``bot.start(); bot.run_forever()`` first fails fast on a wrong URL or
+        token, then blocks until Ctrl+C or :meth:`close`.
 
         Raises:
             AuthError: the implementation refused our token (never retried).
             ProtocolError: the implementation speaks OneBot 12.
             NetworkError: with ``reconnect=False``, the connection failed.
         """
-        self._run(give_up_after=None)
+        try:
+            with self._changed:
+                if self._closing:
+                    return
+                claimed = self._claim()
+            if claimed:
+                self._run(give_up_after=None)
+                return
+            with self._changed:
+                while self._running:  # a slice at a time, so Ctrl+C gets through
+                    self._changed.wait(1.0)
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.close()
 
     def start(self, wait: float | None = None) -> "WsClient":
-        """Run :meth:`run_forever` in a daemon thread; return once connected.
+        """Connect in a daemon thread (as :meth:`run_forever` does); return once connected.
+
+        Idempotent: while the client runs (a first ``start()``, or
+        :meth:`run_forever` in another thread), a second call dials nothing
+        more and starts no thread; it returns once that loop is connected.
 
         An implementation that is not up yet (the connection refused or timed
         out, a proxy's 5xx) is retried with backoff, as :meth:`run_forever`
@@ -267,7 +380,8 @@ class WsClient(OneBotApi):
         implementation need not be started second. An answer that retrying
         cannot change fails at once: a refused token, a port that is no
         WebSocket server, TLS on one side only. With ``reconnect=False`` the
-        first attempt is the only one.
+        first attempt is the only one. After a failed ``start()`` another one
+        dials afresh; after :meth:`close` the client does not start again.
 
         Args:
             wait: seconds to keep retrying the first connection; by default
@@ -278,49 +392,75 @@ class WsClient(OneBotApi):
             ProtocolError: the implementation speaks OneBot 12.
             NetworkError: no connection within ``wait`` (the message has the
                 last attempt's error), or an answer that retrying cannot change.
+            NotConnected: the client was closed, or (the loop being someone
+                else's) it did not connect in time; that loop keeps trying.
         """
-        if self._thread is not None:
-            raise RuntimeError("start() was already called")
         wait = self.connect_timeout if wait is None else wait
-        # Daemon: a bot that forgets close() must not keep the interpreter alive.
-        self._thread = threading.Thread(
-            target=self._run_quietly, args=(wait,), name="onebot-ws-client", daemon=True
-        )
-        self._thread.start()
+        with self._changed:
+            if self._closing:
+                raise NotConnected(
+                    f"{self._where()}: the client was closed; make a new WsClient to connect again"
+                )
+            if self.error is not None:  # fatal: retrying cannot help
+                raise self.error
+            before = self.connects
+            claimed = self._claim()
+            if claimed:
+                # Daemon: a bot that forgets close() must not keep the interpreter alive.
+                self._thread = threading.Thread(
+                    target=self._run_quietly, args=(wait,), name="onebot-ws-client", daemon=True
+                )
+                self._thread.start()
         per_attempt = self.connect_timeout * len(self.endpoints)
         budget = wait + per_attempt + self.first_frame_wait + 5.0
         with self._changed:
             up = self._changed.wait_for(
-                lambda: self.connects > 0 or self._state is State.STOPPED, budget
+                lambda: self._state in (State.CONNECTED, State.STOPPED) or self.connects > before,
+                budget,
             )
+        if self.connects > before or self._state is State.CONNECTED:
+            return self
+        if not claimed:
+            if not up:
+                raise NotConnected(
+                    f"not connected to {self._where()} after {budget:.0f}s; "
+                    "the client keeps trying in the background"
+                )
+            raise self.error or self.last_error or NotConnected(self._why_not_connected())
         if not up:
             self.close()
             raise NotConnected(f"no connection to {self._where()} after {budget:.0f}s")
-        if self.connects == 0:
+        if self._thread is not None:
             self._thread.join(5.0)
-            raise self.last_error or NotConnected(self._why_not_connected())
-        return self
+        raise self.last_error or NotConnected(self._why_not_connected())
 
     def close(self, timeout: float = 5.0) -> None:
         """Disconnect and stop every thread we started, waiting ``timeout`` at most.
 
         Handlers already running (or queued) get a moment to finish first, so
-        that a reply in flight is not cut off by our own close.
+        that a reply in flight is not cut off by our own close. A server that
+        answers our Close ends the connection at once; one that does not is
+        cut after ``close_timeout``, or when ``timeout`` runs out if sooner.
+        Queued hooks (the last ``on_disconnect``) run before it returns. Safe
+        to call more than once, and from a handler or a hook.
         """
         deadline = time.monotonic() + timeout
         self.registry.join(min(2.0, timeout / 2))
         with self._changed:
+            if not self._closing or deadline < self._close_by:
+                self._close_by = deadline
             self._closing = True
             self._changed.notify_all()
         self._pending.fail_all(NotConnected("the client was closed"))
         current = threading.current_thread()
-        if self._runner is not current:  # close() from a hook must not wait for itself
+        if self._runner is not current:  # close() from run_forever's own thread: it is over
             with self._changed:
                 self._changed.wait_for(lambda: not self._running, timeout)
         if self._thread is not None and self._thread is not current:
             self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._running and self._runner is not current:
-            log.warning("connection thread still busy after close() (connecting or in a hook)")
+            log.warning("connection thread still busy after close() (connecting)")
+        self._hooks.close(deadline)
         if self._owns_registry:
             self.registry.close(max(0.1, deadline - time.monotonic()))
 
@@ -341,6 +481,16 @@ class WsClient(OneBotApi):
             self._state = state
             self._changed.notify_all()
 
+    def _claim(self) -> bool:
+        """Make this caller the one running the connection loop; False if one runs already.
+
+        Called with ``_changed`` held, so two ``start()`` calls cannot both win.
+        """
+        if self._running:
+            return False
+        self._state = State.CONNECTING
+        return True
+
     def _run_quietly(self, wait: float) -> None:
         try:
             self._run(give_up_after=wait)
@@ -348,13 +498,11 @@ class WsClient(OneBotApi):
             self.last_error = exc
 
     def _run(self, *, give_up_after: float | None) -> None:
-        """Connect, serve, reconnect; the first connection is given ``give_up_after`` seconds."""
+        """Connect, serve, reconnect; the first connection is given ``give_up_after`` seconds.
+
+        The caller has claimed the loop (:meth:`_claim`).
+        """
         with self._changed:
-            if self._running:
-                raise RuntimeError("run_forever() is already running")
-            if self._closing:
-                return
-            self._state = State.CONNECTING
             self._runner = threading.current_thread()
         failures = 0  # consecutive failed connects or short-lived connections
         started = time.monotonic()
@@ -388,7 +536,6 @@ class WsClient(OneBotApi):
                     raise self.error
                 if self._closing or not self.reconnect:
                     return
-                self.last_error = reason
                 if time.monotonic() - up_since >= self.stable_after:
                     failures = 0  # it worked for a while: start the backoff afresh
                     log.warning("connection to %s lost: %s; reconnecting", self._where(), reason)
@@ -446,7 +593,10 @@ class WsClient(OneBotApi):
             on_message=on_message,
             on_close=on_close,
             label=f"connection to {redact(url)}",
-            send_timeout=max(self.timeout, 1.0),
+            send_timeout=self.send_timeout,
+            close_timeout=self.close_timeout,
+            ping_interval=self.ping_interval,
+            heartbeat_factor=self.heartbeat_factor,
         )
         link = Link(role, url, conn)
         return link
@@ -469,10 +619,12 @@ class WsClient(OneBotApi):
                 self.connects += 1
                 self._changed.notify_all()
         if up:
-            self._hook(self.on_connect, self)
+            self._hooks.run(self.on_connect, self)
+        # Our pings go out on a tick: a short ping_interval needs a shorter one.
+        tick = min(TICK, self.ping_interval / 2) if self.ping_interval else TICK
         while True:
             with self._changed:
-                if self._changed.wait_for(lambda: self._over(links), TICK):
+                if self._changed.wait_for(lambda: self._over(links), tick):
                     break
             now = time.monotonic()
             for link in links.values():
@@ -516,21 +668,19 @@ class WsClient(OneBotApi):
         code = reason.close_code if isinstance(reason, ProtocolError) else CLOSE_NORMAL
         for link in links.values():
             link.conn.close(code)  # answered by the server, which then closes TCP
+        # The server has close_timeout to answer, and no longer than close() allows.
+        cut_at = time.monotonic() + self.close_timeout
+        if self._closing:
+            cut_at = min(cut_at, self._close_by - 0.1)
         for link in links.values():
             if link.thread is not None:
-                link.thread.join(0.5)
+                link.thread.join(max(0.0, cut_at - time.monotonic()))
             link.conn.abort()  # a server that did not answer our Close in time
             if link.thread is not None:
                 link.thread.join(5.0)
-        self._hook(self.on_disconnect, self, reason)
-
-    def _hook(self, hook: Callable[..., object] | None, *args: object) -> None:
-        if hook is None:
-            return
-        try:
-            hook(*args)
-        except Exception:
-            log.exception("%s hook failed", getattr(hook, "__qualname__", hook))
+        if not (self._closing and self.error is None):  # our own close() is no error
+            self.last_error = reason
+        self._hooks.run(self.on_disconnect, self)
 
     def _stop(self, error: Exception) -> None:
         """A fatal error: stop (no reconnect), fail every call at once, and say why."""
@@ -661,8 +811,9 @@ class WsClient(OneBotApi):
         return min(self._backoff(failures), left)
 
     def _backoff(self, failures: int) -> float:
+        """Capped exponential: the ceiling doubles per failure; the delay is drawn below it."""
         ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** min(failures, 30))
-        return ceiling * random.uniform(0.5, 1.0)  # jitter: many bots must not dial in step
+        return ceiling * self.rng.uniform(0.5, 1.0)  # jitter: many bots must not dial in step
 
     def _reported(self, failures: int) -> bool:
         return failures == 1 or failures % self.log_every == 0

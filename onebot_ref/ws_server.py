@@ -22,21 +22,24 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
   wrong one with 403, before the upgrade. Implementations retry every 3-5 s
   forever, so each refusal is logged once per peer and then rate-limited.
 * Calls are routed to an explicit ``self_id``, else to the only connected bot;
-  with several bots and no ``self_id`` they raise ``ValueError`` listing the ids.
+  with several bots and no ``self_id`` they raise :class:`AmbiguousBot` (also a
+  ``ValueError``) listing the ids.
   A call in flight fails at once with ``NotConnected`` when its connection drops.
-* Liveness: once an implementation sends heartbeats, a connection silent for 3x
-  the heartbeat's ``interval`` (clamped to 0.1 s-1 day) is closed (it will
-  reconnect). Pings are answered; ``ping_interval`` adds our own pings, and then
-  a connection that answers nothing for 3 intervals (a half-open one) is closed
-  too. No permessage-deflate.
+* Liveness: once an implementation sends heartbeats, a connection silent for
+  ``heartbeat_factor`` (3) times the heartbeat's ``interval`` (clamped to 0.1 s-1
+  day) is closed (it will reconnect). Pings are answered; ``ping_interval``
+  adds our own pings, and then a connection that answers nothing for 3
+  intervals (a half-open one) is closed too. No permessage-deflate.
 * OneBot 12 is refused: at the handshake with 400 when the implementation says
   so (``Sec-WebSocket-Protocol: 12.<impl>``, ``User-Agent: OneBot/12 ...``), else
   with Close 1003 at its first event (``type``/``detail_type``, no ``post_type``).
-* Limits: a message over ``max_message`` bytes or of more than
-  ``framer.MAX_FRAGMENTS`` frames closes with 1009; anything unexpected on a
-  connection's thread is logged once and closes it with 1011, never a
-  traceback. The listen backlog is ``SOMAXCONN``: a thousand bots reconnecting
-  at once do not wait out SYN retransmits.
+* Limits: a message over ``max_size`` bytes or of more than
+  ``framer.MAX_FRAGMENTS`` frames closes with 1009; an upgrade request over
+  ``max_header`` bytes is a 431; past ``max_connections`` connections one more
+  is answered 503 with ``Retry-After`` before its upgrade and gets no thread.
+  Anything unexpected on a connection's thread is logged once and closes it
+  with 1011, never a traceback. The listen backlog is ``SOMAXCONN``: a thousand
+  bots reconnecting at once do not wait out SYN retransmits.
 * TLS: with ``ssl_context=`` or ``certfile=``/``keyfile=`` the URL is
   ``wss://``; each connection's thread checks the first byte and runs the TLS
   handshake within ``handshake_timeout`` (see :mod:`onebot_ref.tls`), so a
@@ -45,8 +48,9 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
 
 * Bots coming and going: ``on_connect(bot)`` runs when a self_id first has a
   connection, ``on_disconnect(bot)`` when its last one is gone (a reconnect that
-  replaces a connection is neither). Both run in order on one hook thread, so a
-  hook may call the bot's API.
+  replaces a connection is neither), and for every bot still there at
+  :meth:`WsServer.close`. Both run in order on one hook thread, so a hook may
+  call the bot's API (:mod:`onebot_ref._hooks`, shared with ``HttpServer``).
 
 Threads: one accept thread (which also reaps dead connections), one daemon
 receive thread per connection, the registry's workers, and the hook thread once
@@ -62,27 +66,27 @@ hands each connection's messages to a :class:`Peer`. The bytes are moved by
 :mod:`onebot_ref._ws_connection` and the RFC 6455 rules kept by
 :mod:`onebot_ref._ws_protocol`; nothing here reads a socket.
 
-``python -m onebot_ref.ws_server --echo --port 9001`` runs a plain RFC 6455
-echo server instead, the testee for conformance suites such as Autobahn.
+``python -m onebot_ref.ws_server --listen 127.0.0.1:9001 --echo`` runs a plain
+RFC 6455 echo server instead, the testee for conformance suites such as Autobahn.
 """
 
 import argparse
 import logging
-import queue
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._auth import check_token
 from ._calls import PendingCalls
+from ._hooks import Bot, Hook, Hooks
 from ._http_head import split_target
-from ._serve import Throttle, warn_if_open
-from ._tls import check_address, port_arg, server_context, url_host
+from ._serve import Throttle, check_positive, warn_if_open
+from ._tls import check_address, host_port_arg, server_context, url_host
 from ._ws_connection import Connection
 from ._ws_listener import WebSocketServer
-from .api import OneBotApi
+from .api import OneBotApi, merge_params
 from .codec import heartbeat_interval, is_event, loads, onebot12_impl, valid_token
 from .errors import ConfigError, DecodeError, NotConnected, OneBotError
 from .framer import HandshakeError, Request
@@ -101,21 +105,6 @@ ROLES = {"universal": "Universal", "api": "API", "event": "Event"}
 
 class AmbiguousBot(OneBotError, ValueError):
     """Several bots are connected and a call did not say which one (pass ``self_id=``)."""
-
-
-class Bot(OneBotApi):
-    """A handle on one connected bot: every OneBotApi method, sent to ``self_id``."""
-
-    def __init__(self, server: "WsServer", self_id: int | str) -> None:
-        self.server = server
-        self.self_id = str(self_id)
-
-    def __repr__(self) -> str:
-        return f"<Bot {self.self_id}>"
-
-    def call(self, action: str, /, *, timeout: float | None = None, **params: Any) -> Any:
-        """Call ``action`` on this bot; see :meth:`WsServer.call`."""
-        return self.server.call(action, self_id=self.self_id, timeout=timeout, **params)
 
 
 def check_version(request: Request) -> None:
@@ -214,9 +203,10 @@ class Peer:
             self.heartbeat = heartbeat_interval(obj)  # validated: it drives the reaper's timer
             if self.heartbeat is None:
                 self.conn.expect_traffic(None)
-            else:  # silent for 3 intervals: the link is dead (it will reconnect)
+            else:  # silent for heartbeat_factor intervals: the link is dead (it will reconnect)
                 self.conn.expect_traffic(
-                    3 * self.heartbeat, f"heartbeat every {self.heartbeat:.1f}s"
+                    server.heartbeat_factor * self.heartbeat,
+                    f"heartbeat every {self.heartbeat:.1f}s",
                 )
         if self.self_id is None and obj.get("self_id") is not None:
             server._learn(self, str(obj["self_id"]))
@@ -273,23 +263,34 @@ class WsServer(OneBotApi):
         access_token: refuse implementations that do not present this token.
         registry: the handlers; by default a new one, closed by :meth:`close`.
         timeout: seconds an API call waits for its response.
-        max_message: the largest message accepted, in bytes (1009 beyond it).
+        max_size: the largest message accepted, in bytes (1009 beyond it).
         max_header: the largest upgrade request head, in bytes (431 beyond it).
-        handshake_timeout: seconds a client may take for TLS and its upgrade request.
+        max_connections: connections served at once, each on its own thread; one
+            more is answered 503 with ``Retry-After`` before its upgrade and gets
+            no thread. 4096 lets a thousand accounts connect with split API and
+            Event connections (two each) and room for reconnects overlapping the
+            connections they replace, while a flood of connections still cannot
+            start threads without end.
+        handshake_timeout: seconds a client may take for its first byte, TLS and
+            its upgrade request together.
         send_timeout: seconds a send may block before the peer is dropped.
         close_timeout: seconds a peer has to answer our Close (a reconnect that
             replaced its connection, say) before we cut the connection.
         ping_interval: send a ping every this many seconds; None sends none. A peer
             silent (not even a pong) for 3 intervals is then dropped as half-open.
+        heartbeat_factor: a connection whose implementation sends heartbeats is
+            closed (and will reconnect) after this many heartbeat intervals with
+            nothing from it.
         echo: echo every message back instead of speaking OneBot (for conformance suites).
         ssl_context: serve ``wss://`` with this server-side ``ssl.SSLContext``.
         certfile, keyfile: serve ``wss://`` with this certificate chain and key (PEM).
         on_connect: ``f(bot)`` when a bot (a self_id) gets its first connection.
-        on_disconnect: ``f(bot)`` when a bot's last connection is gone.
+        on_disconnect: ``f(bot)`` when a bot's last connection is gone, and at :meth:`close`.
 
     Raises:
-        ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the host.
-        ValueError: inconsistent TLS options, or a certificate that cannot be loaded.
+        ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the
+            host; a size, count or timeout not above 0; inconsistent TLS options or
+            a certificate that cannot be loaded.
     """
 
     def __init__(
@@ -301,20 +302,33 @@ class WsServer(OneBotApi):
         access_token: str | None = None,
         registry: Registry | None = None,
         timeout: float = 30.0,
-        max_message: int = 64 * 2**20,
-        max_header: int = 16384,
+        max_size: int = 64 * 2**20,
+        max_header: int = 64 * 1024,
+        max_connections: int = 4096,
         handshake_timeout: float = 10.0,
         send_timeout: float = 10.0,
         close_timeout: float = 10.0,
         ping_interval: float | None = None,
+        heartbeat_factor: float = 3.0,
         echo: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         certfile: str | None = None,
         keyfile: str | None = None,
-        on_connect: Callable[[Bot], object] | None = None,
-        on_disconnect: Callable[[Bot], object] | None = None,
+        on_connect: Hook | None = None,
+        on_disconnect: Hook | None = None,
     ) -> None:
         check_address(host, port, type(self).__name__)
+        check_positive(
+            type(self).__name__,
+            timeout=timeout,
+            max_size=max_size,
+            max_header=max_header,
+            handshake_timeout=handshake_timeout,
+            send_timeout=send_timeout,
+            close_timeout=close_timeout,
+            ping_interval=ping_interval,
+            heartbeat_factor=heartbeat_factor,
+        )
         self.ssl_context = server_context(ssl_context, certfile, keyfile)
         self.host = host
         self.path = path
@@ -322,6 +336,7 @@ class WsServer(OneBotApi):
         self.own_registry = registry is None
         self.registry = registry if registry is not None else Registry()
         self.timeout = timeout
+        self.heartbeat_factor = heartbeat_factor
         self.echo = echo
         self.listener = WebSocketServer(
             self,
@@ -332,7 +347,8 @@ class WsServer(OneBotApi):
             ssl_context=self.ssl_context,
             handshake_timeout=handshake_timeout,
             max_header=max_header,
-            max_size=max_message,
+            max_size=max_size,
+            max_connections=max_connections,
             send_timeout=send_timeout,
             close_timeout=close_timeout,
             ping_interval=ping_interval,
@@ -344,11 +360,10 @@ class WsServer(OneBotApi):
         self._event: dict[str, Peer] = {}  # self_id -> its Event or Universal connection
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
-        self._hooks: queue.SimpleQueue[tuple[Callable[[Bot], object], Bot] | None] = (
-            queue.SimpleQueue()
-        )
-        self._hook_thread: threading.Thread | None = None
-        self._hooks_closed = False
+        self._hooks = Hooks(lambda: f"onebot-ws-hooks-{self.port}", log)
+        self._announced = False
+        self._closing = False
+        self._closed = threading.Event()  # the first close() has finished
 
     @property
     def port(self) -> int:
@@ -360,6 +375,11 @@ class WsServer(OneBotApi):
         """The URL to give the implementation (``ws_reverse_url``)."""
         scheme = "wss" if self.ssl_context is not None else "ws"
         return f"{scheme}://{url_host(self.host)}:{self.port}{self.path or '/'}"
+
+    @property
+    def busy_refusals(self) -> int:
+        """Connections answered 503 past ``max_connections``."""
+        return self.listener.busy_refusals
 
     @property
     def bots(self) -> list[str]:
@@ -412,42 +432,65 @@ class WsServer(OneBotApi):
     # --- Lifecycle ---
 
     def start(self) -> "WsServer":
-        """Listen, and serve in a daemon thread; returns once the port is bound.
+        """Bind, and serve in a daemon thread; returns once the port listens.
 
         Calling it again does nothing: one server, one accept thread.
+
+        Raises:
+            NetworkError: the port cannot be bound; the message says why.
         """
-        self.listener.bind()
-        self._warn_if_open()
         self.listener.start()
-        log.info("listening on %s", self.url)
+        self._announce()
         return self
 
     def serve_forever(self) -> None:
-        """Listen and serve in this thread until :meth:`close` (or Ctrl+C)."""
-        self.listener.bind()
-        self._warn_if_open()
-        log.info("listening on %s", self.url)
+        """Bind and serve in this thread until :meth:`close` (or Ctrl+C), then close.
+
+        Called after :meth:`start`, it just waits. Either way everything the
+        server started is closed on return (Ctrl+C included).
+
+        Raises:
+            NetworkError: the port cannot be bound; the message says why.
+        """
         try:
+            self.listener.bind()
+            self._announce()
             self.listener.serve_forever()
         finally:
             self.close()
 
-    def _warn_if_open(self) -> None:
+    def _announce(self) -> None:
+        """Say where we listen (and warn if anyone may connect), once."""
+        with self._lock:
+            if self._announced or self._closing:  # start() after close() serves nothing
+                return
+            self._announced = True
         guarded = bool(self.access_token) or self.echo
         warn_if_open(log, self.host, self.port, guarded=guarded, who="connect as a bot")
+        log.info("listening on %s", self.url)
 
     def close(self, timeout: float = 5.0) -> None:
         """Close every connection with 1001, stop every thread; wait ``timeout`` at most.
 
         Handlers already running (or queued) get a moment to finish first, so
-        that a reply in flight is not cut off by our own close.
+        that a reply in flight is not cut off by our own close. A second call
+        (``serve_forever`` returning, say) waits for the first to finish.
         """
+        with self._lock:
+            first, self._closing = not self._closing, True
+        if not first:
+            self._closed.wait(timeout)
+            return
         deadline = time.monotonic() + timeout
-        self.registry.join(min(2.0, timeout / 2))
-        self.listener.close(max(0.0, deadline - time.monotonic()), 1001, "server shutting down")
-        self._stop_hooks(deadline)
-        if self.own_registry:
-            self.registry.close(max(0.1, deadline - time.monotonic()))
+        try:
+            self.registry.join(min(2.0, timeout / 2))
+            left = max(0.0, deadline - time.monotonic())
+            self.listener.close(left, 1001, "server shutting down")
+            self._hooks.close(deadline)  # after the last connection's on_disconnect
+            if self.own_registry:
+                self.registry.close(max(0.1, deadline - time.monotonic()))
+        finally:
+            self._closed.set()
 
     def __enter__(self) -> "WsServer":
         return self.start()
@@ -505,38 +548,9 @@ class WsServer(OneBotApi):
                 assert self_id is not None
                 self._hook(self.on_disconnect, self_id)
 
-    # --- Hooks: in order, on their own thread (never a receive thread) ---
-
-    def _hook(self, hook: Callable[[Bot], object] | None, self_id: str) -> None:
-        """Queue ``hook(bot)``; called with ``_lock`` held, so queues stay in event order."""
-        if hook is None or self._hooks_closed:
-            return
-        if self._hook_thread is None:
-            name = f"onebot-ws-hooks-{self.port}"
-            self._hook_thread = threading.Thread(target=self._run_hooks, name=name, daemon=True)
-            self._hook_thread.start()
-        self._hooks.put((hook, Bot(self, self_id)))
-
-    def _run_hooks(self) -> None:
-        while (item := self._hooks.get()) is not None:
-            hook, bot = item
-            try:
-                hook(bot)
-            except Exception:
-                log.exception("hook %s failed for %r", getattr(hook, "__qualname__", hook), bot)
-
-    def _stop_hooks(self, deadline: float) -> None:
-        with self._lock:
-            self._hooks_closed = True
-            thread = self._hook_thread
-        if thread is None:
-            return
-        self._hooks.put(None)
-        if thread is threading.current_thread():  # close() from inside a hook
-            return
-        thread.join(max(0.1, deadline - time.monotonic()))
-        if thread.is_alive():
-            log.warning("hook thread still busy after close()")
+    def _hook(self, hook: Hook | None, self_id: str) -> None:
+        """Queue ``hook(bot)`` on the hook thread; called with ``_lock`` held, so in event order."""
+        self._hooks.run(hook, Bot(self, self_id))
 
     def _route(self, self_id: int | str | None) -> Peer:
         """The connection to send a call on: explicit self_id > the only bot > an error."""
@@ -568,19 +582,21 @@ class WsServer(OneBotApi):
     def call(
         self,
         action: str,
+        params: Mapping[str, Any] | None = None,
         /,
         *,
         self_id: int | str | None = None,
         timeout: float | None = None,
-        **params: Any,
+        **kwargs: Any,
     ) -> Any:
         """Call ``action`` and return the response's ``data``.
 
         Args:
             action: the action name, e.g. ``"send_private_msg"``.
+            params, kwargs: the action's parameters, merged (kwargs win). A
+                parameter named ``self_id`` or ``timeout`` goes in ``params``.
             self_id: the bot to ask; may be omitted while exactly one is connected.
             timeout: seconds to wait; the server's ``timeout`` by default.
-            **params: the action's parameters.
 
         Raises:
             NotConnected: that bot is not connected, or its connection dropped.
@@ -589,24 +605,39 @@ class WsServer(OneBotApi):
             ApiTimeout: no response in time (the action may still have run).
             ActionFailed: the implementation answered with a failure.
         """
+        merged = merge_params(params, kwargs)
         peer = self._route(self_id)
         wait = self.timeout if timeout is None else timeout
-        return peer.calls.call(peer.send_text, action, params, wait)
+        return peer.calls.call(peer.send_text, action, merged, wait)
 
-    def call_for(self, event: dict[str, Any], action: str, /, **params: Any) -> Any:
+    def call_for(
+        self,
+        event: Mapping[str, Any],
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Call ``action`` on the bot that received ``event`` (used by :meth:`reply`)."""
-        return self.call(action, self_id=event.get("self_id"), **params)
+        merged = merge_params(params, kwargs)
+        return self.call(action, merged, self_id=event.get("self_id"), timeout=timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m onebot_ref.ws_server``: log events from implementations, or ``--echo``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=port_arg, default=8080, help="port to listen on (default 8080)"
+        "--listen",
+        type=host_port_arg,
+        default=("127.0.0.1", 8080),
+        metavar="HOST:PORT",
+        help="where to listen (default 127.0.0.1:8080; [::1]:8080 for IPv6, 0.0.0.0:8080 for "
+        "every interface)",
     )
     parser.add_argument("--path", default=None, help="accept only this path (default: any)")
-    parser.add_argument("--access-token", default=None, help="token implementations must present")
+    parser.add_argument("--token", default=None, help="access token implementations must present")
     parser.add_argument("--echo", action="store_true", help="plain RFC 6455 echo server")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
@@ -614,19 +645,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    host, port = args.listen
     try:
-        server = WsServer(
-            args.host, args.port, path=args.path, access_token=args.access_token, echo=args.echo
-        )
-    except ConfigError as exc:  # e.g. --host 0.0.0.0:8080: a usage error, not a traceback
+        server = WsServer(host, port, path=args.path, access_token=args.token, echo=args.echo)
+    except ConfigError as exc:  # e.g. a token no header can carry: a usage error, not a traceback
         parser.error(str(exc))
     server.on("*")(lambda event: log.info("event %s", event))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.close()
     return 0
 
 

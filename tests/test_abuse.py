@@ -181,7 +181,7 @@ def test_a_flood_of_silent_connections_is_reaped(no_thread_leak):
     flood = 200
     with (
         WsServer(port=0, handshake_timeout=1.0) as ws,
-        HttpServer(port=0, idle_timeout=1.0) as http,
+        HttpServer(port=0, idle_timeout=1.0, handshake_timeout=1.0) as http,
     ):
         fake = good_fake(ws)
         socks = []
@@ -401,7 +401,7 @@ def served(port, request=None):
 def test_stalled_bodies_without_the_token_are_refused_unread(no_thread_leak):
     """300 peers stalling 4 MiB bodies held 1.2 GB: the token is now checked from the head."""
     peers = [("/", ""), ("/", "Authorization: Bearer wrong\r\n"), ("/?access_token=wrong", "")]
-    with HttpServer(port=0, access_token="tok", max_body=BIG) as server:
+    with HttpServer(port=0, access_token="tok", max_size=BIG) as server:
         socks = []
         try:
             for i in range(60):

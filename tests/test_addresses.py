@@ -60,8 +60,8 @@ def test_host_port_mistakes_are_named(value, words):
     (["-m", "onebot_ref.demo", "http-server", "--listen", "::1:8080"], "in brackets"),
     (["-m", "onebot_ref.doctor", "--listen-ws", "localhost:99999"], "out of range"),
     (["-m", "onebot_ref.doctor", "--listen-http", "8080"], "is only a port"),
-    (["-m", "onebot_ref.ws_server", "--port", "99999"], "out of range"),
-    (["-m", "onebot_ref.ws_server", "--host", "0.0.0.0:8080"], "pass host and port separately"),
+    (["-m", "onebot_ref.ws_server", "--listen", "localhost:99999"], "out of range"),
+    (["-m", "onebot_ref.ws_server", "--listen", "0.0.0.0"], "has no port"),
     ([str(ROOT / "examples" / "ws_reverse.py"), "--listen", "localhost:99999"], "out of range"),
 ])  # fmt: skip
 def test_cli_address_mistakes_are_usage_errors(argv, words):

@@ -295,3 +295,14 @@ def test_napcat_unknown_action_is_api_not_available_in_every_transport(setup, mo
     assert caught.value.response["status"] == "failed"
     with pytest.raises(ApiNotAvailable):  # what call_async's docstring promises
         s.bot.call_async("send_group_msg", group_id=1, message="x")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_parameter_named_timeout_or_self_id_reaches_the_implementation(setup, mode):
+    """Issue 14: call(action, {params}) carries what call's own keywords would shadow."""
+    s = setup(mode)
+    # get_status ignores what it does not know; FakeOneBot records every call as it came.
+    s.bot.call("get_status", {"timeout": 3, "self_id": 42, "no_cache": False}, no_cache=True)
+    s.bot.call("get_status", {"timeout": 4}, timeout=5)  # the keyword: our wait
+    calls = [params for action, params in s.fake.calls if action == "get_status"]
+    assert calls == [{"timeout": 3, "self_id": 42, "no_cache": True}, {"timeout": 4}]

@@ -678,3 +678,33 @@ def test_a_heartbeat_interval_no_timer_can_use_is_reported_not_raised(interval):
         assert check.status == "ok" and "86400000 ms" in check.detail
     else:
         assert check.status == "warn" and "no usable interval" in check.detail
+
+
+def test_the_doctor_takes_a_mode_with_url_or_listen_as_the_demo_does(capsys, no_thread_leak):
+    """`MODE --url/--listen` (the demo's words) and the one-flag spellings give one report."""
+    with FakeOneBot(access_token="tok") as fake:
+        url = fake.start_http_api()
+        code, by_mode = run(capsys, "http-client", "--url", url, "--token", "tok", "--json")
+        assert code == 0
+        code, by_flag = run(capsys, "--http", url, "--token", "tok", "--json")
+        assert code == 0
+    assert _statuses(by_mode) == _statuses(by_flag) and _statuses(by_mode)
+
+
+def _statuses(out: str) -> list[tuple[str, str]]:
+    return [(c["name"], c["status"]) for c in json.loads(out)["checks"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["ws-client"], "needs --url"),
+        (["ws-server", "--url", "ws://x/"], "needs --listen"),
+        (["ws-client", "--url", "ws://x/", "--http", "http://x"], "give a mode"),
+        ([], "give a mode"),
+    ],
+)
+def test_a_mode_without_its_address_is_a_usage_error(argv, words, capsys):
+    with pytest.raises(SystemExit) as info:
+        doctor.main(argv)
+    assert info.value.code == 2 and words in capsys.readouterr().err

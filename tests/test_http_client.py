@@ -3,6 +3,7 @@
 import gc
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from onebot_ref.errors import (
     ApiNotAvailable,
     ApiTimeout,
     AuthError,
+    ConfigError,
     DecodeError,
     NetworkError,
     ProtocolError,
@@ -603,3 +605,82 @@ def test_a_session_passed_in_gets_the_deadline_too(raw_peer: Callable[..., RawPe
         assert time.monotonic() - started < 1.5
     assert f"{peer.url}/" not in session.adapters  # our adapter is gone with the client
     session.close()
+
+
+# -- one vocabulary (issue 14): lifecycle, connect_timeout, params, errors ------------------
+
+
+def test_start_returns_the_client_twice_without_a_thread_and_close_takes_a_timeout(
+    onebot: FakeApi,
+) -> None:
+    before = set(threading.enumerate())
+    client = HttpClient(onebot.url, timeout=5)
+    assert client.start() is client
+    assert client.start() is client  # idempotent: nothing to dial ahead over HTTP
+    assert [t for t in threading.enumerate() if t not in before] == []
+    assert client.get_status()["action"] == "get_status"
+    started = time.monotonic()
+    client.close(timeout=1.0)
+    client.close(timeout=1.0)  # twice is fine
+    assert time.monotonic() - started < 1.0
+    with HttpClient(onebot.url).start() as again:  # start() then with, as in the other modes
+        assert again.get_status()["action"] == "get_status"
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[str]:
+    """A port whose listen queue is full: a SYN to it goes unanswered, so connecting hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)  # takes the one slot
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        filler.close()
+        listener.close()
+
+
+def test_connect_timeout_is_an_argument(full_backlog: str) -> None:
+    with HttpClient(full_backlog, timeout=30, connect_timeout=0.3) as client:
+        started = time.monotonic()
+        with pytest.raises(NetworkError, match=r"connecting to .* timed out"):
+            client.get_status()
+    assert 0.3 <= time.monotonic() - started < 5  # not the call's 30 s, nor the old 10 s
+
+
+def test_connect_timeout_never_outlasts_the_call_timeout(full_backlog: str) -> None:
+    with HttpClient(full_backlog, connect_timeout=30) as client:
+        started = time.monotonic()
+        with pytest.raises(NetworkError, match="timed out"):
+            client.call("get_status", timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 5
+    assert client.connect_timeout == 30 and HttpClient(full_backlog).connect_timeout == 10.0
+
+
+def test_a_params_dict_carries_parameters_named_like_call_keywords(
+    bot: HttpClient, onebot: FakeApi
+) -> None:
+    answer = bot.call("plugin_action", {"timeout": 3, "self_id": 7, "a": 1}, a=2, timeout=5)
+    assert answer["params"] == {"timeout": 3, "self_id": 7, "a": 2}  # keywords win
+    assert json.loads(onebot.seen[-1]["body"]) == {"timeout": 3, "self_id": 7, "a": 2}
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:5700", "ws://127.0.0.1:6700", ""])
+def test_a_bad_base_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="http://"):
+        HttpClient(url)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"ssl_context": ssl.create_default_context(), "ca_file": "ca.pem"}, "not both"),
+        ({"ca_file": "ca.pem", "verify": False}, "pick one"),
+        ({"ca_file": "/nonexistent/ca.pem"}, "cannot load ca_file="),
+    ],
+)
+def test_tls_options_that_cannot_work_are_config_errors(options: Any, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        HttpClient("https://127.0.0.1:1", **options)

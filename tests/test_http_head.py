@@ -423,14 +423,14 @@ def test_chunked_posts_from_http_client(server: HttpServer) -> None:
 
 
 def test_a_chunked_body_past_max_body_is_413_before_it_is_read(no_thread_leak: None) -> None:
-    with HttpServer(port=0, max_body=100) as srv:
+    with HttpServer(port=0, max_size=100) as srv:
         srv.start()
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
             # 1 MiB announced, 10 bytes sent: the answer comes without the rest.
             sock.sendall(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n")
             sock.sendall(b"x" * 10)
             reply = sock.recv(65536)
-        assert reply.startswith(b"HTTP/1.1 413 ") and b"max_body=100" in reply
+        assert reply.startswith(b"HTTP/1.1 413 ") and b"max_size=100" in reply
 
 
 @pytest.mark.parametrize(

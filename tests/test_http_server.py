@@ -224,7 +224,7 @@ def test_json_with_charset_and_no_content_type_are_accepted(server: HttpServer) 
 
 
 def test_oversize_body_is_413_and_the_server_goes_on(no_thread_leak: None) -> None:
-    with HttpServer(port=0, max_body=1000) as srv:
+    with HttpServer(port=0, max_size=1000) as srv:
         srv.start()
         response = post(srv, {**MESSAGE, "message": "x" * 2000})
         assert response.status_code == 413
@@ -391,7 +391,7 @@ def test_close_without_start_and_twice(no_thread_leak: None) -> None:
 
 def test_busy_port_is_a_network_error(server: HttpServer) -> None:
     with pytest.raises(NetworkError, match=f"{server.port}"):
-        HttpServer(port=server.port)
+        HttpServer(port=server.port).start()
 
 
 def test_registry_ownership(no_thread_leak: None) -> None:

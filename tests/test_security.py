@@ -292,7 +292,7 @@ def test_ipv6_wildcard_bind_warns(caplog):
 
 
 def test_http_server_refuses_huge_bodies_and_heads_without_reading_them():
-    with HttpServer(port=0, max_body=1000) as server:
+    with HttpServer(port=0, max_size=1000) as server:
         head = f"POST / HTTP/1.1\r\nContent-Length: {2**63}\r\n\r\n".encode()
         assert http(server.port, head + b"x" * 100).startswith(b"HTTP/1.1 413 ")
         line = b"POST / HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n"
@@ -325,7 +325,7 @@ def _announce_huge_frame(port, target="/"):
 
 
 def test_ws_servers_refuse_huge_frames_from_the_header():
-    with WsServer(port=0, max_message=1 << 20) as server:
+    with WsServer(port=0, max_size=1 << 20) as server:
         assert _announce_huge_frame(server.port) == 1009
     with FakeOneBot() as fake:  # its forward server reuses ws_server's Connection
         port = int(fake.start_ws_server().rsplit(":", 1)[1].strip("/"))

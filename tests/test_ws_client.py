@@ -5,8 +5,10 @@ loopback sockets. It shares no code with onebot_ref: a bug that only agrees
 with itself cannot pass.
 """
 
+import itertools
 import json
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -18,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trustme
+import wsproto.events as wse
 from conftest import load_vectors, unused_port, wait_until
 from hostile import Peer, RawServer
 from websockets.exceptions import ConnectionClosed
@@ -27,6 +30,7 @@ from onebot_ref import (
     ActionFailed,
     ApiTimeout,
     AuthError,
+    ConfigError,
     NetworkError,
     NotConnected,
     ProtocolError,
@@ -272,13 +276,13 @@ def test_token_in_query_and_hooks(impls, caplog):
         access_token="query-only-t0ken",
         token_in_query=True,
         on_connect=lambda c: log.append("up"),
-        on_disconnect=lambda c, exc: log.append(f"down: {type(exc).__name__}"),
+        on_disconnect=lambda c: log.append(f"down: {c.last_error}"),
     )
     with caplog.at_level(logging.DEBUG, logger="onebot_ref"), client:
         assert client.connected
     path = impl.handshakes[0][0]
     assert parse_qs(urlsplit(path).query) == {"x": ["1"], "access_token": ["query-only-t0ken"]}
-    assert log == ["up", "down: NotConnected"]
+    assert log == ["up", "down: None"]  # close() is no error: last_error stays None
     assert "query-only-t0ken" not in caplog.text
 
 
@@ -847,3 +851,366 @@ def test_frames_in_the_same_segment_as_the_101_are_not_lost(tls, no_thread_leak)
         json.dumps(e, sort_keys=True) for e in events
     )
     server.join(5)
+
+
+# -- one vocabulary (issue 14): arguments, lifecycle, hooks, backoff ---------------------------
+
+
+def client_threads() -> list[str]:
+    """The names of the threads a WsClient runs (connection loop, receive, hooks)."""
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("onebot-ws-"))
+
+
+def test_timing_arguments_are_constructor_arguments_readable_as_attributes():
+    rng = random.Random(1)
+    client = WsClient(
+        "ws://127.0.0.1:1/",
+        timeout=3.0,
+        connect_timeout=4.0,
+        send_timeout=5.0,
+        close_timeout=6.0,
+        ping_interval=7.0,
+        heartbeat_factor=2.5,
+        first_frame_wait=0.25,
+        backoff_initial=0.125,
+        backoff_max=8.0,
+        stable_after=9.0,
+        rng=rng,
+        max_size=1234,
+    )
+    assert (client.timeout, client.connect_timeout, client.send_timeout) == (3.0, 4.0, 5.0)
+    assert (client.close_timeout, client.ping_interval, client.heartbeat_factor) == (6.0, 7.0, 2.5)
+    assert (client.first_frame_wait, client.backoff_initial, client.backoff_max) == (
+        0.25,
+        0.125,
+        8.0,
+    )
+    assert (client.stable_after, client.rng, client.max_size) == (9.0, rng, 1234)
+    defaults = WsClient("ws://127.0.0.1:1/")
+    assert (defaults.backoff_initial, defaults.backoff_max, defaults.stable_after) == (
+        0.5,
+        30.0,
+        30.0,
+    )
+    assert (defaults.heartbeat_factor, defaults.first_frame_wait) == (3.0, 1.0)
+    assert (defaults.send_timeout, defaults.close_timeout, defaults.ping_interval) == (
+        10.0,
+        10.0,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"backoff_initial": 0}, "0 < backoff_initial <= backoff_max"),
+        ({"backoff_initial": 5, "backoff_max": 1}, "0 < backoff_initial <= backoff_max"),
+        ({"heartbeat_factor": 1}, "heartbeat_factor=1 must be more than 1"),
+        ({"ping_interval": 0}, "ping_interval=0 must be a positive number"),
+        ({"ssl_context": ssl.create_default_context(), "verify": False}, "not both"),
+        ({"ca_file": "/nonexistent/ca.pem"}, "cannot load ca_file="),
+    ],
+)
+def test_arguments_that_cannot_work_are_config_errors(options, says):
+    with pytest.raises(ConfigError, match=says):
+        WsClient("wss://127.0.0.1:1/", **options)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "says"),
+    [
+        (("http://127.0.0.1:3000/",), {}, "HttpClient"),
+        ((), {}, "no endpoint"),
+        (("ws://127.0.0.1:1/",), {"api_url": "ws://127.0.0.1:1/api"}, "not both"),
+    ],
+)
+def test_a_bad_endpoint_is_a_config_error(args, kwargs, says):
+    with pytest.raises(ConfigError, match=says):
+        WsClient(*args, **kwargs)
+
+
+def test_start_twice_dials_once_and_starts_no_second_thread(impls):
+    impl = impls()
+    bot = WsClient(impl.url())
+    try:
+        assert bot.start() is bot
+        threads = client_threads()
+        assert bot.start() is bot  # was: RuntimeError("start() was already called")
+        assert client_threads() == threads
+        assert threads.count("onebot-ws-client") == 1
+        assert len(impl.handshakes) == 1
+    finally:
+        bot.close()
+
+
+def test_start_from_two_threads_at_once_dials_once(impls):
+    impl = impls()
+    bot = WsClient(impl.url())
+    results: list[Any] = []
+    gate = threading.Barrier(2)
+
+    def start() -> None:
+        gate.wait(5)
+        results.append(bot.start())
+
+    starters = [threading.Thread(target=start) for _ in range(2)]
+    try:
+        for thread in starters:
+            thread.start()
+        for thread in starters:
+            thread.join(10)
+        assert results == [bot, bot]
+        assert client_threads().count("onebot-ws-client") == 1
+        assert len(impl.handshakes) == 1
+    finally:
+        bot.close()
+
+
+def test_run_forever_after_start_waits_for_that_loop_then_closes(impls):
+    impl = impls()
+    bot = WsClient(impl.url(), on_connect=lambda c: None).start()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            bot.run_forever()  # was: RuntimeError("run_forever() is already running")
+        except BaseException as exc:
+            errors.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        wait_until(lambda: "onebot-ws-client-hooks" in client_threads())
+        assert runner.is_alive() and bot.connected
+        assert client_threads().count("onebot-ws-client") == 1
+    finally:
+        bot.close()
+        runner.join(10)
+    assert not runner.is_alive() and errors == []
+    assert len(impl.handshakes) == 1
+
+
+def test_run_forever_closes_what_it_started_on_return(impls):
+    """As WsServer.serve_forever: its threads (hooks and handler workers too) are gone."""
+    impl = impls()
+    seen: list[str] = []
+    client = WsClient(impl.url(), reconnect=False, on_connect=lambda c: seen.append("up"))
+    client.on("*")(lambda event: seen.append(event["post_type"]))
+    runner = threading.Thread(target=client.run_forever)
+    runner.start()
+    wait_until(lambda: len(seen) == 2)  # the hook, and the lifecycle event's handler
+    impl.stop()  # the connection ends; reconnect=False: run_forever returns
+    runner.join(10)
+    assert not runner.is_alive()
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("onebot")]
+    assert leftover == []  # nobody called close(): run_forever did
+    with pytest.raises(NotConnected, match="the client was closed"):
+        client.start()
+
+
+def test_hooks_take_the_client_run_in_order_on_their_own_thread_and_may_call_the_api(impls, caplog):
+    impl = impls(heartbeat=0.2, heartbeats=2)  # then silent: dropped, and back
+    events: list[tuple[str, str, Any]] = []
+
+    def on_connect(client: WsClient) -> None:
+        info = client.get_login_info()  # a call from the hook thread works
+        events.append(("up", threading.current_thread().name, info["user_id"]))
+        raise RuntimeError("a broken hook")  # logged; the next hooks still run
+
+    def on_disconnect(client: WsClient) -> None:
+        events.append(("down", threading.current_thread().name, type(client.last_error)))
+
+    client = fast(WsClient(impl.url(), on_connect=on_connect, on_disconnect=on_disconnect))
+    with caplog.at_level(logging.ERROR, logger="onebot_ref.ws_client"), client:
+        wait_until(lambda: len(events) >= 3)
+    assert events[:3] == [
+        ("up", "onebot-ws-client-hooks", 424242),
+        ("down", "onebot-ws-client-hooks", NetworkError),  # silent past 3 heartbeats
+        ("up", "onebot-ws-client-hooks", 424242),
+    ]
+    assert events[-1] == ("down", "onebot-ws-client-hooks", NetworkError)  # close() keeps it
+    failures = [r for r in caplog.records if "hook" in r.getMessage() and r.exc_info]
+    assert len(failures) >= 2 and "a broken hook" in str(failures[0].exc_info[1])
+
+
+class TopOfTheRange(random.Random):
+    """A jitter source that always answers the top of the range asked for: exact delays."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.asked: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.asked.append((a, b))
+        return b
+
+
+def test_backoff_delays_are_exact_with_a_seeded_rng():
+    client = WsClient(
+        "ws://127.0.0.1:1/", backoff_initial=0.5, backoff_max=30.0, rng=random.Random(7)
+    )
+    same = random.Random(7)
+    expected = [min(30.0, 0.5 * 2**n) * same.uniform(0.5, 1.0) for n in range(1, 12)]
+    assert [client._backoff(n) for n in range(1, 12)] == expected
+
+
+def test_backoff_between_real_attempts_follows_the_injected_rng(no_thread_leak):
+    """A port that accepts and hangs up at once: each gap between two attempts is the delay."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    arrivals: list[float] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            arrivals.append(time.monotonic())
+            sock.close()  # no 101: a failed attempt, retried with backoff
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    rng = TopOfTheRange()
+    client = WsClient(
+        f"ws://127.0.0.1:{listener.getsockname()[1]}/",
+        backoff_initial=0.05,
+        backoff_max=0.2,
+        rng=rng,
+    )
+    runner = threading.Thread(target=client.run_forever)
+    try:
+        runner.start()
+        wait_until(lambda: len(arrivals) >= 5)
+    finally:
+        client.close()
+        runner.join(5)
+        done.set()
+        acceptor.join(5)
+        listener.close()
+    delays = [0.1, 0.2, 0.2, 0.2]  # 0.05 doubled per failure, capped at 0.2; no jitter
+    gaps = [b - a for a, b in itertools.pairwise(arrivals[:5])]
+    assert rng.asked[:4] == [(0.5, 1.0)] * 4
+    assert all(delay <= gap < delay + 2.0 for gap, delay in zip(gaps, delays, strict=True)), gaps
+
+
+def silent_peer(pongs: bool, counts: dict[str, int]) -> Callable[[Peer], Any]:
+    """A server that sends nothing, counts our pings, and answers them only if ``pongs``."""
+
+    def script(peer: Peer) -> None:
+        peer.sock.settimeout(10)
+        while True:
+            data = peer.sock.recv(65536)
+            if not data:
+                return
+            peer.ws.receive_data(data)
+            for event in peer.ws.events():
+                if isinstance(event, wse.Ping):
+                    counts["pings"] += 1
+                    if pongs:
+                        peer.sock.sendall(peer.ws.send(event.response()))
+                        counts["pongs"] += 1
+                elif isinstance(event, wse.CloseConnection):
+                    counts["closed"] = event.code
+                    peer.sock.sendall(peer.ws.send(event.response()))
+
+    return script
+
+
+def test_ping_interval_drops_a_server_that_answers_none(no_thread_leak):
+    counts = {"pings": 0, "pongs": 0}
+    with RawServer(silent_peer(False, counts)) as impl:
+        client = WsClient(
+            impl.url, ping_interval=0.2, heartbeat_factor=2.0, reconnect=False, first_frame_wait=0
+        )
+        runner = threading.Thread(target=client.run_forever)
+        started = time.monotonic()
+        runner.start()
+        runner.join(10)
+        assert not runner.is_alive()
+    assert 0.4 <= time.monotonic() - started < 5  # 2 x 0.2 s of silence, not less
+    assert counts["pings"] >= 1
+    assert isinstance(client.last_error, NetworkError)
+    assert "answered none of our pings" in str(client.last_error)
+
+
+def test_ping_interval_keeps_a_server_that_answers(no_thread_leak):
+    counts = {"pings": 0, "pongs": 0}
+    with RawServer(silent_peer(True, counts)) as impl:
+        client = WsClient(impl.url, ping_interval=0.2, first_frame_wait=0)
+        with client:
+            wait_until(lambda: counts["pongs"] >= 5)  # 1 s: more than the 0.6 s of silence allowed
+            assert client.connected and client.connects == 1
+    assert counts.get("closed") == 1000
+
+
+def test_send_timeout_drops_a_server_that_stopped_reading(no_thread_leak):
+    release = threading.Event()
+
+    def never_reads(peer: Peer) -> None:
+        release.wait(10)
+
+    with RawServer(never_reads) as impl:
+        client = WsClient(impl.url, send_timeout=0.5, timeout=30, first_frame_wait=0)
+        try:
+            client.start()
+            started = time.monotonic()
+            with pytest.raises(NotConnected):  # 32 MiB: more than the socket buffers hold
+                client.call("upload", {"blob": "x" * (32 * MiB)})
+            assert time.monotonic() - started < 5  # not the call's 30 s
+        finally:
+            client.close()
+            release.set()
+
+
+def never_answers_close(peer: Peer) -> list[int]:
+    """Read until EOF; never answer the client's Close; return the close codes received."""
+    codes: list[int] = []
+    peer.sock.settimeout(10)
+    while data := peer.sock.recv(65536):
+        peer.ws.receive_data(data)
+        codes += [e.code for e in peer.ws.events() if isinstance(e, wse.CloseConnection)]
+    return codes
+
+
+def test_close_waits_close_timeout_for_a_server_that_does_not_answer(no_thread_leak):
+    with RawServer(never_answers_close) as impl:
+        client = WsClient(impl.url, close_timeout=1.0, first_frame_wait=0).start()
+        started = time.monotonic()
+        client.close()
+        elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 4.0  # the server's time to answer (it was 0.5 s whatever we said)
+    assert impl.results == [[1000]]  # our Close went out first, then nothing but the cut
+
+
+def test_close_timeout_is_bounded_by_close_own_timeout(no_thread_leak):
+    with RawServer(never_answers_close) as impl:
+        client = WsClient(impl.url, close_timeout=30.0, first_frame_wait=0).start()
+        started = time.monotonic()
+        client.close(timeout=0.5)
+        assert time.monotonic() - started < 2.0
+
+
+def test_close_is_prompt_when_the_server_answers(impls):
+    impl = impls()
+    client = WsClient(impl.url(), close_timeout=10.0).start()
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 2.0
+    wait_until(lambda: impl.close_codes)
+    assert impl.close_codes == [1000]
+
+
+def test_close_from_inside_a_hook(impls):
+    impl = impls()
+    closed = threading.Event()
+
+    def on_connect(client: WsClient) -> None:
+        client.close()  # must not wait for the hook thread it runs on
+        closed.set()
+
+    client = WsClient(impl.url(), on_connect=on_connect).start()
+    assert closed.wait(10)
+    assert not client.connected
+    wait_until(lambda: "onebot-ws-client-hooks" not in client_threads())

@@ -70,7 +70,10 @@ class OneConnection:
     def __init__(self, url: str, on_message: Callable[[Any], object] | None, **options: Any):
         self.reasons: list[Exception] = []  # why the connection ended (on_disconnect)
         self.client = WsClient(
-            url, reconnect=False, on_disconnect=lambda c, exc: self.reasons.append(exc), **options
+            url,
+            reconnect=False,
+            on_disconnect=lambda c: self.reasons.append(c.last_error),
+            **options,
         )
         self.client.first_frame_wait = 0.1
         if on_message is not None:

@@ -610,7 +610,7 @@ def close_code_after(sock, conn):
     ],
 )
 def test_bad_frames_close_with_their_code_while_others_keep_working(bad, code):
-    with WsServer(port=0, max_message=2**20, timeout=10) as srv:
+    with WsServer(port=0, max_size=2**20, timeout=10) as srv:
         good = Impl(srv.url, headers_for(1))
         sock, conn = raw_client(srv.port, headers=[(b"X-Self-ID", b"2")])
         try:
@@ -643,7 +643,7 @@ def http_exchange(port, request: bytes) -> bytes:
 
 
 def test_handshake_refusals_over_the_wire():
-    with WsServer(port=0, path="/onebot/v11/ws", handshake_timeout=0.5) as srv:
+    with WsServer(port=0, path="/onebot/v11/ws", handshake_timeout=0.5, max_header=16384) as srv:
         plain = http_exchange(srv.port, b"GET /onebot/v11/ws HTTP/1.1\r\nHost: x\r\n\r\n")
         assert plain.startswith(b"HTTP/1.1 426 ") and b"Sec-WebSocket-Version: 13" in plain
         with pytest.raises(websocket.WebSocketBadStatusException) as info:
@@ -663,7 +663,7 @@ def test_handshake_refusals_over_the_wire():
 
 def test_echo_server_module():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "onebot_ref.ws_server", "--echo", "--port", "0"],
+        [sys.executable, "-m", "onebot_ref.ws_server", "--echo", "--listen", "127.0.0.1:0"],
         stderr=subprocess.PIPE,
         text=True,
     )

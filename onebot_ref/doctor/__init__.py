@@ -1,11 +1,15 @@
 """``python -m onebot_ref.doctor``: why does my bot not connect? A checklist for all four modes.
 
-Point it where the bot would point (or listen where the bot would listen)::
+Point it where the bot would point (or listen where the bot would listen),
+naming the bot's side as the demo does::
 
-    python -m onebot_ref.doctor --http http://127.0.0.1:3000 --token T    # HTTP API
-    python -m onebot_ref.doctor --ws ws://127.0.0.1:3001 --token T        # forward WebSocket
-    python -m onebot_ref.doctor --listen-http 0.0.0.0:8080 --secret S     # HTTP POST, waits
-    python -m onebot_ref.doctor --listen-ws 0.0.0.0:8081 --token T        # reverse WebSocket, waits
+    python -m onebot_ref.doctor http-client --url http://127.0.0.1:3000 --token T  # HTTP API
+    python -m onebot_ref.doctor ws-client --url ws://127.0.0.1:3001 --token T      # forward WS
+    python -m onebot_ref.doctor http-server --listen 0.0.0.0:8080 --secret S       # HTTP POST
+    python -m onebot_ref.doctor ws-server --listen 0.0.0.0:8081 --token T          # reverse WS
+
+``--http URL``, ``--ws URL``, ``--listen-http`` and ``--listen-ws`` are the
+same four in one flag each.
 
 The client modes probe the implementation: TCP (refused, timeout, DNS), the
 kind of server (HTTP API, WebSocket, a web UI, a bot's receiver), the path,
@@ -155,25 +159,41 @@ def report(mode: str, target: str, checks: list[Check]) -> dict[str, Any]:
     }
 
 
+MODES = ("http-client", "http-server", "ws-client", "ws-server")  # as the demo names them
+# Each mode as the one-flag spelling that says the same (the flag's argparse dest).
+SHORTHAND = {"http-client": "http", "ws-client": "ws", "http-server": "listen_http",
+             "ws-server": "listen_ws"}  # fmt: skip
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: a mode and ``--url``/``--listen``, as the demo takes them.
+
+    ``MODE --url URL`` probes an implementation the bot would dial
+    (``http-client``: its HTTP API; ``ws-client``: its forward WebSocket);
+    ``MODE --listen HOST:PORT`` waits where the bot would listen
+    (``http-server``: its HTTP POST events; ``ws-server``: its reverse
+    WebSocket). ``--http URL``, ``--ws URL``, ``--listen-http HOST:PORT`` and
+    ``--listen-ws HOST:PORT`` say the same in one flag.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m onebot_ref.doctor",
         description="Check the connection between a bot and its OneBot 11 implementation.",
     )
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--http", metavar="URL", help="probe the implementation's HTTP API")
-    mode.add_argument("--ws", metavar="URL", help="probe its forward WebSocket server")
-    mode.add_argument(
-        "--listen-http",
-        metavar="HOST:PORT",
-        type=host_port_arg,
-        help="wait for its HTTP POST events",
+    parser.add_argument(
+        "mode", nargs="?", choices=MODES, help="the bot's side, as the demo names it"
     )
-    mode.add_argument(
-        "--listen-ws",
-        metavar="HOST:PORT",
-        type=host_port_arg,
-        help="wait for its reverse WebSocket connection",
+    parser.add_argument("--url", help="client modes: the implementation's URL")
+    parser.add_argument(
+        "--listen", metavar="HOST:PORT", type=host_port_arg, help="server modes: where to listen"
+    )
+    short = parser.add_mutually_exclusive_group()
+    short.add_argument("--http", metavar="URL", help="= http-client --url URL")
+    short.add_argument("--ws", metavar="URL", help="= ws-client --url URL")
+    short.add_argument(
+        "--listen-http", metavar="HOST:PORT", type=host_port_arg, help="= http-server --listen"
+    )
+    short.add_argument(
+        "--listen-ws", metavar="HOST:PORT", type=host_port_arg, help="= ws-server --listen"
     )
     parser.add_argument("--token", help="access token (both sides must agree)")
     parser.add_argument("--secret", help="HTTP POST signature secret (X-Signature)")
@@ -193,7 +213,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--verbose", action="store_true", help="debug logs on stderr")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    shortcut = args.http or args.ws or args.listen_http or args.listen_ws
+    if args.mode is None and not shortcut:
+        parser.error(f"give a mode ({', '.join(MODES)}) with --url or --listen")
+    if args.mode is not None:
+        if shortcut:
+            parser.error("give a mode with --url/--listen, or one of --http/--ws/--listen-*")
+        client = args.mode.endswith("-client")
+        if client and not args.url:
+            parser.error(f"{args.mode} needs --url (the implementation's URL)")
+        if not client and not args.listen:
+            parser.error(f"{args.mode} needs --listen HOST:PORT")
+        setattr(args, SHORTHAND[args.mode], args.url if client else args.listen)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

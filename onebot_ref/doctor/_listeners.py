@@ -159,12 +159,12 @@ class _PostServer(ManagedHTTPServer):
 
 def listen_http(host: str, port: int, secret: str | None, wait: float) -> list[Check]:
     """Mode 2: receive POSTs for ``wait`` seconds; check headers, signature and events."""
+    server = _PostServer((host, port))
     try:
-        server = _PostServer((host, port))
+        server.start_thread()
     except NetworkError as exc:
         return [_bound(exc, host, port)]
     with server:
-        server.start_thread()
         url = f"http://{url_host(host)}:{server.port}/"
         started = time.monotonic()
         server.inbox.wait(started + wait, lambda: bool(server.posts))
