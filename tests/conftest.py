@@ -85,8 +85,9 @@ def served(server: Any) -> int:
     The count of its ``_serve.Server`` core: a connection counts from its accept
     until its thread is done with it (its session closed, hooks queued).
     """
-    core = getattr(server, "listener", server)  # WsServer: the generic WebSocket server
-    return int(getattr(core, "server", core).active)
+    # WsServer holds a generic WebSocket server, HttpServer a ManagedHTTPServer; each a core.
+    held = getattr(server, "listener", None) or getattr(server, "_http", None) or server
+    return int(held.server.active)
 
 
 def answers(fake: Any) -> int:
