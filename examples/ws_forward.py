@@ -7,7 +7,6 @@ every message until Ctrl+C.
 """
 
 import argparse
-import time
 
 from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
@@ -28,8 +27,7 @@ def main() -> None:
         with bot:  # connects (or raises), and closes every thread on the way out
             if args.url:
                 print(f"echoing messages from {args.url}; Ctrl+C to stop", flush=True)
-                while True:
-                    time.sleep(1)
+                bot.run_forever()  # the client already runs: this waits for Ctrl+C
             fake.push_message(user_id=20001, text="ping")
             print("the bot replied:", fake.wait_for_sent(1)[0]["text"])
 

@@ -18,6 +18,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["PER_ACCOUNT", "Recent", "shared_key"]
@@ -29,18 +30,25 @@ PER_ACCOUNT = frozenset(
 
 
 class Recent:
-    """Digests seen in the last ``window`` seconds (the latest ``limit`` of them)."""
+    """Digests seen in the last ``window`` seconds (the latest ``limit`` of them).
 
-    def __init__(self, window: float, limit: int = 4096) -> None:
+    ``clock`` reads the time in seconds (``time.monotonic``); a test passes a
+    clock of its own to move through the window without waiting for it.
+    """
+
+    def __init__(
+        self, window: float, limit: int = 4096, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.window = window
         self.limit = limit
+        self.clock = clock
         self._seen: OrderedDict[bytes, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def seen(self, data: bytes) -> bool:
         """True if ``data`` came within the window; remembers it otherwise."""
         key = hashlib.blake2b(data, digest_size=16).digest()
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             while self._seen and (
                 len(self._seen) >= self.limit or now - next(iter(self._seen.values())) > self.window

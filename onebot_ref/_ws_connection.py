@@ -308,15 +308,30 @@ class Connection:
             self._write()
 
     def _write(self) -> None:
-        """Write out the queue; called holding the write lock, which it releases."""
+        """Write out the queue; called holding the write lock, which it releases.
+
+        The first batch holds the caller's own frame, and a failure to write it
+        is the caller's :class:`NotConnected`. What other threads queue meanwhile
+        is left to us and written next; a failure then is not the caller's (its
+        frame went out): the connection is shut down, and its owner learns from
+        ``on_close``, as :meth:`send` says. (A reply from a handler raced the
+        peer's Close so: the reply went out, and writing our answer to the Close,
+        taken along, failed as the receive thread closed the socket.)
+        """
+        own = True  # the next write carries the caller's frame
         while True:
             try:
                 while chunks := self._take():
                     self.sending_since = time.monotonic()
-                    self.io.sendall(b"".join(chunks))
-            except OSError as exc:
-                self.abort()
-                raise NotConnected(f"sending on {self.label} failed: {exc}") from exc
+                    try:
+                        self.io.sendall(b"".join(chunks))
+                    except OSError as exc:
+                        self.abort()
+                        if own:
+                            raise NotConnected(f"sending on {self.label} failed: {exc}") from exc
+                        log.debug("%r: writing frames queued behind ours failed: %s", self, exc)
+                        return
+                    own = False
             finally:
                 self.sending_since = 0.0
                 self._write_lock.release()

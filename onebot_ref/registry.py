@@ -74,6 +74,10 @@ class Registry:
             share (see :mod:`onebot_ref.dedup`); a copy another bot account already
             delivered in that time is not handled again, so several bots in one
             group reply once. 0, the default, handles every copy.
+        clock: reads the time in seconds (``time.monotonic``) for the drop
+            warnings' interval, ``dedup_accounts`` and ``slow_handler`` (and
+            ``HttpServer``'s slow-event warning); a test passes its own to move
+            through them without waiting.
     """
 
     def __init__(
@@ -83,6 +87,8 @@ class Registry:
         max_pending_bytes: int = 256 * 2**20,
         slow_handler: float = 10.0,
         dedup_accounts: float = 0.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.handlers: dict[str, list[Handler]] = {}
         self.workers = workers
@@ -94,7 +100,8 @@ class Registry:
         self.handler_errors = 0
         self.dropped = 0
         self.duplicates = 0
-        self._recent = Recent(dedup_accounts) if dedup_accounts > 0 else None
+        self.clock = clock
+        self._recent = Recent(dedup_accounts, clock=clock) if dedup_accounts > 0 else None
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
         self.pending_bytes = 0  # the sizes of the events queued or being handled now
@@ -154,7 +161,7 @@ class Registry:
     def _run(self, event: dict[str, Any]) -> list[Any]:
         results = []
         for handler in self.handlers_for(event):
-            started = time.monotonic()
+            started = self.clock()
             try:
                 result = handler(event)
             except Exception:
@@ -162,7 +169,7 @@ class Registry:
                 log.exception("handler %s failed on %s", _name(handler), event_name(event))
                 continue
             finally:
-                elapsed = time.monotonic() - started
+                elapsed = self.clock() - started
                 if elapsed > self.slow_handler:
                     log.warning("handler %s took %.1fs", _name(handler), elapsed)
             if result is not None:
@@ -198,7 +205,7 @@ class Registry:
                 return True
             self.dropped += 1
             self._drops_unlogged += 1
-            now = time.monotonic()
+            now = self.clock()
             if now - self._drop_logged_at < self.drop_log_interval:
                 return False
             self._drop_logged_at = now

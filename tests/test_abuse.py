@@ -16,9 +16,9 @@ import threading
 import time
 
 import pytest
-from conftest import upgrade_request
+from conftest import FakeClock, upgrade_request, wait_until
 
-from onebot_ref import codec
+from onebot_ref import _http_handler, codec
 from onebot_ref.errors import NotConnected
 from onebot_ref.framer import CLOSE, PING, TEXT, Frame, MessageReader, encode_frame
 from onebot_ref.http_server import HttpServer
@@ -30,13 +30,6 @@ EVENT = b'{"post_type":"meta_event","meta_event_type":"heartbeat","self_id":1,"i
 
 def http_event():
     return f"POST / HTTP/1.1\r\nContent-Length: {len(EVENT)}\r\n\r\n".encode() + EVENT
-
-
-def wait_until(condition, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
-        time.sleep(0.02)
 
 
 def closed_by_peer(sock, timeout):
@@ -98,17 +91,10 @@ def good_fake(server):
     return fake
 
 
-@pytest.fixture
-def thread_baseline():
-    before = threading.active_count()
-    yield before
-    wait_until(lambda: threading.active_count() <= before, what="threads back to the baseline")
-
-
 # --- slow and trickled requests ---------------------------------------------------------
 
 
-def test_ws_handshake_trickled_byte_by_byte_is_cut_off(thread_baseline):
+def test_ws_handshake_trickled_byte_by_byte_is_cut_off(no_thread_leak):
     with WsServer(port=0, handshake_timeout=1.0) as server:
         fake = good_fake(server)
         try:
@@ -123,7 +109,7 @@ def test_ws_handshake_trickled_byte_by_byte_is_cut_off(thread_baseline):
 
 
 @pytest.mark.parametrize("part", ["head", "body"])
-def test_http_request_trickled_byte_by_byte_is_cut_off(part, thread_baseline):
+def test_http_request_trickled_byte_by_byte_is_cut_off(part, no_thread_leak):
     """Each byte comes within idle_timeout; request_timeout still ends the request."""
     with HttpServer(port=0, idle_timeout=0.5, request_timeout=1.0) as server:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -141,15 +127,37 @@ def test_http_request_trickled_byte_by_byte_is_cut_off(part, thread_baseline):
             assert good.recv(100).startswith(b"HTTP/1.1 204 ")
 
 
-def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off():
-    """request_timeout counts per request: idle gaps between requests do not add up."""
+def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off(monkeypatch):
+    """request_timeout counts per request: idle gaps between requests do not add up.
+
+    The connection's own Clock runs on a fake clock, and the test plays the reaper
+    (``tick(now)``) at each step, so the gaps take no time. The fake clock starts at
+    the real one and only runs ahead of it, so the server's own reaper, on real
+    time, cuts nothing meanwhile.
+    """
+    now = FakeClock(time.monotonic())
+    clocks = []
+    real = _http_handler.Clock
+
+    def clock(sock, idle, per_request):
+        clocks.append(real(sock, idle, per_request, clock=now))
+        return clocks[-1]
+
+    monkeypatch.setattr(_http_handler, "Clock", clock)
     with HttpServer(port=0, idle_timeout=2.0, request_timeout=0.5) as server:
         request = http_event()
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            for _ in range(4):
+            for n in range(4):
                 sock.sendall(request)
-                assert sock.recv(1000).startswith(b"HTTP/1.1 204 ")
-                time.sleep(0.3)  # 4 x 0.3 s > request_timeout, each gap < idle_timeout
+                assert sock.recv(1000).startswith(b"HTTP/1.1 204 "), f"request {n + 1}"
+                now.advance(0.3)  # 4 x 0.3 s > request_timeout, each gap < idle_timeout
+                clocks[0].tick(now())
+            sock.sendall(request)
+            assert sock.recv(1000).startswith(b"HTTP/1.1 204 ")
+            assert len(clocks) == 1  # one connection all along
+            now.advance(2.0 + 2**-10)  # past idle_timeout: now the reaper cuts it
+            clocks[0].tick(now())
+            assert sock.recv(1000) == b""
 
 
 def test_oversized_heads_are_refused_and_the_servers_keep_serving():
@@ -169,7 +177,7 @@ def test_oversized_heads_are_refused_and_the_servers_keep_serving():
 # --- floods ------------------------------------------------------------------------------
 
 
-def test_a_flood_of_silent_connections_is_reaped(thread_baseline):
+def test_a_flood_of_silent_connections_is_reaped(no_thread_leak):
     flood = 200
     with (
         WsServer(port=0, handshake_timeout=1.0) as ws,
@@ -202,7 +210,7 @@ def test_a_flood_of_silent_connections_is_reaped(thread_baseline):
             fake.close()
 
 
-def test_a_peer_that_stops_reading_is_dropped_and_others_unaffected(thread_baseline):
+def test_a_peer_that_stops_reading_is_dropped_and_others_unaffected(no_thread_leak):
     with WsServer(port=0, send_timeout=0.5, timeout=5) as server:
         fake = good_fake(server)
         stuck, _ = ws_handshake(server.port, 20002)
@@ -222,7 +230,7 @@ def test_a_peer_that_stops_reading_is_dropped_and_others_unaffected(thread_basel
 
 
 @pytest.mark.skipif(not hasattr(socket, "MSG_DONTWAIT"), reason="needs MSG_DONTWAIT")
-def test_a_ping_never_blocks_on_a_full_send_buffer(thread_baseline):
+def test_a_ping_never_blocks_on_a_full_send_buffer(no_thread_leak):
     """The accept thread sends the pings; a peer that reads nothing must not stall it."""
     with WsServer(port=0, send_timeout=60, timeout=5) as server:
         stuck, _ = ws_handshake(server.port, 20002)
@@ -244,7 +252,7 @@ def test_a_ping_never_blocks_on_a_full_send_buffer(thread_baseline):
             stuck.close()
 
 
-def test_half_open_connections_are_reaped_with_pings(thread_baseline):
+def test_half_open_connections_are_reaped_with_pings(no_thread_leak):
     with WsServer(port=0, ping_interval=0.2) as server:
         fake = good_fake(server)  # websocket-client answers our pings
         silent, _ = ws_handshake(server.port, 20002)  # never answers anything
@@ -252,7 +260,10 @@ def test_half_open_connections_are_reaped_with_pings(thread_baseline):
             wait_until(lambda: "20002" in server.bots)
             assert closed_by_peer(silent, 5)
             wait_until(lambda: server.bots == ["10001"], what="only the good bot left")
-            time.sleep(1.0)  # well past 3 ping intervals: the answering peer stays
+            # The one fixed sleep of the suite: it proves something does NOT happen over a period.
+            # 1 s is five ping intervals, well past the 3 after which a silent peer is cut; the
+            # answering peer's pongs arrive on real time, which no fake clock could stand in for.
+            time.sleep(1.0)
             assert server.bots == ["10001"]
             assert server.bot(10001).get_status()["good"] is True
         finally:
@@ -350,12 +361,12 @@ def many_bots(n):
                 sock.close()
 
 
-def test_many_bots_at_once(thread_baseline):
+def test_many_bots_at_once(no_thread_leak):
     many_bots(int(os.environ.get("MANY_BOTS", "200")))
 
 
 @pytest.mark.soak
-def test_a_thousand_bots_at_once(thread_baseline):
+def test_a_thousand_bots_at_once(no_thread_leak):
     many_bots(1000)
 
 
@@ -387,7 +398,7 @@ def served(port, request=None):
         return until_closed(sock, 0.5).startswith(b"HTTP/1.1 204 ")
 
 
-def test_stalled_bodies_without_the_token_are_refused_unread(thread_baseline):
+def test_stalled_bodies_without_the_token_are_refused_unread(no_thread_leak):
     """300 peers stalling 4 MiB bodies held 1.2 GB: the token is now checked from the head."""
     peers = [("/", ""), ("/", "Authorization: Bearer wrong\r\n"), ("/?access_token=wrong", "")]
     with HttpServer(port=0, access_token="tok", max_size=BIG) as server:
@@ -411,7 +422,7 @@ def test_stalled_bodies_without_the_token_are_refused_unread(thread_baseline):
                 sock.close()
 
 
-def test_connections_past_max_connections_get_503_and_service_resumes(thread_baseline):
+def test_connections_past_max_connections_get_503_and_service_resumes(no_thread_leak):
     with HttpServer(port=0, max_connections=4) as server:
         held = []
         try:
@@ -435,7 +446,7 @@ def test_connections_past_max_connections_get_503_and_service_resumes(thread_bas
         wait_until(lambda: served(server.port), what="a new peer served once the others left")
 
 
-def test_blocked_handlers_pin_at_most_max_handlers_threads(thread_baseline):
+def test_blocked_handlers_pin_at_most_max_handlers_threads(no_thread_leak):
     """With handlers blocked, 1,000 requests held 1,003 threads for ever, hung-up peers too."""
     release = threading.Event()
     running = []

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from conftest import answers, requested, wait_until
 
 from onebot_ref import message as m
 from onebot_ref.errors import (
@@ -28,13 +29,6 @@ from onebot_ref.ws_server import WsServer
 
 FLAVORS = ["spec", "go-cqhttp", "napcat"]
 MODES = ["http-client", "http-server", "ws-client", "ws-server"]
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 class Setup:
@@ -139,6 +133,7 @@ def test_wrong_token_keeps_the_fake_out_of_our_server(flavor, no_thread_leak):
 def test_slow_or_dropped_responses_time_out(setup, mode):
     s = setup(mode)
     s.fake.faults.delay = 1.0
+    answered = answers(s.fake)
     with pytest.raises(ApiTimeout, match="may still have carried it out"):
         s.bot.call("get_status", timeout=0.2)
     s.fake.faults.delay = 0
@@ -150,7 +145,8 @@ def test_slow_or_dropped_responses_time_out(setup, mode):
         s.fake.faults.drop = 1
         with pytest.raises(NetworkError):
             s.bot.get_status()
-    time.sleep(1.0)  # let the delayed answer arrive and be discarded
+    # The delayed answer goes out (on a WebSocket, before any later one) and is discarded.
+    wait_until(lambda: answers(s.fake) > answered, 5, "the delayed answer sent")
     assert s.bot.get_status()["good"] is True
 
 
@@ -188,7 +184,8 @@ def test_pending_calls_from_many_threads_all_fail_fast(setup, mode):
     threads = [threading.Thread(target=call) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.1)
+    wait_until(lambda: requested(s.fake) >= 1, 5, "the calls in flight (the first one delayed)")
+    started = time.monotonic()
     if mode == "ws-client":
         s.fake.ws_server.close()
     else:
@@ -196,6 +193,7 @@ def test_pending_calls_from_many_threads_all_fail_fast(setup, mode):
     for t in threads:
         t.join(5)
     assert not any(t.is_alive() for t in threads)
+    assert time.monotonic() - started < 5  # fast: not the calls' 20 s timeout
     assert len(errors) >= 3 and all(isinstance(e, NotConnected) for e in errors)
 
 
@@ -223,7 +221,9 @@ def test_echo_less_failure_reaches_the_single_caller(setup):
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
 def test_silent_heartbeats_mean_a_dead_link(setup, mode):
     s = setup(mode, heartbeat_interval=0.1)
-    time.sleep(0.3)  # a few heartbeats arrive and arm the watchdog
+    beats = []
+    s.bot.on("meta_event.heartbeat")(beats.append)
+    wait_until(lambda: len(beats) >= 2, 5, "heartbeats, which arm the watchdog")
     s.fake.faults.heartbeats = False
     attempts = s.reverse.attempts if mode == "ws-server" else None
     started = time.monotonic()

@@ -11,10 +11,10 @@ still delivers events and answers calls.
 import json
 import logging
 import threading
-import time
 
 import pytest
 import websocket
+from conftest import wait_until
 
 from onebot_ref import Registry
 from onebot_ref.testing import FakeOneBot
@@ -26,13 +26,6 @@ pytestmark = pytest.mark.usefixtures("no_thread_leak")
 BIG = 256 * 1024  # bytes of text in each event
 BOUND = 1024 * 1024  # max_pending_bytes: room for three such events, not four
 PUSHED = 24
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def big_event(n):

@@ -1,9 +1,7 @@
 """One event delivered twice is handled once: the shared key, the window, and both uses."""
 
-import time
-
 import pytest
-from conftest import load_vectors
+from conftest import FakeClock, load_vectors
 
 from onebot_ref._dedup import Recent, shared_key
 from onebot_ref.registry import Registry
@@ -49,13 +47,37 @@ def test_every_real_event_has_a_key_or_is_meta(vector: dict[str, object]) -> Non
 
 
 def test_the_window_forgets_and_the_limit_bounds() -> None:
-    recent = Recent(0.2, limit=3)
+    clock = FakeClock()
+    recent = Recent(0.2, limit=3, clock=clock)
     assert not recent.seen(b"a") and recent.seen(b"a")
-    time.sleep(0.3)
+    clock.advance(0.3)
     assert not recent.seen(b"a")  # the window passed
     for data in (b"b", b"c", b"d"):
         recent.seen(data)
     assert not recent.seen(b"a")  # pushed out by the limit, not by time
+
+
+def test_the_window_holds_to_its_last_instant_and_not_after() -> None:
+    clock = FakeClock()
+    recent = Recent(0.25, clock=clock)
+    assert not recent.seen(b"a")
+    clock.advance(0.25)
+    assert recent.seen(b"a")  # exactly the window later: still a copy
+    clock.advance(2**-10)
+    assert not recent.seen(b"a")  # just past it (a copy does not refresh the first): new
+
+
+def test_registry_dedup_accounts_window_follows_the_registry_clock() -> None:
+    clock = FakeClock()
+    runs: list[object] = []
+    registry = Registry(dedup_accounts=60, clock=clock)
+    registry.on("message.group")(lambda event: runs.append(event["self_id"]))
+    registry.dispatch(GROUP_MESSAGE)
+    clock.advance(60)
+    registry.dispatch(copy_for(20002))  # 60 s later: still the same message
+    clock.advance(0.5)
+    registry.dispatch(copy_for(20003))  # 60.5 s after the first: handled as new
+    assert runs == [10001, 20003] and registry.duplicates == 1
 
 
 def test_registry_handles_one_copy_across_accounts() -> None:

@@ -7,13 +7,13 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+from conftest import unused_port, wait_until
 from websockets.sync.client import connect
 
 from onebot_ref.testing import FakeOneBot
@@ -63,24 +63,29 @@ def test_demo_usage_errors_are_clear():
 
 
 def test_demo_client_mode_against_nothing_fails_with_a_message():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
+    port = unused_port()  # nothing listens here
     result = run("-m", "onebot_ref.demo", "http-client", "--url", f"http://127.0.0.1:{port}")
     assert result.returncode == 1
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def as_in_a_terminal() -> None:
+    """Run in the child before exec: SIGINT at its default disposition, as in a terminal.
+
+    A shell starts a background job (``pytest &``, nohup, some CI runners) with SIGINT
+    ignored, and an ignored signal stays ignored across exec; Python then installs no
+    KeyboardInterrupt handler, and the command under test never sees our Ctrl+C (the
+    Ctrl+C test timed out so). What we test is a user pressing Ctrl+C in a terminal.
+    (As a ``preexec_fn`` it runs between fork and exec; it takes no lock that another
+    thread could hold at the fork, so the warning about threads does not apply.)
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX-only here")
 def test_demo_listen_serves_a_real_peer_and_stops_on_ctrl_c():
-    port = free_port()
+    port = unused_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "onebot_ref.demo", "ws-server", "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE,
@@ -88,6 +93,7 @@ def test_demo_listen_serves_a_real_peer_and_stops_on_ctrl_c():
         text=True,
         env=ENV,
         cwd=ROOT,
+        preexec_fn=as_in_a_terminal,  # noqa: PLW1509
     )
     try:
         assert "running" in proc.stdout.readline()
@@ -144,6 +150,7 @@ class Live:
         self.proc = subprocess.Popen(
             [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             encoding="utf-8", env=ENV, cwd=ROOT,
+            preexec_fn=as_in_a_terminal,  # noqa: PLW1509
         )  # fmt: skip
         self.out: list[str] = []
         self.err: list[str] = []
@@ -161,15 +168,21 @@ class Live:
 
     def wait_for(self, words: str, timeout: float = 15.0) -> str:
         """The first stdout line containing ``words``; fails after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def line() -> str | None:
             found = next((text for text in list(self.out) if words in text), None)
-            if found is not None:
-                return found
-            if self.proc.poll() is not None and not any(r.is_alive() for r in self.readers):
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no {words!r} in:\n{''.join(self.out)}\n{''.join(self.err)}")
+            ended = self.proc.poll() is not None and not any(r.is_alive() for r in self.readers)
+            if found is None and ended:
+                raise AssertionError(f"it exited with status {self.proc.returncode}")
+            return found
+
+        try:
+            return wait_until(line, timeout, f"{words!r} printed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; no {words!r} in: {self.output()}") from None
+
+    def output(self) -> str:
+        return f"\n{''.join(self.out)}\n{''.join(self.err)}"
 
     def stop(self) -> tuple[int, str, str]:
         """Ctrl+C; the exit status and everything it printed."""
@@ -272,7 +285,7 @@ def test_demo_http_client_live_prints_the_transcript(no_thread_leak):
 
 
 def test_demo_ws_client_waits_for_an_implementation_that_starts_late(no_thread_leak):
-    port = free_port()
+    port = unused_port()
     url = f"ws://127.0.0.1:{port}/"
     with Live("-m", "onebot_ref.demo", "ws-client", "--url", url) as demo:
         assert url in demo.wait_for("waiting up to 60 s for an implementation")
@@ -310,7 +323,7 @@ def test_live_example_serves_then_stops_cleanly_on_ctrl_c(name, no_thread_leak):
         if name == "ws_forward.py":
             example = Live(path, "--url", fake.start_ws_server())
         else:
-            example = Live(path, "--listen", f"127.0.0.1:{free_port()}")
+            example = Live(path, "--listen", f"127.0.0.1:{unused_port()}")
         with example:
             ready = example.wait_for("echoing messages")
             url = re.search(r"(ws|http)://\S+/", ready)
@@ -323,4 +336,17 @@ def test_live_example_serves_then_stops_cleanly_on_ctrl_c(name, no_thread_leak):
             code, out, err = example.stop()
     assert code == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert out.rstrip().endswith("stopped")
+
+
+def test_ctrl_c_stops_the_demo_even_when_the_suite_runs_as_a_background_job():
+    """The suite started by ``pytest &`` (SIGINT ignored, and inherited): Ctrl+C still works."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the shell does to `pytest &`
+    try:
+        with Live("-m", "onebot_ref.demo", "ws-server", "--listen", "127.0.0.1:0") as demo:
+            demo.wait_for("running at")
+            code, out, err = demo.stop()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 0 and "Traceback" not in err
     assert out.rstrip().endswith("stopped")

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import unused_port
 
-from onebot_ref import doctor
+from onebot_ref import _serve, doctor
 from onebot_ref.doctor import _checks as session
 from onebot_ref.doctor._listeners import bind_failure
 from onebot_ref.testing import FakeOneBot
@@ -55,16 +56,59 @@ def line(out: str, name: str) -> str:
     raise AssertionError(f"no {name!r} line in:\n{out}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class When:
+    """Run ``action`` on a thread as soon as ``condition`` holds: the doctor's peer, on cue.
+
+    Instead of a timer that guesses when the doctor is ready; :meth:`stop` gives up
+    (the doctor finished first, as it does when it finds a fault).
+    """
+
+    def __init__(self, condition: Callable[[], object], action: Callable[[], object]) -> None:
+        self.condition = condition
+        self.action = action
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="test-when")
+        self.thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 10
+        while not self.stopped.is_set() and time.monotonic() < deadline:
+            if self.condition():
+                self.action()
+                return
+            self.stopped.wait(0.01)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(10)
 
 
-def later(seconds: float, action: Callable[[], object]) -> threading.Timer:
-    timer = threading.Timer(seconds, action)
-    timer.start()
-    return timer
+@pytest.fixture(autouse=True)
+def bound(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """The ports our servers (the doctor's listeners among them) have bound and listen on."""
+    ports: set[int] = set()
+    real = _serve.bind
+
+    def bind(host: str, port: int) -> socket.socket:
+        listener = real(host, port)
+        ports.add(listener.getsockname()[1])
+        return listener
+
+    monkeypatch.setattr(_serve, "bind", bind)
+    return ports
+
+
+def count_heartbeats(fake: FakeOneBot) -> list[object]:
+    """A list that grows by one with each heartbeat the fake sends on a connection."""
+    sent: list[object] = []
+    make_one = fake.world.heartbeat
+
+    def heartbeat(interval_ms: int) -> dict[str, Any]:
+        sent.append(interval_ms)
+        return make_one(interval_ms)
+
+    fake.world.heartbeat = heartbeat  # type: ignore[method-assign]
+    return sent
 
 
 # -- mode 1: --http --------------------------------------------------------------------------
@@ -112,7 +156,7 @@ def test_http_token_not_checked_is_a_warning(capsys, no_thread_leak):
 
 
 def test_wrong_port_is_refused(capsys, no_thread_leak):
-    code, out = run(capsys, "--http", f"http://127.0.0.1:{free_port()}")
+    code, out = run(capsys, "--http", f"http://127.0.0.1:{unused_port()}")
     assert code == 1
     check = line(out, "tcp")
     assert "refused the connection: nothing listens on that port" in check
@@ -160,12 +204,21 @@ def test_http_pointed_at_a_bot_receiver(capsys, no_thread_leak):
 def ws_run(capsys, fake: FakeOneBot, *argv: str, wait: str = "1.5") -> tuple[int, str]:
     """Run --ws against the fake's forward-WS server while it pushes one message."""
     url = fake.start_ws_server()
-    timer = later(0.5, lambda: fake.push_message(text="hi [CQ:face,id=1]"))
+    # The doctor connects twice: a handshake probe, then its session; once the session is
+    # in, one message.
+    joins: list[object] = []
+    server = fake.ws_server
+    assert server is not None
+    join = server.joined
+    server.joined = lambda conn: (joins.append(conn), join(conn))  # type: ignore[method-assign]
+    push = When(
+        lambda: len(joins) >= 2 and fake.event_connections(),
+        lambda: fake.push_message(text="hi [CQ:face,id=1]"),
+    )
     try:
         return run(capsys, "--ws", url, "--wait", wait, *argv)
     finally:
-        timer.cancel()
-        timer.join()
+        push.stop()
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
@@ -282,9 +335,11 @@ def test_ws_no_heartbeat_and_no_lifecycle_are_warnings(capsys, no_thread_leak):
 
 def test_ws_heartbeats_that_stop(capsys, no_thread_leak):
     with make("spec", heartbeat_interval=0.1) as fake:
-        stop = later(0.3, lambda: setattr(fake.faults, "heartbeats", False))
-        code, out = run(capsys, "--ws", fake.start_ws_server(), "--token", "tok", "--wait", "1.5")
-        stop.join()
+        url = fake.start_ws_server()
+        sent = count_heartbeats(fake)  # heartbeats go only to connections: the doctor's
+        stop = When(lambda: len(sent) >= 3, lambda: setattr(fake.faults, "heartbeats", False))
+        code, out = run(capsys, "--ws", url, "--token", "tok", "--wait", "1.5")
+        stop.stop()
     assert code == 1
     check = line(out, "heartbeat")
     assert check.startswith("✗ heartbeat  heartbeats stopped: none for")
@@ -360,25 +415,27 @@ def test_ws_onebot_12_implementation(capsys, no_thread_leak):
 # -- mode 2: --listen-http -------------------------------------------------------------------
 
 
-def listen_http(capsys, fake: FakeOneBot, *argv: str, secret: str | None, wait: str = "0.7"):
-    port = free_port()
+def listen_http(
+    capsys, fake: FakeOneBot, bound: set[int], *argv: str, secret: str | None, wait: str = "0.7"
+):
+    port = unused_port()
     fake.add_http_post(f"http://127.0.0.1:{port}/", secret=secret)
 
     def post() -> None:
         fake.push(fake.lifecycle_event())
         fake.push_message(text="hi")
 
-    timer = later(0.3, post)
+    poster = When(lambda: port in bound, post)  # once the doctor listens
     try:
         return run(capsys, "--listen-http", f"127.0.0.1:{port}", "--wait", wait, *argv)
     finally:
-        timer.join()
+        poster.stop()
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
-def test_listen_http_signed_in_every_flavour(flavor, capsys, no_thread_leak):
+def test_listen_http_signed_in_every_flavour(flavor, capsys, no_thread_leak, bound):
     with make(flavor) as fake:
-        code, out = listen_http(capsys, fake, "--secret", "s3", secret="s3")
+        code, out = listen_http(capsys, fake, bound, "--secret", "s3", secret="s3")
     assert code == 0, out
     assert "✓ connect" in out and "2 POSTs to ['/']" in out
     assert "X-Self-ID: 10001" in line(out, "x-self-id")
@@ -386,8 +443,8 @@ def test_listen_http_signed_in_every_flavour(flavor, capsys, no_thread_leak):
     assert line(out, "format").startswith("✓")
 
 
-def test_listen_http_unsigned_with_a_secret(fake, capsys):
-    code, out = listen_http(capsys, fake, "--secret", "s3", secret=None)
+def test_listen_http_unsigned_with_a_secret(fake, capsys, bound):
+    code, out = listen_http(capsys, fake, bound, "--secret", "s3", secret=None)
     assert code == 1
     check = line(out, "signature")
     assert "2 of 2 POSTs are unsigned although --secret is set" in check
@@ -396,20 +453,20 @@ def test_listen_http_unsigned_with_a_secret(fake, capsys):
     )
 
 
-def test_listen_http_wrong_secret(fake, capsys):
-    code, out = listen_http(capsys, fake, "--secret", "s3", secret="other")
+def test_listen_http_wrong_secret(fake, capsys, bound):
+    code, out = listen_http(capsys, fake, bound, "--secret", "s3", secret="other")
     assert code == 1
     assert "X-Signature does not match for 2 of 2 POSTs" in line(out, "signature")
 
 
-def test_listen_http_signed_but_no_secret_given(fake, capsys):
-    code, out = listen_http(capsys, fake, secret="s3")
+def test_listen_http_signed_but_no_secret_given(fake, capsys, bound):
+    code, out = listen_http(capsys, fake, bound, secret="s3")
     assert code == 0
     assert line(out, "signature").startswith("! signature  POSTs carry X-Signature")
 
 
 def test_listen_http_nothing_arrives(capsys, no_thread_leak):
-    port = free_port()
+    port = unused_port()
     code, out = run(capsys, "--listen-http", f"127.0.0.1:{port}", "--wait", "0.3")
     assert code == 1
     check = line(out, "connect")
@@ -433,8 +490,10 @@ def test_listen_on_the_implementations_own_port(fake, capsys):
 # -- mode 4: --listen-ws ---------------------------------------------------------------------
 
 
-def listen_ws(capsys, fake: FakeOneBot, *argv: str, wait: str = "1.5", split: bool = False):
-    port = free_port()
+def listen_ws(
+    capsys, fake: FakeOneBot, bound: set[int], *argv: str, wait: str = "1.5", split: bool = False
+):
+    port = unused_port()
     url = f"ws://127.0.0.1:{port}/"
 
     def dial() -> None:
@@ -443,21 +502,21 @@ def listen_ws(capsys, fake: FakeOneBot, *argv: str, wait: str = "1.5", split: bo
         else:
             fake.connect_reverse(url, reconnect_interval=0.2)
 
-    timer = later(0.2, dial)
-    push = later(0.8, lambda: fake.push_message(text="hi"))
+    dialler = When(lambda: port in bound, dial)  # once the doctor listens
+    push = When(fake.event_connections, lambda: fake.push_message(text="hi"))  # once it is in
     try:
         return run(capsys, "--listen-ws", f"127.0.0.1:{port}", "--wait", wait, *argv)
     finally:
-        timer.join()
-        push.join()
+        dialler.stop()
+        push.stop()
 
 
 @pytest.mark.parametrize(("flavor", "scheme"), [
     ("spec", "Bearer"), ("go-cqhttp", "Token"), ("napcat", "Bearer"),
 ])  # fmt: skip
-def test_listen_ws_in_every_flavour(flavor, scheme, capsys, no_thread_leak):
+def test_listen_ws_in_every_flavour(flavor, scheme, capsys, no_thread_leak, bound):
     with make(flavor, heartbeat_interval=0.1) as fake:
-        code, out = listen_ws(capsys, fake, "--token", "tok")
+        code, out = listen_ws(capsys, fake, bound, "--token", "tok")
     assert code == 0, out
     assert "X-Self-ID: 10001" in line(out, "x-self-id")
     assert "X-Client-Role: Universal" in line(out, "x-client-role")
@@ -466,18 +525,18 @@ def test_listen_ws_in_every_flavour(flavor, scheme, capsys, no_thread_leak):
     assert line(out, "heartbeat").startswith("✓")
 
 
-def test_listen_ws_split_api_and_event(capsys, no_thread_leak):
+def test_listen_ws_split_api_and_event(capsys, no_thread_leak, bound):
     with make("spec", heartbeat_interval=0.1) as fake:
-        code, out = listen_ws(capsys, fake, "--token", "tok", split=True)
+        code, out = listen_ws(capsys, fake, bound, "--token", "tok", split=True)
     assert code == 0, out
     assert line(out, "connect").startswith("✓ connect  ")
     assert "Event + API" in out or "API + Event" in out
     assert "10001 (FakeBot)" in line(out, "account")
 
 
-def test_listen_ws_wrong_token(capsys, no_thread_leak):
+def test_listen_ws_wrong_token(capsys, no_thread_leak, bound):
     with make("spec") as fake:
-        code, out = listen_ws(capsys, fake, "--token", "other", wait="0.8")
+        code, out = listen_ws(capsys, fake, bound, "--token", "other", wait="0.8")
     assert code == 1
     check = line(out, "token")
     assert (
@@ -515,10 +574,10 @@ def test_permission_denied_is_explained():
 
 def test_loopback_inside_a_container_warns(capsys, monkeypatch, no_thread_leak):
     monkeypatch.setattr(doctor, "in_container", lambda: True)
-    code, out = run(capsys, "--listen-http", f"127.0.0.1:{free_port()}", "--wait", "0.1")
+    code, out = run(capsys, "--listen-http", f"127.0.0.1:{unused_port()}", "--wait", "0.1")
     assert code == 1  # nothing arrived
     assert "! container" in out and "listen on 0.0.0.0" in line(out, "container")
-    code, out = run(capsys, "--http", f"http://localhost:{free_port()}")
+    code, out = run(capsys, "--http", f"http://localhost:{unused_port()}")
     assert code == 1
     assert "localhost inside a container is this container" in line(out, "container")
     assert "host.docker.internal" in line(out, "container")
@@ -555,7 +614,7 @@ def test_subprocess_against_fake_with_a_wrong_token(no_thread_leak):
 
 
 def test_loopback_that_works_in_a_container_is_not_warned_about(
-    capsys, monkeypatch, no_thread_leak
+    capsys, monkeypatch, no_thread_leak, bound
 ):
     # This machine is a container (/.dockerenv) and the fake shares it: a loopback connection
     # that works proves both sides share the network namespace, so there is nothing to warn.
@@ -568,18 +627,18 @@ def test_loopback_that_works_in_a_container_is_not_warned_about(
         assert code == 0, out
         assert "container" not in out
     with make("spec") as fake:
-        code, out = listen_ws(capsys, fake, "--token", "tok", wait="0.8")
+        code, out = listen_ws(capsys, fake, bound, "--token", "tok", wait="0.8")
     assert line(out, "connect").startswith("✓")
     assert "container" not in out
 
 
 def test_loopback_that_fails_in_a_container_still_warns(capsys, monkeypatch, no_thread_leak):
     monkeypatch.setattr(doctor, "in_container", lambda: True)
-    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{free_port()}/")
+    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{unused_port()}/")
     assert code == 1 and line(out, "tcp").startswith("✗")
     assert "127.0.0.1 inside a container is this container" in line(out, "container")
     monkeypatch.setattr(doctor, "in_container", lambda: False)  # a plain machine: no warning
-    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{free_port()}/")
+    code, out = run(capsys, "--ws", f"ws://127.0.0.1:{unused_port()}/")
     assert code == 1 and "container" not in out
 
 

@@ -3,9 +3,9 @@
 import json
 import queue
 import threading
-import time
 
 import pytest
+from conftest import wait_until
 from websockets.sync.server import serve
 
 from onebot_ref.testing import FakeOneBot
@@ -31,11 +31,8 @@ class Bot:
 
     def ws(self, n=0):
         """The n-th connection, once its handler runs (the fake may see 101 before that)."""
-        for _ in range(500):
-            if len(self.sockets) > n:
-                return self.sockets[n]
-            time.sleep(0.01)
-        raise AssertionError("no connection")
+        wait_until(lambda: len(self.sockets) > n, 5, f"connection {n}'s handler running")
+        return self.sockets[n]
 
     def next(self, skip_heartbeats=True):
         while True:

@@ -296,6 +296,9 @@ def test_handshake_head_size_is_bounded_however_it_is_fed():
             data.append(byte)
             assert parse_handshake(data, max_size=512) is None or False
     assert info.value.status == 431 and len(data) <= 512 + 1
+    with pytest.raises(HandshakeError) as info:
+        parse_handshake(bytearray(head), max_size=512)  # the whole head at once
+    assert info.value.status == 431
 
 
 # --- JSON and CQ codes ----------------------------------------------------------------

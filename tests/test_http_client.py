@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import load_vectors
+from conftest import load_vectors, unused_port
 from websockets.sync.server import serve as ws_serve
 
 from onebot_ref import codec
@@ -234,9 +234,7 @@ def test_non_json_200_is_decode_error_quoting_the_body(bot: HttpClient, onebot: 
 
 
 def test_connection_refused_names_url_and_cause() -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()  # nothing listens here
     with HttpClient(f"http://127.0.0.1:{port}") as bot, pytest.raises(NetworkError) as caught:
         bot.get_status()
     assert isinstance(caught.value, OSError)

@@ -4,7 +4,6 @@ import email.utils
 import http.client
 import json
 import logging
-import shutil
 import socket
 import statistics
 import subprocess
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import load_vectors
+from conftest import FakeClock, load_vectors
 
 from onebot_ref.errors import NetworkError, NotConnected
 from onebot_ref.http_server import HttpServer
@@ -420,7 +419,6 @@ def test_url_and_port(no_thread_leak: None) -> None:
 # -- curl ------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_signed_event_and_quick_reply(signed: HttpServer) -> None:
     def curl(url: str, body: bytes, *headers: str) -> bytes:
         command = ["curl", "-s", "-w", " %{http_code}", url, "--data-binary", "@-"]
@@ -444,10 +442,11 @@ def test_curl_signed_event_and_quick_reply(signed: HttpServer) -> None:
 def test_a_retried_post_runs_once_with_dedup(no_thread_leak: None) -> None:
     """Like go-cqhttp: the POST times out, the same bytes come again; handlers run once."""
     runs: list[str] = []
+    release = threading.Event()
 
     def slow(event: dict[str, Any]) -> dict[str, Any]:
         runs.append(event["message"])
-        time.sleep(0.8)
+        release.wait(10)  # slower than the implementation waits: until the retry is answered
         return {"reply": "late"}
 
     body = json.dumps(MESSAGE).encode()
@@ -457,6 +456,7 @@ def test_a_retried_post_runs_once_with_dedup(no_thread_leak: None) -> None:
             requests.post(srv.url, data=body, headers=JSON, timeout=0.3)
         retry = requests.post(srv.url, data=body, headers=JSON, timeout=5)
         assert retry.status_code == 204  # answered at once, not run again
+        release.set()
         other = json.dumps({**MESSAGE, "message": "new"}).encode()
         assert requests.post(srv.url, data=other, headers=JSON, timeout=5).status_code == 200
         assert srv.duplicates == 1
@@ -472,11 +472,14 @@ def test_without_dedup_every_copy_runs(server: HttpServer) -> None:
 
 def test_dedup_window_expires(no_thread_leak: None) -> None:
     runs: list[dict[str, Any]] = []
+    clock = FakeClock()
     with HttpServer(port=0, dedup=0.3) as srv:
+        assert srv.recent is not None
+        srv.recent.clock = clock
         srv.on("message")(runs.append)
         post(srv, MESSAGE)
         post(srv, MESSAGE)  # within 0.3 s: not run
-        time.sleep(0.4)
+        clock.advance(0.4)
         post(srv, MESSAGE)  # the window has passed: a new event as far as we can tell
     assert len(runs) == 2
 
@@ -487,7 +490,8 @@ def test_a_handler_slower_than_the_implementation_waits_is_logged(
     from onebot_ref import http_server
 
     monkeypatch.setattr(http_server, "PATIENCE", 0.1)
-    server.on("message")(lambda event: time.sleep(0.2))
+    server.registry.clock = clock = FakeClock()  # the handler takes 0.2 s by this clock
+    server.on("message")(lambda event: clock.advance(0.2))
     with caplog.at_level(logging.WARNING, logger="onebot_ref.http_server"):
         assert post(server, MESSAGE).status_code == 204
     assert "go-cqhttp waits 0.1s and then posts the event again" in caplog.text

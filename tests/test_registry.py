@@ -3,9 +3,10 @@
 import json
 import logging
 import threading
+import time
 
 import pytest
-from conftest import load_vectors
+from conftest import FakeClock, load_vectors
 
 from onebot_ref.registry import Registry
 
@@ -163,7 +164,9 @@ def test_close_is_bounded_when_a_handler_hangs(caplog):
     gate = threading.Event()
     reg.add("*", lambda e: gate.wait(10))
     reg.submit({"post_type": "x"})
+    started = time.monotonic()
     reg.close(timeout=0.2)
+    assert time.monotonic() - started < 2.0  # the bound: 0.2 s, and slack for a loaded machine
     assert "still busy" in caplog.text
     gate.set()
 
@@ -230,6 +233,30 @@ def test_drops_are_logged_once_per_interval_with_the_count_since(no_thread_leak,
     dropped = results.count(False)
     assert warnings[1].startswith(
         f"dropped events: {dropped} since the last warning, {dropped + 1}"
+    )
+    gate.set()
+    assert reg.join(5)
+    reg.close()
+
+
+def test_drop_warnings_keep_their_interval_exactly(no_thread_leak, caplog):
+    clock = FakeClock()
+    reg = Registry(workers=1, max_pending=1, clock=clock)
+    gate = threading.Event()
+    reg.add("*", lambda e: gate.wait(5))
+    dropped = [reg.submit({"post_type": "x"}) for _ in range(5)].count(False)  # 3 or 4
+
+    def warnings():
+        return [r.getMessage() for r in caplog.records if "dropped events" in r.getMessage()]
+
+    assert len(warnings()) == 1  # the first drop, at once
+    clock.advance(reg.drop_log_interval - 0.25)
+    assert not reg.submit({"post_type": "x"})
+    assert len(warnings()) == 1  # still within the interval: counted, not logged
+    clock.advance(0.25)
+    assert not reg.submit({"post_type": "x"})
+    assert warnings()[1].startswith(
+        f"dropped events: {dropped + 1} since the last warning, {dropped + 2} in all"
     )
     gate.set()
     assert reg.join(5)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 import websocket
-from conftest import upgrade_request
+from conftest import upgrade_request, wait_until
 from websockets.sync.client import connect as ws_connect
 
 from onebot_ref.errors import ConfigError, NetworkError, OneBotError
@@ -35,13 +35,6 @@ from onebot_ref.ws_server import Bot, WsServer
 
 SERVERS = {"HttpServer": HttpServer, "WsServer": WsServer}
 ACCEPT_THREAD = {"HttpServer": "onebot-http-server-{}", "WsServer": "onebot-ws-{}"}
-
-
-def wait_until(condition: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
-        time.sleep(0.01)
 
 
 def threads_named(name: str) -> list[threading.Thread]:

@@ -12,10 +12,10 @@ import json
 import logging
 import queue
 import threading
-import time
 
 import pytest
 import websocket
+from conftest import wait_until
 
 from onebot_ref import ApiNotAvailable, EncodeError, OneBotError
 from onebot_ref import message as m
@@ -47,13 +47,6 @@ BAD_CALLS = [
 ]  # fmt: skip
 IDS = ["int", "list-of-str", "object", "data-str", "nan-in-segment", "node-content", "inf",
        "int-key", "set"]  # fmt: skip
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def call_with(bot, args, kwargs):

@@ -10,7 +10,6 @@ wsproto), and all four modes against FakeOneBot in ``test_against_fake.py``.
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,13 +31,6 @@ from onebot_ref.ws_server import WsServer
 TOKEN = "令牌-café-你"  # 你 is E4 BD A0: its last byte, read as latin-1, is U+00A0
 WIRE = TOKEN.encode("utf-8")
 EVENT = b'{"time":1,"self_id":10001,"post_type":"meta_event","meta_event_type":"heartbeat"}'
-
-
-def wait_until(condition: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 # -- what cannot travel is refused at construction, everywhere ---------------------

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import trustme
 import wsproto.events as wse
-from conftest import load_vectors
+from conftest import load_vectors, unused_port, wait_until
 from hostile import Peer, RawServer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
@@ -183,20 +183,21 @@ def impls(no_thread_leak):
         impl.stop()
 
 
+def running_client_threads(before: set[threading.Thread]) -> list[str]:
+    """Our client's threads (dialling, receiving, handlers) started since ``before`` and alive."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and t.name.startswith("onebot-")
+    ]
+
+
 def fast(client: WsClient) -> WsClient:
     """Shrink the waits so reconnect tests run in well under a second."""
     client.backoff_initial = 0.02
     client.backoff_max = 0.2
     client.first_frame_wait = 0.3
     return client
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-    return result
 
 
 # -- connecting, calls and events ---------------------------------------------------------
@@ -222,8 +223,8 @@ def test_universal_calls_events_and_calls_from_handlers(impls):
         for event in EVENTS:
             impl.push(event)
         messages = [e for e in EVENTS if e.get("post_type") == "message" and "user_id" in e]
-        wait_for(lambda: len(seen) >= len(EVENTS) + 1)  # + the lifecycle
-        wait_for(
+        wait_until(lambda: len(seen) >= len(EVENTS) + 1)  # + the lifecycle
+        wait_until(
             lambda: sum(r["action"].startswith("send_") for _, r in impl.requests) > len(messages)
         )
     assert seen[0] == LIFECYCLE
@@ -241,7 +242,7 @@ def test_split_endpoints(impls):
         assert bot.self_id == LIFECYCLE["self_id"]
         assert bot.call("get_status")["action"] == "get_status"
         impl.push(EVENTS[1])
-        wait_for(lambda: seen)
+        wait_until(lambda: seen)
     assert sorted(path for path, _ in impl.handshakes) == ["/api", "/event"]
     assert [path for path, _ in impl.requests] == ["/api"]
 
@@ -262,7 +263,7 @@ def test_events_before_and_without_lifecycle(impls):
         assert bot.self_id is None
         impl.push(EVENTS[5])
         impl.push(LIFECYCLE)
-        wait_for(lambda: len(seen) == 2)
+        wait_until(lambda: len(seen) == 2)
     assert seen == [EVENTS[5], LIFECYCLE]
     assert bot.self_id == LIFECYCLE["self_id"]
 
@@ -348,7 +349,7 @@ def test_out_of_order_responses(impls):
         ]
         for n, thread in enumerate(threads):
             thread.start()  # one at a time, so the requests arrive as 0, 1, 2
-            wait_for(lambda n=n: len(held) == n + 1)
+            wait_until(lambda n=n: len(held) == n + 1)
         for thread in threads:
             thread.join(10)
     assert results == {n: {"n": n} for n in range(3)}
@@ -362,11 +363,11 @@ def test_eight_mib_messages_and_max_size(impls):
         bot.on("message")(seen.append)
         assert bot.send_group_msg(1, big)["params"]["message"] == big
         impl.push({**EVENTS[1], "raw_message": big})
-        wait_for(lambda: seen)
+        wait_until(lambda: seen)
         assert seen[0]["raw_message"] == big
         # Over max_size: refused before the payload is read (close 1009), then a reconnect.
         impl.push({**EVENTS[1], "raw_message": big + big})
-        wait_for(lambda: len(impl.handshakes) == 2 and bot.connected)
+        wait_until(lambda: len(impl.handshakes) == 2 and bot.connected)
     assert isinstance(bot.last_error, ProtocolError)
     assert bot.last_error.close_code == 1009
     assert len(seen) == 1
@@ -386,13 +387,15 @@ AUTH_CASES = [
 def test_auth_failure_is_fatal_from_start(impls, refuse, token, says):
     impl = impls(token="right-token", refuse=refuse)
     client = fast(WsClient(impl.url(), access_token=token))
+    before = set(threading.enumerate())
     with pytest.raises(AuthError, match=says) as caught:
         client.start()
+    # Fatal: no thread of the client is left that could dial again (before close() ends them).
+    wait_until(lambda: not running_client_threads(before), 5, "the client's threads ended")
+    assert len(impl.handshakes) == 1
     client.close()
     assert "compare access_token" in str(caught.value)
     assert "wrong-token" not in str(caught.value)  # tokens are masked
-    time.sleep(0.5)
-    assert len(impl.handshakes) == 1
 
 
 @pytest.mark.parametrize(("refuse", "token", "says"), AUTH_CASES)
@@ -448,17 +451,17 @@ def test_server_restart_fails_calls_fast_then_reconnects(impls):
 
         waiter = threading.Thread(target=hang)
         waiter.start()
-        wait_for(lambda: impl.requests)
+        wait_until(lambda: impl.requests)
         started = time.monotonic()
         impl.stop()
         waiter.join(10)
         assert isinstance(outcome[0], NotConnected)
         assert time.monotonic() - started < 10  # far less than the call's 30 s timeout
-        wait_for(lambda: not bot.connected)
+        wait_until(lambda: not bot.connected)
         with pytest.raises(NotConnected):
             bot.get_status()  # at once while disconnected
         again = impls(port=impl.port)
-        wait_for(lambda: bot.connected)
+        wait_until(lambda: bot.connected)
         assert bot.get_status()["action"] == "get_status"
         assert len(again.handshakes) == 1
     finally:
@@ -468,9 +471,9 @@ def test_server_restart_fails_calls_fast_then_reconnects(impls):
 def test_heartbeat_silence_triggers_reconnect(impls):
     impl = impls(heartbeat=0.2, heartbeats=3)
     with fast(WsClient(impl.url())) as bot:
-        wait_for(lambda: len(impl.handshakes) >= 2)
+        wait_until(lambda: len(impl.handshakes) >= 2)
         detected = time.monotonic() - impl.last_heartbeat
-        assert bot.connected or wait_for(lambda: bot.connected)
+        assert bot.connected or wait_until(lambda: bot.connected)
     # 3 x 0.2 s of silence, not less; generous on the upper side for loaded machines.
     assert 0.5 <= detected < 5.0
 
@@ -480,7 +483,11 @@ def test_no_heartbeats_no_watchdog(impls):
     with WsClient(impl.url(), timeout=0.3) as bot:
         with pytest.raises(ApiTimeout):
             bot.get_status()
-        time.sleep(0.5)
+        # An hour of silence by the connection's own clock (the reaper's tick(now)): without
+        # heartbeats there is no promise to break, so nothing cuts the connection.
+        for link in bot._links.values():
+            link.conn.tick(time.monotonic() + 3600)
+            assert link.conn.cut == ""
         assert bot.connected
     assert len(impl.handshakes) == 1
 
@@ -490,7 +497,7 @@ def test_reconnect_false_returns_when_server_closes(impls):
     client = WsClient(impl.url(), reconnect=False)
     thread = threading.Thread(target=client.run_forever)
     thread.start()
-    wait_for(lambda: client.connected)
+    wait_until(lambda: client.connected)
     impl.stop()
     thread.join(10)
     assert not thread.is_alive()
@@ -541,7 +548,7 @@ def test_reconnect_false_returns_when_the_server_vanishes(how, no_thread_leak):
         thread = threading.Thread(target=client.run_forever)
         thread.start()
         try:
-            wait_for(lambda: client.connected)
+            wait_until(lambda: client.connected)
             go.set()
             thread.join(10)
             assert not thread.is_alive()
@@ -604,17 +611,18 @@ def onebot12(no_thread_leak):
 
 def test_a_onebot_12_implementation_stops_start_with_one_sentence(onebot12):
     client = fast(WsClient(onebot12.url))
+    before = set(threading.enumerate())
     with pytest.raises(ProtocolError) as caught:
         client.start()
+    wait_until(lambda: not running_client_threads(before), 5, "the client's threads ended")
     client.close()
     message = str(caught.value)
     assert "speaks OneBot 12 (nonebot-plugin-all4one), not OneBot 11" in message
     assert "switch the implementation to OneBot 11" in message
     assert caught.value.close_code == 1003
-    wait_for(lambda: onebot12.close_codes)
+    wait_until(lambda: onebot12.close_codes)
     assert onebot12.close_codes == [1003]
-    time.sleep(0.3)
-    assert onebot12.handshakes == 1  # stopped: no reconnect loop
+    assert onebot12.handshakes == 1  # stopped, no thread left: no reconnect loop
     with pytest.raises(NotConnected, match=r"stopped: .* OneBot 12"):
         client.get_status()
 
@@ -650,22 +658,22 @@ def test_a_onebot_12_api_only_connection_stops_too(onebot12):
 # -- start(): waiting for an implementation that is not up yet --------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_start_waits_for_an_implementation_that_comes_up_later(impls):
-    port = free_port()
-    later = threading.Timer(0.5, lambda: impls(port=port))
+    port = unused_port()
     client = fast(WsClient(f"ws://127.0.0.1:{port}/"))
+    refused: list[BaseException] = []
+
+    def come_up_after_a_refusal() -> None:  # on cue, not on a timer
+        refused.append(wait_until(lambda: client.last_error, 10, "a first attempt refused"))
+        impls(port=port)
+
+    later = threading.Thread(target=come_up_after_a_refusal)
     started = time.monotonic()
     later.start()
     try:
         client.start()  # waits up to connect_timeout (10 s) by default
         assert client.connected
-        assert 0.4 < time.monotonic() - started < 5
+        assert refused and time.monotonic() - started < 5  # it retried through the refusal
         assert client.get_status()["action"] == "get_status"
     finally:
         later.join()
@@ -673,7 +681,7 @@ def test_start_waits_for_an_implementation_that_comes_up_later(impls):
 
 
 def test_start_gives_up_after_wait_with_the_last_error(caplog, no_thread_leak):
-    client = fast(WsClient(f"ws://127.0.0.1:{free_port()}/"))
+    client = fast(WsClient(f"ws://127.0.0.1:{unused_port()}/"))
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
         with pytest.raises(NetworkError, match=r"still failing after \d+ attempts in 0.5s"):
@@ -709,13 +717,13 @@ def test_start_does_not_wait_out_an_answer_that_will_not_change(impls, status, c
 
 
 def test_close_during_backoff_is_prompt_and_leaves_no_threads(no_thread_leak):
-    client = WsClient(f"ws://127.0.0.1:{free_port()}/", connect_timeout=2)
+    client = WsClient(f"ws://127.0.0.1:{unused_port()}/", connect_timeout=2)
     client.backoff_initial = client.backoff_max = 30.0
     with pytest.raises(NetworkError):
         client.start()  # start() raises the first connect error
     thread = threading.Thread(target=client.run_forever)
     thread.start()
-    wait_for(lambda: client.last_error is not None and client._running)
+    wait_until(lambda: client.last_error is not None and client._running)
     with pytest.raises(NotConnected, match="not connected"):
         client.get_status()
     started = time.monotonic()
@@ -731,12 +739,16 @@ def test_failing_server_backs_off_and_does_not_spam_logs(impls, caplog):
     client.backoff_initial, client.backoff_max = 0.01, 0.08
     thread = threading.Thread(target=client.run_forever)
     with caplog.at_level(logging.WARNING, logger="onebot_ref.ws_client"):
+        started = time.monotonic()
         thread.start()
-        time.sleep(1.5)
+        wait_until(lambda: len(impl.handshakes) >= 12, 10, "12 attempts")
+        took = time.monotonic() - started
         client.close()
         thread.join(5)
     attempts = len(impl.handshakes)
-    assert 5 <= attempts <= 1.5 / (0.08 * 0.5) + 10  # the capped backoff bounds the rate
+    # The capped backoff bounds the rate: each pause is at least half its ceiling (the jitter),
+    # 0.02, 0.04, then 0.08 (the cap): the 11 pauses between 12 attempts last 0.39 s at least.
+    assert took >= 0.5 * (0.02 + 0.04 + 9 * 0.08), took
     warnings = [r.getMessage() for r in caplog.records if r.name == "onebot_ref.ws_client"]
     assert 1 <= len(warnings) <= 1 + attempts // client.log_every
     assert "HTTP 503" in warnings[0]
@@ -755,7 +767,7 @@ def test_close_from_inside_a_handler(impls):
     with bot:
         impl.push(EVENTS[1])
         assert closed.wait(10)
-        wait_for(lambda: not bot.connected)
+        wait_until(lambda: not bot.connected)
 
 
 def test_event_only_client_says_why_calls_fail(impls):
@@ -764,7 +776,7 @@ def test_event_only_client_says_why_calls_fail(impls):
     bot = WsClient(event_url=impl.url("/event"))
     bot.on("*")(seen.append)
     with bot:
-        wait_for(lambda: seen)
+        wait_until(lambda: seen)
         with pytest.raises(NotConnected, match="api_url"):
             bot.get_status()
     assert bot.self_id == LIFECYCLE["self_id"]
@@ -834,7 +846,7 @@ def test_frames_in_the_same_segment_as_the_101_are_not_lost(tls, no_thread_leak)
     bot = WsClient(f"{scheme}://127.0.0.1:{port}/", ssl_context=client_context, reconnect=False)
     bot.on("*")(seen.append)
     with bot:
-        wait_for(lambda: len(seen) == len(events))
+        wait_until(lambda: len(seen) == len(events))
     assert sorted(json.dumps(e, sort_keys=True) for e in seen) == sorted(
         json.dumps(e, sort_keys=True) for e in events
     )
@@ -968,7 +980,7 @@ def test_run_forever_after_start_waits_for_that_loop_then_closes(impls):
     runner = threading.Thread(target=run)
     runner.start()
     try:
-        wait_for(lambda: "onebot-ws-client-hooks" in client_threads())
+        wait_until(lambda: "onebot-ws-client-hooks" in client_threads())
         assert runner.is_alive() and bot.connected
         assert client_threads().count("onebot-ws-client") == 1
     finally:
@@ -986,7 +998,7 @@ def test_run_forever_closes_what_it_started_on_return(impls):
     client.on("*")(lambda event: seen.append(event["post_type"]))
     runner = threading.Thread(target=client.run_forever)
     runner.start()
-    wait_for(lambda: len(seen) == 2)  # the hook, and the lifecycle event's handler
+    wait_until(lambda: len(seen) == 2)  # the hook, and the lifecycle event's handler
     impl.stop()  # the connection ends; reconnect=False: run_forever returns
     runner.join(10)
     assert not runner.is_alive()
@@ -1010,7 +1022,7 @@ def test_hooks_take_the_client_run_in_order_on_their_own_thread_and_may_call_the
 
     client = fast(WsClient(impl.url(), on_connect=on_connect, on_disconnect=on_disconnect))
     with caplog.at_level(logging.ERROR, logger="onebot_ref.ws_client"), client:
-        wait_for(lambda: len(events) >= 3)
+        wait_until(lambda: len(events) >= 3)
     assert events[:3] == [
         ("up", "onebot-ws-client-hooks", 424242),
         ("down", "onebot-ws-client-hooks", NetworkError),  # silent past 3 heartbeats
@@ -1070,7 +1082,7 @@ def test_backoff_between_real_attempts_follows_the_injected_rng(no_thread_leak):
     runner = threading.Thread(target=client.run_forever)
     try:
         runner.start()
-        wait_for(lambda: len(arrivals) >= 5)
+        wait_until(lambda: len(arrivals) >= 5)
     finally:
         client.close()
         runner.join(5)
@@ -1128,7 +1140,7 @@ def test_ping_interval_keeps_a_server_that_answers(no_thread_leak):
     with RawServer(silent_peer(True, counts)) as impl:
         client = WsClient(impl.url, ping_interval=0.2, first_frame_wait=0)
         with client:
-            wait_for(lambda: counts["pongs"] >= 5)  # 1 s: more than the 0.6 s of silence allowed
+            wait_until(lambda: counts["pongs"] >= 5)  # 1 s: more than the 0.6 s of silence allowed
             assert client.connected and client.connects == 1
     assert counts.get("closed") == 1000
 
@@ -1186,7 +1198,7 @@ def test_close_is_prompt_when_the_server_answers(impls):
     started = time.monotonic()
     client.close()
     assert time.monotonic() - started < 2.0
-    wait_for(lambda: impl.close_codes)
+    wait_until(lambda: impl.close_codes)
     assert impl.close_codes == [1000]
 
 
@@ -1201,4 +1213,4 @@ def test_close_from_inside_a_hook(impls):
     client = WsClient(impl.url(), on_connect=on_connect).start()
     assert closed.wait(10)
     assert not client.connected
-    wait_for(lambda: "onebot-ws-client-hooks" not in client_threads())
+    wait_until(lambda: "onebot-ws-client-hooks" not in client_threads())

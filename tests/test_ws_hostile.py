@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import wait_until
 from hostile import Peer, RawServer
 
 from onebot_ref import ProtocolError, Registry
@@ -36,14 +37,6 @@ LIFECYCLE = {
     "meta_event_type": "lifecycle",
     "sub_type": "connect",
 }
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-    return result
 
 
 def message(text: str, self_id: int = 10001) -> dict[str, Any]:
@@ -124,7 +117,7 @@ def test_client_refuses_a_control_frame_announcing_a_terabyte_from_its_header(
         conn = one_connection(impl.url)
         assert conn.ended(10), "the client is still reading the announced payload"
         assert time.monotonic() - started < 3
-        (sent,) = wait_for(lambda: impl.results)
+        (sent,) = wait_until(lambda: impl.results)
     assert impl.peers[0].close_code == 1002
     assert sent < 16 * MiB  # what the socket buffers hold, not what was announced
     (reason,) = conn.reasons
@@ -159,7 +152,7 @@ def test_client_closes_1009_on_endless_empty_continuations(one_connection):
     ) as impl:
         conn = one_connection(impl.url)
         assert conn.ended(10), "the client is still taking empty fragments"
-        (sent,) = wait_for(lambda: impl.results)
+        (sent,) = wait_until(lambda: impl.results)
     assert impl.peers[0].close_code == 1009
     assert sent < 16 * MiB  # 65,536 frames of 2 bytes, plus what the socket buffers held
     (reason,) = conn.reasons
@@ -216,7 +209,7 @@ def test_client_joins_many_fragments_in_linear_time(one_connection):
 
     with RawServer(script) as impl:
         one_connection(impl.url, on_message=lambda event: arrived.set())
-        (times,) = wait_for(lambda: impl.results, timeout=60)
+        (times,) = wait_until(lambda: impl.results, timeout=60)
     assert isinstance(times, tuple), times
     assert_linear(*times)
 
@@ -243,7 +236,7 @@ def test_client_closes_1007_on_text_that_is_not_utf8(one_connection):
     with RawServer(script) as impl:
         conn = one_connection(impl.url)
         assert conn.ended(10)
-        wait_for(lambda: impl.results)
+        wait_until(lambda: impl.results)
     assert impl.peers[0].close_code == 1007
     (reason,) = conn.reasons
     assert isinstance(reason, ProtocolError) and reason.close_code == 1007
@@ -300,7 +293,7 @@ def test_client_takes_any_heartbeat_interval(interval, seconds, one_connection, 
         conn = one_connection(impl.url, on_message=seen.put)
         assert seen.get(timeout=5)["message"] == "still here"
         assert conn.client._links["universal"].interval == seconds
-        wait_for(lambda: conn.client.connected)
+        wait_until(lambda: conn.client.connected)
         assert len(impl.peers) == 1 and conn.thread.is_alive()
         conn.close()
     assert not thread_errors
@@ -349,7 +342,7 @@ def test_client_closes_1011_on_an_unexpected_error(one_connection, thread_errors
         with RawServer(script) as impl:
             conn = one_connection(impl.url, registry=registry)
             assert conn.ended(10)
-            wait_for(lambda: impl.results)
+            wait_until(lambda: impl.results)
     finally:
         registry.close()
     assert impl.peers[0].close_code == 1011

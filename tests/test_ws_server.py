@@ -17,7 +17,7 @@ import pytest
 import websocket
 import wsproto
 import wsproto.events as wse
-from conftest import load_vectors, upgrade_request
+from conftest import load_vectors, served, upgrade_request, wait_until
 from hostile import Peer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
@@ -29,13 +29,6 @@ from onebot_ref.ws_server import Connection, WsServer
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
 STANDARD = {"connection", "upgrade", "sec-websocket-version", "sec-websocket-key", "host"}
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def event(self_id=10001, text="hi", **extra):
@@ -311,8 +304,8 @@ def test_hooks_once_per_bot_across_split_connections_and_replacement():
         api.thread.join(10)
         assert api.close_code == 1000
         events.close()  # the API connection still holds the bot
-        time.sleep(0.3)
-        assert log.empty()
+        wait_until(lambda: served(srv) == 1, 10, "the event connection gone")
+        assert srv.bots == ["1963185901"] and log.empty()
         replacement.close()
         kind, self_id, thread = log.get(timeout=10)
         assert (kind, self_id) == ("disconnect", "1963185901")
@@ -334,8 +327,8 @@ def test_hooks_call_the_bot_and_see_learned_ids_and_close(caplog):
     with WsServer(port=0, timeout=10, on_connect=greet, on_disconnect=boom) as srv:
         impl = Impl(srv.url, ["User-Agent: no self id"])
         try:
-            time.sleep(0.2)
-            assert seen.empty()  # no self_id yet: not a bot yet
+            wait_until(lambda: served(srv) == 1, 10, "the connection served")
+            assert srv.bots == [] and seen.empty()  # no self_id yet: not a bot yet
             impl.send(event(self_id=4242))
             assert seen.get(timeout=10) == "get_login_info"
         finally:
@@ -369,7 +362,7 @@ def test_two_accounts_in_one_group_reply_once_with_dedup():
                 impl.send(event(self_id=n, message_type="group", group_id=9, message_id=n * 7))
             wait_until(lambda: registry.duplicates == 1)
             wait_until(lambda: sum(impl.requests.qsize() for impl in bots.values()) == 1)
-            time.sleep(0.3)  # and no second reply follows
+            assert registry.join(5)  # every event handled: no second reply can follow
             replies = [
                 impl.requests.get_nowait() for impl in bots.values() if impl.requests.qsize()
             ]
@@ -403,8 +396,10 @@ def test_pending_call_fails_fast_on_disconnect(server):
     caller = threading.Thread(target=lambda: result.put(_catch(server.get_status)))
     caller.start()
     impl.requests.get(timeout=10)
+    started = time.monotonic()
     impl.close()  # the call's timeout is 10 s: only fail-fast raises NotConnected
     caller.join(15)
+    assert time.monotonic() - started < 5  # fast: well before the call's own timeout
     error = result.get(timeout=1)
     assert isinstance(error, NotConnected) and not isinstance(error, ApiTimeout)
     wait_until(lambda: server.bots == [])
@@ -724,10 +719,8 @@ def test_a_burst_of_connections_waits_in_the_listen_backlog():
                         pass
                 return done
 
-            deadline = time.monotonic() + 0.5  # well under the first SYN retransmit (1 s)
-            while (done := connected()) < burst and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert done == burst, f"{burst - done} of {burst} connections wait outside the backlog"
+            # Within 0.5 s, well under the first SYN retransmit (1 s): none waits outside the backlog.
+            wait_until(lambda: connected() == burst, 0.5, f"all {burst} connections in the backlog")
         finally:
             gate.set()
             for sock in socks:
