@@ -43,6 +43,7 @@ from .._auth import check_token
 from .._tls import client_context, server_context
 from ..errors import DecodeError
 from ..http_client import use_ssl_context
+from ._extended import extras
 from ._http import FakeHttpApi
 from ._world import World
 
@@ -117,6 +118,7 @@ class FakeOneBot:
         verify: bool = True,
     ) -> None:
         self.world = World(self_id, flavor=flavor, message_format=message_format)
+        extras(self.world).emit = self.push  # the notices actions cause (a poke) reach the bot
         self.flavor = flavor
         self.access_token = codec.valid_token(access_token)
         self.heartbeat_interval = heartbeat_interval

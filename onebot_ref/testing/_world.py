@@ -33,6 +33,8 @@ from ..message import normalize, parse_cq, plain_text, to_cq
 __all__ = ["FLAVORS", "World"]
 
 FLAVORS = ("spec", "go-cqhttp", "napcat")
+# Actions ACTIONS answers but a flavour lacks (it answers them as unknown); _extended fills it.
+LACKING: dict[str, frozenset[str]] = {}
 KEEP = 10_000  # messages, calls and sends remembered: a long-running fake stays bounded
 
 Response = dict[str, Any]
@@ -52,6 +54,18 @@ class ParamError(Exception):
     """A missing or invalid action parameter (retcode 100, NapCat 1400/400)."""
 
 
+class ActionRefused(Exception):
+    """The action is well formed but cannot be done (an unknown request flag).
+
+    go-cqhttp answers ``Failed(100, code, text)``; NapCat's action throws, and
+    ``OneBotAction`` answers the thrown message with retcode 200 (HTTP) or 1200 (WS).
+    """
+
+    def __init__(self, text: str, code: str) -> None:
+        self.code = code
+        super().__init__(text)
+
+
 def _int(params: dict[str, Any], key: str) -> int:
     value = params.get(key)
     if isinstance(value, bool) or value is None:
@@ -60,6 +74,14 @@ def _int(params: dict[str, Any], key: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise ParamError(f"parameter {key} is not a number: {value!r}") from None
+
+
+def _chat(message: dict[str, Any]) -> dict[str, Any]:
+    """Where a stored message was said: its ``group_id``, else the friend as ``target_id``
+    (NapCat's name); message history reads it."""
+    if "group_id" in message:
+        return {"group_id": message["group_id"]}
+    return {"target_id": message["user_id"]}
 
 
 def _bool(params: dict[str, Any], key: str, default: bool) -> bool:
@@ -171,7 +193,7 @@ class World:
                 return {"status": "async", "retcode": 1, "data": None}
             action = base  # go-cqhttp strips the suffix and runs it synchronously
         method = ACTIONS.get(action)
-        if method is None:
+        if method is None or action in LACKING.get(self.flavor, ()):
             return self.not_found(action, transport)
         try:
             return method(self, params)
@@ -181,6 +203,10 @@ class World:
             return self.failed(100, str(exc), "PARAM_ERROR")
         except LookupError as exc:
             return self.failed(100, f"not found: {exc}", "NOT_FOUND")
+        except ActionRefused as exc:
+            if self.flavor == "napcat":  # OneBotAction's answer to a thrown Error
+                return self.failed(200 if transport == "http" else 1200, str(exc))
+            return self.failed(100, str(exc), exc.code)
 
     def _send(self, params: dict[str, Any], message_type: str) -> Response:
         message = params.get("message")
@@ -208,7 +234,7 @@ class World:
             self.messages[message_id] = {
                 "time": int(time.time()), "message_type": message_type, "message_id": message_id,
                 "real_id": message_id, "message": segments,
-                "sender": {"user_id": self.self_id, "nickname": self.nickname},
+                "sender": {"user_id": self.self_id, "nickname": self.nickname}, **_chat(record),
             }  # fmt: skip
             self._forget_old_messages()
         with self.sent_changed:
@@ -308,7 +334,7 @@ class World:
             self.messages[message_id] = {
                 "time": event["time"], "message_type": event["message_type"],
                 "message_id": message_id, "real_id": message_id, "message": segments,
-                "sender": sender,
+                "sender": sender, **_chat(event),
             }  # fmt: skip
             self._forget_old_messages()
         return event
