@@ -33,8 +33,6 @@ from ..message import normalize, parse_cq, plain_text, to_cq
 __all__ = ["FLAVORS", "World"]
 
 FLAVORS = ("spec", "go-cqhttp", "napcat")
-# Actions ACTIONS answers but a flavour lacks (it answers them as unknown); _extended fills it.
-LACKING: dict[str, frozenset[str]] = {}
 KEEP = 10_000  # messages, calls and sends remembered: a long-running fake stays bounded
 
 Response = dict[str, Any]
@@ -480,6 +478,10 @@ ACTIONS: dict[str, Callable[[World, dict[str, Any]], Response]] = {
     "clean_cache": _done,
     ".handle_quick_operation": _quick,
 }
+
+# Actions ACTIONS answers but a flavour lacks: it answers them as its unknown
+# action (ApiNotAvailable). _extended.py adds its actions to both tables.
+LACKING: dict[str, frozenset[str]] = {}
 
 
 def _trim(records: list[Any]) -> None:
