@@ -444,9 +444,9 @@ class OneBotApi(abc.ABC):
         """Recent messages of a group, oldest first: ``{"messages": [message events]}``.
 
         ``message_seq`` is the newest message to return (None: the latest);
-        NapCat takes a message id there. go-cqhttp ignores ``count`` (it
-        answers 20); Lagrange names the anchor ``message_id``: pass
-        ``message_id=...``. go-cqhttp, NapCat, Lagrange, LLOneBot.
+        NapCat takes a message id there. go-cqhttp ignores ``count``;
+        Lagrange names the anchor ``message_id``: pass ``message_id=...``.
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
         """
         params: dict[str, Any] = {"group_id": group_id, "count": count}
         if message_seq is not None:
