@@ -308,3 +308,41 @@ def test_an_admin_only_action_as_a_plain_member_fails_like_the_implementation(
     s.fake.world.groups[GROUP]["members"][10001]["role"] = "admin"  # promoted: now it may
     s.bot.set_essence_msg(said)
     assert [e["message_id"] for e in s.bot.get_essence_msg_list(GROUP)] == [said]
+
+
+def test_the_worlds_rules_for_files_folders_and_forwards() -> None:
+    """What the socket tests leave out, on the World itself (no transport involved)."""
+    fake = FakeOneBot(flavor="napcat")
+    world = fake.world
+    try:
+        up = world.handle("upload_group_file", {"group_id": GROUP, "file": "/a", "name": "a"})
+        assert up is not None and up["status"] == "ok"
+        file_id = up["data"]["file_id"]
+        # Someone else's file: as a plain member the bot may not delete it; its own, it may.
+        extras(world).files[GROUP][file_id][1]["uploader"] = MEMBER
+        world.groups[GROUP]["members"][10001]["role"] = "member"
+        refused = world.handle("delete_group_file", {"group_id": GROUP, "file_id": file_id})
+        assert refused is not None and (refused["retcode"], refused["message"]) == (
+            1200,
+            "删除群文件失败,权限不足",
+        )
+        extras(world).files[GROUP][file_id][1]["uploader"] = 10001
+        done = world.handle("delete_group_file", {"group_id": GROUP, "file_id": file_id})
+        assert done is not None and done["status"] == "ok"
+
+        refusals: list[tuple[str, dict[str, Any]]] = [
+            ("upload_group_file", {"group_id": GROUP, "file": "/a", "name": "a", "folder": "/no"}),
+            ("get_group_files_by_folder", {"group_id": GROUP, "folder_id": "/no"}),
+            ("get_group_root_files", {"group_id": 39999}),
+            ("get_group_msg_history", {"group_id": GROUP, "message_seq": 987654}),
+            ("send_group_forward_msg", {"group_id": 39999, "messages": [m.node(1)]}),
+            ("send_group_forward_msg", {"group_id": GROUP, "messages": [m.node(987654)]}),
+        ]
+        for action, params in refusals:
+            answer = world.handle(action, params, "http")
+            assert answer is not None and answer["status"] == "failed", action
+        bad = world.handle("send_group_forward_msg", {"group_id": GROUP, "messages": []}, "http")
+        assert bad is not None and bad["retcode"] == 400  # NapCat: a parameter error
+        assert "fwd-1" in world.forwards and len(world.forwards) == 1  # nothing half-stored
+    finally:
+        fake.close()

@@ -189,16 +189,18 @@ def _nodes(world: World, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _send_forward(world: World, params: dict[str, Any], message_type: str) -> Response:
+    """Store the nodes under a new forward id, then send that id to the chat as a message."""
+    target = "group_id" if message_type == "group" else "user_id"
+    chat = _int(params, target)
+    if message_type == "group":
+        _known(world.groups, chat, "group")
     nodes = _nodes(world, params)
     forward_id = f"fwd-{next(extras(world).ids)}"
     with world._lock:
         world.forwards[forward_id] = nodes
         _bound(world.forwards)
-    target = "group_id" if message_type == "group" else "user_id"
-    sent = world._send(
-        {target: params.get(target), "message": [{"type": "forward", "data": {"id": forward_id}}]},
-        message_type,
-    )
+    forward = [{"type": "forward", "data": {"id": forward_id}}]
+    sent = world._send({target: chat, "message": forward}, message_type)
     if sent["status"] != "ok":
         return sent
     key = "res_id" if world.flavor == "napcat" else "forward_id"
