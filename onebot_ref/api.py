@@ -25,8 +25,8 @@ is not JSON or ``message`` is not a message (see :func:`codec.encode_request`).
 The extended actions that go-cqhttp introduced and NapCat, Lagrange and
 LLOneBot kept (forwarded messages, history, group files, essence, notices,
 reactions, pokes…) are written out too, after the standard ones; each
-docstring says which implementations have it (the table is
-:data:`EXTENDED_ACTIONS`). Anything else goes through ``call("action_name", ...)``.
+docstring says which implementations have it, and :data:`EXTENDED_ACTIONS`
+maps each method to its action. Anything else goes through ``call("action_name", ...)``.
 """
 
 import abc
