@@ -115,7 +115,11 @@ _EXTRAS_LOCK = threading.Lock()
 
 
 def extras(world: World) -> Extras:
-    """The extended state of ``world``, made on first use."""
+    """The extended state of ``world``, made on first use.
+
+    Kept beside the world rather than in it, so that ``_world.py`` stays the
+    standard actions and this module the extensions; it lives as long as the world.
+    """
     with _EXTRAS_LOCK:
         found = _EXTRAS.get(world)
         if found is None:
@@ -422,11 +426,13 @@ def _emoji_like(world: World, params: dict[str, Any]) -> Response:
         raise ParamError("parameter emoji_id is missing")
     state = extras(world)
     with state.lock:
-        users = state.reactions.setdefault(message_id, {}).setdefault(emoji_id, set())
+        emojis = state.reactions.setdefault(message_id, {})
+        users = emojis.setdefault(emoji_id, set())
         if _bool(params, "set", True):
             users.add(world.self_id)
         else:
             users.discard(world.self_id)
+        _bound(emojis)
         _bound(state.reactions)
     return world.ok()
 
