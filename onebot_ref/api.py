@@ -25,8 +25,9 @@ is not JSON or ``message`` is not a message (see :func:`codec.encode_request`).
 The extended actions that go-cqhttp introduced and NapCat, Lagrange and
 LLOneBot kept (forwarded messages, history, group files, essence, notices,
 reactions, pokes…) are written out too, after the standard ones; each
-docstring says which implementations have it, and :data:`EXTENDED_ACTIONS`
-maps each method to its action. Anything else goes through ``call("action_name", ...)``.
+docstring says which implementations have it (:data:`EXTENDED_SUPPORT`), and
+:data:`EXTENDED_ACTIONS` maps each method to its action. Anything else goes
+through ``call("action_name", ...)``.
 """
 
 import abc
@@ -49,7 +50,13 @@ from ._types import (
 from .errors import ConfigError, EncodeError
 from .message import normalize, text, validate
 
-__all__ = ["EXTENDED_ACTIONS", "STANDARD_ACTIONS", "OneBotApi", "merge_params"]
+__all__ = [
+    "EXTENDED_ACTIONS",
+    "EXTENDED_SUPPORT",
+    "STANDARD_ACTIONS",
+    "OneBotApi",
+    "merge_params",
+]
 
 Message = str | dict[str, Any] | list[Any]
 Id = int | str
@@ -692,3 +699,22 @@ EXTENDED_ACTIONS = {
         "get_online_clients ocr_image"
     ).split()
 } | {"send_group_notice": "_send_group_notice", "get_group_notice": "_get_group_notice"}
+
+# Who answers each extended action, read from their action tables (Mrs4s/go-cqhttp
+# modules/api/api.go and coolq/api.go, NapNeko/NapCatQQ src/onebot/action/router.ts,
+# LagrangeDev/Lagrange.Core Lagrange.OneBot/Core/Operation/**, LLOneBot
+# src/onebot11/action/types.ts); an implementation not named answers "not found"
+# (ApiNotAvailable). FakeOneBot's flavours follow it.
+_ALL = frozenset({"go-cqhttp", "napcat", "lagrange", "llonebot"})
+EXTENDED_SUPPORT: dict[str, frozenset[str]] = {
+    action: _ALL for action in EXTENDED_ACTIONS.values()
+} | {
+    "get_friend_msg_history": _ALL - {"go-cqhttp"},
+    "set_msg_emoji_like": _ALL - {"go-cqhttp"},
+    "group_poke": _ALL - {"go-cqhttp"},
+    "friend_poke": _ALL - {"go-cqhttp"},
+    "set_group_portrait": _ALL - {"llonebot"},
+    "get_group_system_msg": _ALL - {"lagrange"},
+    "set_qq_profile": _ALL - {"lagrange"},
+    "get_online_clients": frozenset({"go-cqhttp", "napcat"}),
+}

@@ -1,10 +1,17 @@
 """api: the method table against the spec's action list, and what each method sends."""
 
 import inspect
+import re
 
 import pytest
 
-from onebot_ref.api import EXTENDED_ACTIONS, STANDARD_ACTIONS, OneBotApi, merge_params
+from onebot_ref.api import (
+    EXTENDED_ACTIONS,
+    EXTENDED_SUPPORT,
+    STANDARD_ACTIONS,
+    OneBotApi,
+    merge_params,
+)
 from onebot_ref.errors import ApiNotAvailable, ConfigError, EncodeError
 
 
@@ -217,10 +224,18 @@ def test_the_26_extended_actions_the_issue_names_have_a_method_each() -> None:
     ).split()
     assert sorted(EXTENDED_ACTIONS.values()) == sorted(named)
     assert not set(EXTENDED_ACTIONS) & set(STANDARD_ACTIONS)
-    for method in EXTENDED_ACTIONS:
-        doc = getattr(OneBotApi, method).__doc__
-        # Each says who has it: at least one implementation by name.
-        assert any(who in doc for who in ("go-cqhttp", "NapCat", "Lagrange", "LLOneBot")), method
+    assert set(EXTENDED_SUPPORT) == set(named)
+
+
+@pytest.mark.parametrize("method", sorted(EXTENDED_ACTIONS))
+def test_each_extended_docstring_names_who_has_it_and_who_lacks_it(method: str) -> None:
+    names = {"go-cqhttp": "go-cqhttp", "napcat": "NapCat", "lagrange": "Lagrange",
+             "llonebot": "LLOneBot"}  # fmt: skip
+    doc = " ".join(getattr(OneBotApi, method).__doc__.split())
+    for impl, name in names.items():
+        lacks = re.search(rf"{name}[^.;]*\black", doc) is not None
+        assert name in doc or "All four" in doc, (method, name)
+        assert lacks == (impl not in EXTENDED_SUPPORT[EXTENDED_ACTIONS[method]]), (method, name)
 
 
 @pytest.mark.parametrize("method", sorted(EXTENDED_ACTIONS))

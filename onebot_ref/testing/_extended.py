@@ -50,6 +50,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ..api import EXTENDED_SUPPORT
 from ..errors import DecodeError
 from ..message import normalize, to_cq
 from ._world import (
@@ -66,10 +67,6 @@ from ._world import (
 
 __all__ = ["Extras", "extras"]
 
-# NT-era actions go-cqhttp (Mrs4s/go-cqhttp modules/api/api.go) never had.
-GO_CQHTTP_LACKS = frozenset(
-    {"get_friend_msg_history", "set_msg_emoji_like", "group_poke", "friend_poke"}
-)
 ROOT = "/"
 FOLDER = {"folder_id": "/folder-1", "folder_name": "资料"}  # every group's one folder
 BUSID = 102  # go-cqhttp's busid of ordinary group files
@@ -554,4 +551,11 @@ EXTENDED: dict[str, Callable[[World, dict[str, Any]], Response]] = {
 }
 
 ACTIONS.update(EXTENDED)
-LACKING["go-cqhttp"] = GO_CQHTTP_LACKS
+# What go-cqhttp and NapCat lack, as api.EXTENDED_SUPPORT records it: go-cqhttp
+# the four NT-era actions, NapCat none. The spec flavour answers them all.
+LACKING.update(
+    {
+        flavor: frozenset(a for a, who in EXTENDED_SUPPORT.items() if flavor not in who)
+        for flavor in ("go-cqhttp", "napcat")
+    }
+)
