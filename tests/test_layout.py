@@ -12,7 +12,7 @@ import onebot_ref
 PACKAGE = pathlib.Path(onebot_ref.__file__).parent
 PURE = [
     "errors", "codec", "message", "registry", "api", "framer",
-    "_dedup", "_calls", "_http_head", "_auth", "_ws_protocol",
+    "_dedup", "_calls", "_http_head", "_auth", "_ws_protocol", "_types",
 ]  # fmt: skip
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 MODULES = sorted(  # dotted names under onebot_ref: "ws_server", "testing", "testing._fake"...
