@@ -34,7 +34,7 @@ goes through ``call("action_name", ...)``.
 """
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from ._types import (
@@ -60,7 +60,8 @@ from .message import normalize, text, validate
 
 __all__ = ["STANDARD_ACTIONS", "OneBotApi", "merge_params"]
 
-Message = str | dict[str, Any] | list[Any]
+# What message.validate accepts: a CQ string, one segment, or a list (or tuple) of segments.
+Message = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 Id = int | str
 
 
