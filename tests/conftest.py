@@ -23,7 +23,9 @@ def load_vectors(kind: str | None = None) -> list[dict[str, Any]]:
     return [v for v in vectors if kind is None or v["kind"] == kind]
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "the condition") -> T:
+def wait_until(
+    predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "the condition"
+) -> T:
     """Poll ``predicate`` until it returns something true, and return that.
 
     The one wait of the suite: a bounded poll with a deadline, never a fixed
