@@ -67,7 +67,7 @@ class TunedHandler(BaseHTTPRequestHandler):
 
 def serve(kind: str) -> None:
     """Bind port 0, print the port, serve until stdin closes."""
-    threading.Thread(target=lambda: (sys.stdin.read(), os_exit()), daemon=True).start()
+    threading.Thread(target=lambda: (sys.stdin.read(), os_exit()), daemon=True).start()  # type: ignore[func-returns-value]  # two steps in a lambda
     if kind == "onebot_ref":
         from onebot_ref.http_server import HttpServer
 
@@ -207,7 +207,7 @@ def caller_rates(port: int, seconds: float, rounds: int = 3) -> dict[str, float]
     from onebot_ref.http_client import HttpClient
 
     base = f"http://127.0.0.1:{port}"
-    params = {"user_id": 42, "message": "hello 你好", "auto_escape": False}
+    params: dict[str, Any] = {"user_id": 42, "message": "hello 你好", "auto_escape": False}
     client = HttpClient(base)
     session = requests.Session()
     headers = {"Content-Type": "application/json"}
