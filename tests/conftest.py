@@ -81,6 +81,15 @@ def unused_port() -> int:
     raise AssertionError(f"no free port below {low} after 100 tries")
 
 
+def echoed(data: Any) -> Any:
+    """The action a test's implementation echoed back as its answer's data.
+
+    Our peers answer every call with ``{"action": ..., "params": ...}`` as data, which no
+    standard result type has (the API methods return TypedDicts): this reads it untyped.
+    """
+    return data["action"]
+
+
 def served(server: Any) -> int:
     """How many connections one of our servers (WsServer, HttpServer) is serving right now.
 

@@ -6,13 +6,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import requests
-from conftest import load_vectors, unused_port
+from conftest import echoed, load_vectors, unused_port
 from websockets.sync.server import serve as ws_serve
 
 from onebot_ref import codec
@@ -30,11 +30,6 @@ from onebot_ref.http_client import HttpClient
 from onebot_ref.ws_server import WsServer
 
 Script = Callable[["FakeApiHandler", bytes], object]
-
-
-def echoed(data: Mapping[str, Any]) -> Any:
-    """The action this module's fake names in its answer's data (no standard result has it)."""
-    return data["action"]
 
 
 class FakeApiHandler(BaseHTTPRequestHandler):
