@@ -81,13 +81,13 @@ def unused_port() -> int:
     raise AssertionError(f"no free port below {low} after 100 tries")
 
 
-def echoed(data: Any) -> Any:
-    """The action a test's implementation echoed back as its answer's data.
+def echoed(data: Any, key: str = "action") -> Any:
+    """The action (or its ``params``) a test's implementation echoed back as its answer's data.
 
     Our peers answer every call with ``{"action": ..., "params": ...}`` as data, which no
     standard result type has (the API methods return TypedDicts): this reads it untyped.
     """
-    return data["action"]
+    return data[key]
 
 
 def served(server: Any) -> int:
