@@ -106,7 +106,7 @@ def serve_websockets(port: int) -> None:
 def serve_aiocqhttp(port: int) -> None:
     import logging
 
-    from aiocqhttp import CQHttp  # type: ignore[import-untyped]  # it ships no types
+    from aiocqhttp import CQHttp
 
     logging.disable(logging.INFO)
     bot = CQHttp()

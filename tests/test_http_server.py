@@ -28,7 +28,7 @@ SIGNED_BODY = (
 )
 SIGNATURE = "sha1=7758adebaa151001028d0affd2ec057493c8c679"
 
-MESSAGE = {
+MESSAGE: dict[str, Any] = {
     "time": 1700000000,
     "self_id": 10001,
     "post_type": "message",

@@ -17,6 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import requests
@@ -291,7 +292,12 @@ def test_http_server_over_https_with_requests_curl_and_fake(
     got = []
     # a lambda that records, then answers: mypy flags the None of append()
     server.on("message")(lambda e: got.append(e) or {"reply": "ok"})  # type: ignore[func-returns-value]
-    event = {"post_type": "message", "message_type": "private", "user_id": 1, "message": "hi"}
+    event: dict[str, Any] = {
+        "post_type": "message",
+        "message_type": "private",
+        "user_id": 1,
+        "message": "hi",
+    }
     try:
         assert server.url == url_of("https", host, server.port)
         # requests, verifying with the CA file

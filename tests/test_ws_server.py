@@ -86,7 +86,8 @@ class Impl:
 def ws_client(url: str, self_id: int | str) -> ClientConnection:
     """A ``websockets`` sync client dialing as bot ``self_id``; the caller closes it."""
     client = ws_connect(url, additional_headers={"X-Self-ID": str(self_id)}, open_timeout=10)
-    return client.__enter__()  # websockets >= 15 warns unless connect() is "entered"
+    client.__enter__()  # websockets >= 15 warns unless connect() is "entered"
+    return client
 
 
 def headers_for(self_id: int | str, role: str = "Universal", token: str | None = None) -> list[str]:
