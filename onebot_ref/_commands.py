@@ -212,6 +212,21 @@ def _segments(event: dict[str, Any]) -> list[Segment]:
         return []
 
 
+def check_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names``, if each is one word.
+
+    Raises:
+        ConfigError: a name that is empty or holds whitespace.
+    """
+    for name in names:
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise ConfigError(
+                f"command name {name!r} must be one word (no spaces); "
+                "the rest of the message is the arguments"
+            )
+    return names
+
+
 class Command:
     """A registered command: its names, prefixes, usage line, filter and handler.
 
@@ -231,13 +246,7 @@ class Command:
         usage: str | None = None,
         reply: Reply | None = None,
     ) -> None:
-        for name in names:
-            if not name or name != name.strip() or any(c.isspace() for c in name):
-                raise ConfigError(
-                    f"command name {name!r} must be one word (no spaces); "
-                    "put the rest in the arguments"
-                )
-        self.names = names
+        self.names = check_names(names)
         self.handler = handler
         self.filter = filter
         self.prefixes = prefixes

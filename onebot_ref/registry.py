@@ -52,7 +52,15 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-from ._commands import Command, CommandHandler, Filter, Filtered, OwnMessages, split_args
+from ._commands import (
+    Command,
+    CommandHandler,
+    Filter,
+    Filtered,
+    OwnMessages,
+    check_names,
+    split_args,
+)
 from ._conversation import Predicate, Waiters
 from ._dedup import Recent, shared_key
 from ._limiter import SEND_ACTIONS, SendLimit
@@ -225,9 +233,9 @@ class Registry:
             cooldown=cooldown,
         )
         own = None if prefixes is None else _strings(prefixes, "prefixes")
+        names = check_names((name, *_strings(aliases, "aliases")))
 
         def decorator(func: CommandHandler) -> CommandHandler:
-            names = (name, *aliases)
             self.commands.append(
                 Command(names, func, filter, prefixes=own, usage=usage, reply=reply)
             )
