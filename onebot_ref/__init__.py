@@ -46,14 +46,17 @@ from .errors import (
     ApiTimeout,
     AuthError,
     ConfigError,
+    ConversationTimeout,
     DecodeError,
     EncodeError,
     NetworkError,
     NotConnected,
     OneBotError,
     ProtocolError,
+    SendLimited,
+    UsageError,
 )
-from .registry import Registry
+from .registry import Registry, SendLimit
 
 if TYPE_CHECKING:  # what the lazy names below are, for editors and type checkers
     from ._tls import host_port_arg
@@ -73,6 +76,7 @@ __all__ = [
     "AuthError",
     "Bot",
     "ConfigError",
+    "ConversationTimeout",
     "DecodeError",
     "EncodeError",
     "FakeOneBot",
@@ -84,6 +88,9 @@ __all__ = [
     "OneBotError",
     "ProtocolError",
     "Registry",
+    "SendLimit",
+    "SendLimited",
+    "UsageError",
     "WsClient",
     "WsServer",
     "__version__",
