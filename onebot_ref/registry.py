@@ -324,9 +324,10 @@ class Registry:
         results = self._run_handlers(event)
         if self.commands and event.get("post_type") == "message":
             if defer_commands:
-                self._defer(event)
+                self._defer(event)  # counted in _deferred until it has run
             else:
                 self._run_commands(event)
+        self.handled += 1  # after the commands too: join() waits for them
         return results
 
     def _run_commands(self, event: dict[str, Any]) -> None:
@@ -391,7 +392,6 @@ class Registry:
                     log.warning("handler %s took %.1fs", _name(handler), elapsed)
             if result is not None:
                 results.append(result)
-        self.handled += 1
         return results
 
     def submit(self, event: dict[str, Any], size: int | None = None) -> bool:

@@ -85,7 +85,7 @@ def test_wait_for_takes_the_next_event_a_predicate_accepts(fake: FakeOneBot, mod
             got.append(bot.wait_for(lambda e: e.get("notice_type") == "group_increase", 5))
 
         fake.push_message(text="/watch", group_id=GROUP)
-        fake.wait_for_sent(1)
+        wait_until(lambda: len(bot.registry.waiters) == 1, 5, "the handler waiting")
         notice = {
             "time": int(time.time()), "self_id": fake.self_id, "post_type": "notice",
             "notice_type": "group_increase", "sub_type": "approve", "group_id": GROUP,
