@@ -56,7 +56,7 @@ from .errors import (
     SendLimited,
     UsageError,
 )
-from .registry import Registry, SendLimit
+from .registry import Registry, SendLimit, split_args
 
 if TYPE_CHECKING:  # what the lazy names below are, for editors and type checkers
     from ._tls import host_port_arg
@@ -97,6 +97,7 @@ __all__ = [
     "codec",
     "host_port_arg",
     "message",
+    "split_args",
 ]
 
 # The names imported on first use (PEP 562): name -> the module that defines it.
