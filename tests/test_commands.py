@@ -305,3 +305,27 @@ def test_filters_on_a_plain_handler_return_the_function_unchanged() -> None:
     assert registry.dispatch({"post_type": "message", "user_id": 2}) == []
     assert registry.dispatch({"post_type": "message", "user_id": 1}) == ["ran"]
     assert registry.skipped == 1
+
+
+@pytest.mark.parametrize("path", ["submit", "dispatch"])
+def test_join_waits_for_a_command_still_running(path: str) -> None:
+    """A mode's close() joins the registry first, so that a command's reply in flight gets out."""
+    registry = Registry()
+    release = threading.Event()
+    ran = threading.Event()
+
+    @registry.command("slow")
+    def slow(event: dict[str, Any], args: str, segments: list[Any]) -> None:
+        ran.set()
+        release.wait(5)
+
+    event = {"post_type": "message", "message_type": "private", "user_id": 1, "message": "slow"}
+    if path == "submit":
+        registry.submit(event)
+    else:
+        registry.dispatch(event)  # HTTP POST: the command is queued for the workers
+    assert ran.wait(5)
+    assert registry.join(timeout=0.2) is False  # the command has not returned
+    release.set()
+    assert registry.join(timeout=5) is True
+    registry.close()
