@@ -268,10 +268,13 @@ def test_permission_superuser_owner_and_admin(fake: FakeOneBot, mode: str) -> No
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_cooldown_is_per_user_and_chat_and_counted(fake: FakeOneBot, mode: str) -> None:
+def test_cooldown_is_per_user_and_chat_and_counted(
+    no_thread_leak: None, fake: FakeOneBot, mode: str
+) -> None:
     clock = FakeClock()
     seen = Seen()
-    with running(fake, mode, registry=Registry(clock=clock)) as bot:
+    registry = Registry(clock=clock)  # ours to close: a mode closes only the registry it made
+    with running(fake, mode, registry=registry) as bot:
 
         @bot.command("draw", cooldown=60)
         def draw(event: dict[str, Any], args: str, segments: list[Any]) -> None:
@@ -291,6 +294,7 @@ def test_cooldown_is_per_user_and_chat_and_counted(fake: FakeOneBot, mode: str) 
         draw_and_settle(20001, GROUP)  # still inside: skipped
         clock.advance(0.25)
         draw_and_settle(20001, GROUP)  # 60 s later: runs
+    registry.close()
     assert seen.items == [(20001, GROUP), (20002, GROUP), (20001, None), (20001, GROUP)]
     assert bot.registry.skipped == 2
 
