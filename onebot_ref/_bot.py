@@ -79,7 +79,9 @@ class Receiver(OneBotApi):
         """Send ``prompt`` to ``event``'s chat; return the same user's next message there.
 
         The answer is taken from the handlers: no command or ``on()`` handler
-        runs for it.
+        runs for it. Under ``HttpServer``, ask from a command (commands run on
+        the registry's workers): an ``on()`` handler runs in the request
+        thread, and the implementation waits for that POST's answer meanwhile.
 
         Raises:
             ConversationTimeout: no answer within ``timeout`` seconds (also a TimeoutError).
