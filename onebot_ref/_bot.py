@@ -59,8 +59,8 @@ class Receiver(OneBotApi):
     ) -> Callable[[CommandHandler], CommandHandler]:
         """Decorator: ``handler(event, args, segments)`` for ``/name args``.
 
-        See :meth:`Registry.command`; ``usage`` is sent with :meth:`reply` when the
-        arguments do not parse.
+        See :meth:`Registry.command`; ``usage`` is sent with :meth:`reply` when
+        the handler raises ``UsageError`` (as :func:`split_args` does on an open quote).
         """
         return self.registry.command(
             name,

@@ -23,7 +23,9 @@ group ``/天气 北京`` (a prefix) or ``@bot 天气 北京`` (then the @ is not
 the arguments). The name must end at whitespace or at the end of the text, so
 ``/天气预报`` is not ``/天气``. The handler gets the event, the argument text
 (the text after the name, stripped, without CQ codes) and the argument segments
-(so an @ or an image in the arguments survives).
+(so an @ or an image in the arguments survives). A handler that splits its
+arguments shell-style calls :func:`split_args`; the ``UsageError`` it raises on an
+open quote (or one the handler raises itself) sends the command's ``usage=``.
 
 Pure: no I/O. Sending (a usage line) goes through the ``reply`` the mode passes in.
 """
@@ -288,11 +290,13 @@ class Command:
         return None
 
     def run(self, event: dict[str, Any], args: str, segments: list[Segment]) -> None:
-        """Run the handler; a UsageError sends ``usage``, another error is logged once."""
+        """Run the handler; a UsageError sends ``usage``, another error is logged once.
+
+        The handler parses its arguments itself (with :func:`split_args`, or not
+        at all): ``"/say I'm here"`` is fine text, but an open quote to a shell.
+        """
         registry = self.filter.registry
         try:
-            if self.usage is not None:
-                split_args(args)  # UsageError before the handler runs
             self.handler(event, args, segments)
         except UsageError as exc:
             if self.usage is None or self.reply is None:

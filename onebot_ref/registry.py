@@ -219,8 +219,8 @@ class Registry:
             name: the command's name (one word), such as ``"天气"``.
             aliases: other names for it.
             prefixes: what it starts with in a group (default: the registry's ``prefixes``).
-            usage: sent to the chat when the arguments do not split (shell
-                quoting, :func:`split_args`) or the handler raises ``UsageError``.
+            usage: sent to the chat when the handler raises ``UsageError``, as
+                :func:`split_args` does when the arguments do not split (an open quote).
             reply: how to send ``usage`` (a mode's ``reply``; the modes pass their own).
             to_me, groups, users, permission, cooldown: filters, as for :meth:`on`.
         """

@@ -147,14 +147,20 @@ def test_usage_is_sent_when_the_arguments_do_not_split(fake: FakeOneBot, mode: s
             seen.add(words)
             bot.reply(event, " | ".join(words))
 
+        @bot.command("echo", usage="usage: /echo TEXT")
+        def echo(event: dict[str, Any], args: str, segments: list[Any]) -> None:
+            bot.reply(event, args)  # no split_args: a quote is only text
+
         push(fake, '/say "unclosed quote', group=GROUP)
         push(fake, '/say "two words" three', group=GROUP)
-        sent = fake.wait_for_sent(2)  # the two ran on two workers: in either order
+        push(fake, "/echo I'm here", group=GROUP)
+        sent = fake.wait_for_sent(3)  # the three ran on three workers: in any order
     assert sorted(s["text"] for s in sent) == [
+        "I'm here",
         "two words | three",
         "用法 / usage: /say TEXT [TEXT...]",
     ]
-    assert seen.items == [["two words", "three"]]  # the handler never saw the bad one
+    assert seen.items == [["two words", "three"]]  # the bad one ended in split_args
 
 
 def test_split_args_is_shell_like_and_its_error_is_ours() -> None:
