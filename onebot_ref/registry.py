@@ -135,6 +135,7 @@ class Registry:
         self.waiters = Waiters(max_waiting)
         self.skipped = 0  # handler runs a filter or a cooldown turned away
         self._deferred = 0  # commands queued by dispatch() and not finished yet
+        self.dropped_commands = 0  # commands dispatch() could not queue (a bound, or closed)
         self._lending = 0  # workers waiting in a conversation, each replaced by a spare
         self.workers = workers
         self.slow_handler = slow_handler
@@ -345,12 +346,17 @@ class Registry:
         """Queue ``event``'s commands for the workers (from :meth:`dispatch`)."""
         self._start_workers()
         with self._pending_lock:
-            if self._closed or self._queue.qsize() >= self.max_pending:
-                self.dropped += 1
-                log.warning("a command was not run: the handlers are behind or closing")
+            waiting = self._queue.qsize()
+            if not self._closed and waiting < self.max_pending:
+                self._deferred += 1
+                self._queue.put((event, 0, True))
                 return
-            self._deferred += 1
-            self._queue.put((event, 0, True))
+            self.dropped_commands += 1  # not in dropped: the event itself was handled
+        why = "the registry is closed" if self._closed else f"{waiting} events are waiting"
+        log.warning(
+            "a command was not run: %s (max_pending=%d); handle events faster or in more workers",
+            why, self.max_pending,
+        )  # fmt: skip
 
     def _lend(self) -> bool:
         """A worker is about to wait: start a spare in its place. False off the pool."""
