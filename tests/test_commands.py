@@ -339,3 +339,17 @@ def test_join_waits_for_a_command_still_running(path: str) -> None:
     release.set()
     assert registry.join(timeout=5) is True
     registry.close()
+
+
+def test_a_command_dispatch_cannot_queue_is_counted_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = Registry()
+    registry.command("late")(lambda event, args, segments: None)
+    registry.close()
+    event = {"post_type": "message", "message_type": "private", "user_id": 1, "message": "late"}
+    with caplog.at_level(logging.WARNING, logger="onebot_ref"):
+        assert registry.dispatch(event) == []
+    assert (registry.dropped_commands, registry.dropped) == (1, 0)
+    assert "a command was not run: the registry is closed" in caplog.text
+    assert registry.join(timeout=1)
