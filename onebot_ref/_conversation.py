@@ -14,8 +14,9 @@ and counts as "no".
 Starving the pool: a handler that waits holds its worker thread. With 16
 workers, 16 conversations would stop every other event. So a worker that starts
 to wait *lends its slot*: the registry starts a spare worker in its place, and
-when the wait is over, the first worker that finds more workers running than
-``workers`` plus those still waiting retires. The pool is therefore bounded by
+when the wait is over it queues a stop marker, which retires one worker (an
+idle spare, as a rule) once the events queued before it are handled: the pool
+is ``workers`` again without waiting for more events. It is therefore bounded by
 the handlers that *run*, not by those that wait; what bounds the waiting ones
 is ``max_waiting`` (a conversation past it fails at once with
 :class:`ConversationTimeout`), and each waiting thread costs a stack, not CPU.

@@ -368,19 +368,15 @@ class Registry:
             return True
 
     def _unlend(self) -> None:
+        """The wait is over: one worker too many now, so a stop marker retires one.
+
+        Whichever worker takes the marker ends (an idle spare, most likely);
+        the marker queues behind the events already waiting, which are handled first.
+        """
         with self._lock:
             self._lending -= 1
-
-    def _retire(self) -> bool:
-        """True if this worker is one too many (a wait it lent for is over): it ends."""
-        if len(self._threads) <= self.workers + self._lending:
-            return False
-        with self._lock:
-            me = threading.current_thread()
-            if len(self._threads) <= self.workers + self._lending or me not in self._threads:
-                return False
-            self._threads.remove(me)
-            return True
+            if not self._closed:
+                self._queue.put(None)
 
     def _run_handlers(self, event: dict[str, Any]) -> list[Any]:
         results = []
@@ -475,8 +471,9 @@ class Registry:
                 with self._pending_lock:
                     self.pending_bytes -= size
                     self._deferred -= commands_only
-            if self._retire():
-                return
+        with self._lock:  # a stop marker: from close(), or retiring a spare (_unlend)
+            if threading.current_thread() in self._threads:
+                self._threads.remove(threading.current_thread())
 
     def join(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event has been handled; False on timeout.
