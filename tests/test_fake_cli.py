@@ -5,6 +5,7 @@ through a pipe (stdin and ``--script``), and Ctrl+C."""
 import json
 import os
 import pathlib
+import pty
 import re
 import signal
 import socket
@@ -170,6 +171,10 @@ def test_http_api_mode_answers_requests_and_our_client(tmp_path: pathlib.Path) -
         with HttpClient(url, access_token="tok") as bot:
             assert bot.get_login_info()["user_id"] == 10042
             assert [g["group_id"] for g in bot.get_group_list()] == [30009]
+            bot.send_group_msg(30009, "[CQ:at,qq=20001] 你好")
+            bot.set_group_card(30009, 20001, "新卡")
+        fake.wait_for("<< [group 30009] FakeBot: @卡 你好")  # shown even with --no-console
+        fake.wait_for('.. bot: set_group_card group_id=30009 user_id=20001 card="新卡"')
         code, out, err = fake.interrupt()
     assert code == 0 and "Traceback" not in err, err
     assert out.rstrip().endswith("stopped")
@@ -377,6 +382,49 @@ def test_ctrl_c_while_the_console_reads_stops_cleanly() -> None:
     assert code == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert out.rstrip().endswith("stopped")
     assert refused(url)
+
+
+def test_on_a_terminal_the_console_is_a_chat_with_a_prompt() -> None:
+    """stdin a terminal (a pty): a prompt, typed lines not echoed back, mistakes not fatal."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*CLI, "--ws-server", "127.0.0.1:0"], stdin=follower, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, encoding="utf-8", env=ENV, cwd=ROOT,
+        preexec_fn=as_in_a_terminal,  # noqa: PLW1509
+    )  # fmt: skip
+    os.close(follower)
+    out: list[str] = []
+    reader = threading.Thread(target=Fake._read, args=(proc.stdout, out), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: "forward WS" in "".join(out), 15, "the banner")
+        found = re.search(r"ws://\S+", "".join(out))
+        assert found is not None
+        with connect(found.group(), open_timeout=5) as ws:
+            json.loads(ws.recv(timeout=5))  # lifecycle
+            os.write(leader, "/nonsense\n/group 30001 大家好\n".encode())
+            event = json.loads(ws.recv(timeout=5))
+            assert (event["group_id"], event["user_id"]) == (30001, 20001)
+            assert event["message"] == [{"type": "text", "data": {"text": "大家好"}}]
+            wait_until(lambda: "[group 30001 as 20001] > " in "".join(out), 5, "the prompt")
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(10)
+        reader.join(5)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    text = "".join(out)
+    assert code == 0 and "Traceback" not in err, err
+    assert "? unknown command /nonsense" in text
+    assert ">> [group 30001]" not in text  # a terminal shows what was typed: no echo
+    assert text.rstrip().endswith("stopped")
 
 
 # -- usage and start-up errors ----------------------------------------------------------------

@@ -173,8 +173,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument(
         "--no-console",
         action="store_true",
-        help="不读输入，一直服务到 Ctrl+C（容器、CI） / read no input: serve until Ctrl+C "
-        "(containers, CI)",
+        help="不读输入，一直服务到 Ctrl+C（容器、CI），照样显示机器人发的消息 / read no input: "
+        "serve until Ctrl+C (containers, CI), still showing what the bot sends",
     )
     # Record/replay adds its input here (--replay FILE): one more way to feed the fake.
     parser.add_argument("--verbose", action="store_true", help="调试日志 / debug logs on stderr")
@@ -328,10 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fake, lines = start(args)
         print(banner(fake, args, lines), flush=True)
-        if args.no_console:
-            return serve(threading.Event())
+        # The console's output side runs in every case: what the bot sends is shown.
         console = Console(fake, sys.stdout, echo=bool(args.script) or not sys.stdin.isatty())
         console.start()
+        if args.no_console:
+            return serve(threading.Event())
         if args.script:
             with open(args.script, encoding="utf-8") as script:
                 return play(console, script, stop_at_error=True)

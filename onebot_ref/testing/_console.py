@@ -173,18 +173,24 @@ class Console:
         self.fake.on_wire = None
 
     def _watch(self) -> None:
-        """Print every message the bot sends (actions and quick operations alike)."""
+        """Print every message the bot sends (actions and quick operations alike), and
+        say when the number of WebSocket connections that carry events changes."""
         sent = self.world.sent_changed
+        connections = 0
         while not self._stop.is_set():
             with sent:
                 sent.wait_for(
-                    lambda: self.world.sent_total > self._shown or self._stop.is_set(), 1.0
+                    lambda: self.world.sent_total > self._shown or self._stop.is_set(), 0.2
                 )
                 new = self.world.sent_total - self._shown
                 records = list(self.world.sent)[-new:] if new > 0 else []
                 self._shown = self.world.sent_total
             for record in records:
                 self._show_sent(record)
+            now = len(self.fake.event_connections())
+            if now != connections and not self._stop.is_set():
+                self.say(f"-- WebSocket connections carrying events: {now}")
+                connections = now
 
     def _show_sent(self, record: dict[str, Any]) -> None:
         group_id = record.get("group_id")
