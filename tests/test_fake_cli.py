@@ -167,6 +167,11 @@ def test_http_api_mode_answers_requests_and_our_client(tmp_path: pathlib.Path) -
             headers=headers, timeout=5,
         ).json()["data"]  # fmt: skip
         assert (member["role"], member["card"]) == ("admin", "卡")
+        me = requests.post(
+            f"{url}/get_group_member_info", json={"group_id": 30009, "user_id": 10042},
+            headers=headers, timeout=5,
+        ).json()["data"]  # fmt: skip
+        assert me["role"] == "member"  # --self-id is the bot in the world file's groups too
         # our HttpClient
         with HttpClient(url, access_token="tok") as bot:
             assert bot.get_login_info()["user_id"] == 10042
@@ -373,12 +378,14 @@ def test_piped_console_reports_mistakes_and_goes_on() -> None:
     assert "group 30001 测试群" in result.stdout and "owner  10001 FakeBot" in result.stdout
 
 
-def test_ctrl_c_while_the_console_reads_stops_cleanly() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_while_the_console_reads_stops_cleanly(signum: int) -> None:
     with Fake("--ws-server", "127.0.0.1:0") as fake:
         url = fake.url("forward WS")
         fake.send("/help")
         fake.wait_for("/wait-sent N [SECONDS]")
-        code, out, err = fake.interrupt()
+        fake.proc.send_signal(signum)
+        code, out, err = fake.finish(10)
     assert code == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert out.rstrip().endswith("stopped")
     assert refused(url)
@@ -446,6 +453,7 @@ def test_help_is_in_chinese_and_english() -> None:
         (["--post-to", "ws://127.0.0.1:1/"], "is not a http/https URL"),
         (["--ws-server", "127.0.0.1:0", "--secret", "s"], "--secret signs HTTP POST events"),
         (["--ws-server", "127.0.0.1:0", "--token", " t"], "--token:"),
+        (["--ws-server", "127.0.0.1:0", "--self-id", "-5"], "is not a QQ number"),
     ],
 )
 def test_usage_errors_are_clear(argv: list[str], message: str) -> None:

@@ -59,6 +59,13 @@ def url_arg(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return check
 
 
+def qq_arg(value: str) -> int:
+    """A QQ number as an argparse ``type=``: a positive integer."""
+    if not value.isdigit() or int(value) == 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a QQ number (a positive integer)")
+    return int(value)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m onebot_ref.testing",
@@ -138,7 +145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     world = parser.add_argument_group("世界 / the world")
     world.add_argument(
         "--self-id",
-        type=int,
+        type=qq_arg,
         metavar="QQ",
         help="机器人的 QQ 号（默认 10001，或世界文件里的） / the bot's QQ number "
         "(default 10001, or the world file's)",
@@ -203,7 +210,10 @@ def start(args: argparse.Namespace) -> tuple[FakeOneBot, list[str]]:
         OSError: a port that cannot be bound.
     """
     description = read_world_file(args.world) if args.world else None
+    if description is not None and args.self_id is not None:
+        description = {**description, "self_id": args.self_id}  # the flag wins over the file
     fake = FakeOneBot(
+        args.self_id or 10001,
         flavor=args.flavor,
         access_token=args.token,
         heartbeat_interval=args.heartbeat,
@@ -217,8 +227,6 @@ def start(args: argparse.Namespace) -> tuple[FakeOneBot, list[str]]:
     try:
         if description is not None:
             fake.world.load(description)
-        if args.self_id is not None:
-            fake.world.self_id = args.self_id
         if args.http_api:
             host, port = args.http_api
             url = fake.start_http_api(port, host=host)
