@@ -268,15 +268,17 @@ def banner(fake: FakeOneBot, args: argparse.Namespace, lines: list[str]) -> str:
     )
 
 
-def play(console: Console, lines: Iterable[str], *, stop_at_error: bool) -> int:
-    """Run each line; the exit status. A failing line is reported on stderr with its number."""
+def play(console: Console, lines: Iterable[str], *, stop_at_error: bool, errors: TextIO) -> int:
+    """Run each line; the exit status. A failing line is reported to ``errors`` (stderr)
+    with its number."""
     failed = 0
     for number, line in enumerate(lines, 1):
         try:
             if not console.run(line):
                 break
         except (ConfigError, TimeoutError) as exc:
-            print(f"line {number}: {exc}", file=sys.stderr, flush=True)
+            errors.write(f"line {number}: {exc}\n")
+            errors.flush()
             failed += 1
             if stop_at_error:
                 return 1
@@ -343,10 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             return serve(threading.Event())
         if args.script:
             with open(args.script, encoding="utf-8") as script:
-                return play(console, script, stop_at_error=True)
+                return play(console, script, stop_at_error=True, errors=sys.stderr)
         if sys.stdin.isatty():
             return interact(console)
-        return play(console, iter(sys.stdin.readline, ""), stop_at_error=False)
+        piped = iter(sys.stdin.readline, "")
+        return play(console, piped, stop_at_error=False, errors=sys.stderr)
     except KeyboardInterrupt:
         print("stopped", flush=True)
         return 0

@@ -144,8 +144,10 @@ class Console:
     # -- output -------------------------------------------------------------------------
 
     def say(self, text: str) -> None:
+        """One line to the stream the console was given (the CLI gives it stdout)."""
         with self._print_lock:
-            print(text, file=self.out, flush=True)
+            self.out.write(text + "\n")
+            self.out.flush()
 
     def name(self, user_id: int | str, group_id: int | None = None) -> str:
         """A user's display name: the group card, else the nickname, else the number."""
