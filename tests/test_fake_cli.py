@@ -470,6 +470,10 @@ def test_a_bad_world_file_or_a_busy_port_is_an_error_not_a_traceback(
     result = run("--ws-server", "127.0.0.1:0", "--world", str(world))
     assert result.returncode == 1
     assert result.stderr.startswith("error: role must be one of")
+    result = run("--ws-server", "127.0.0.1:0", "--script", str(tmp_path / "missing.txt"))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot read the script {tmp_path / 'missing.txt'}")
+    assert not result.stdout  # refused before anything started
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -268,6 +268,19 @@ def banner(fake: FakeOneBot, args: argparse.Namespace, lines: list[str]) -> str:
     )
 
 
+def read_script(path: str) -> list[str]:
+    """The lines of a ``--script`` file (UTF-8).
+
+    Raises:
+        ConfigError: it cannot be read.
+    """
+    try:
+        with open(path, encoding="utf-8") as script:
+            return script.readlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the script {path}: {exc}") from None
+
+
 def play(console: Console, lines: Iterable[str], *, stop_at_error: bool, errors: TextIO) -> int:
     """Run each line; the exit status. A failing line is reported to ``errors`` (stderr)
     with its number."""
@@ -335,18 +348,20 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     fake: FakeOneBot | None = None
     console: Console | None = None
+    terminal = sys.stdin is not None and sys.stdin.isatty()
     try:
+        script = read_script(args.script) if args.script else None
         fake, lines = start(args)
         print(banner(fake, args, lines), flush=True)
         # The console's output side runs in every case: what the bot sends is shown.
-        console = Console(fake, sys.stdout, echo=bool(args.script) or not sys.stdin.isatty())
+        console = Console(fake, sys.stdout, echo=script is not None or not terminal)
         console.start()
-        if args.no_console:
+        # (Record/replay: --replay FILE plays its transcript here, as one more input.)
+        if args.no_console or sys.stdin is None:
             return serve(threading.Event())
-        if args.script:
-            with open(args.script, encoding="utf-8") as script:
-                return play(console, script, stop_at_error=True, errors=sys.stderr)
-        if sys.stdin.isatty():
+        if script is not None:
+            return play(console, script, stop_at_error=True, errors=sys.stderr)
+        if terminal:
             return interact(console)
         piped = iter(sys.stdin.readline, "")
         return play(console, piped, stop_at_error=False, errors=sys.stderr)
