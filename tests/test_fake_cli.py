@@ -350,6 +350,29 @@ def test_reverse_ws_server_of_ours_gets_the_events_of_a_script() -> None:
     assert "-- notice group_increase/approve group_id=30001 user_id=20005" in result.stdout
 
 
+def test_the_example_world_and_script_against_the_demo_echo_bot() -> None:
+    """The README's two terminals: the fake plays examples/chat.txt in examples/world.toml,
+    the demo's ws-client echo bot (another process) answers."""
+    examples = ROOT / "examples"
+    argv = ["--ws-server", "127.0.0.1:0", "--world", str(examples / "world.toml")]
+    with Fake(*argv, "--script", str(examples / "chat.txt")) as fake:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "onebot_ref.demo", "ws-client", "--url", fake.url("forward WS")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            code, out, err = fake.finish(30)
+        finally:
+            demo.kill()
+            demo.wait(5)
+    assert code == 0 and "Traceback" not in err, fake.output()
+    assert "FakeOneBot: QQ 10001 (测试机器人)" in out
+    assert ">> [group 30001] Alice(20002): 大家好 @测试机器人" in out
+    assert "<< [private 20001] 测试机器人: /help" in out
+    assert "<< [group 30001] 测试机器人: 大家好 @测试机器人" in out
+    assert out.index("-- WebSocket connections carrying events: 1") < out.index(">>")
+
+
 # -- the console ------------------------------------------------------------------------------
 
 

@@ -134,6 +134,7 @@ class Console:
         first_friend = next(iter(self.world.friends), 20001)
         self.chat: tuple[str, int, int] = ("private", first_friend, first_friend)
         self._print_lock = threading.Lock()
+        self._connections = 0  # WebSocket connections carrying events, as last said
         self._shown = self.world.sent_total  # messages printed so far
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="fake-console", daemon=True)
@@ -178,7 +179,6 @@ class Console:
         """Print every message the bot sends (actions and quick operations alike), and
         say when the number of WebSocket connections that carry events changes."""
         sent = self.world.sent_changed
-        connections = 0
         while not self._stop.is_set():
             with sent:
                 sent.wait_for(
@@ -189,10 +189,18 @@ class Console:
                 self._shown = self.world.sent_total
             for record in records:
                 self._show_sent(record)
-            now = len(self.fake.event_connections())
-            if now != connections and not self._stop.is_set():
-                self.say(f"-- WebSocket connections carrying events: {now}")
-                connections = now
+            if not self._stop.is_set():
+                self.note_connections()
+
+    def note_connections(self) -> None:
+        """Say so when the number of WebSocket connections that carry events changed."""
+        now = len(self.fake.event_connections())
+        with self._print_lock:
+            if now == self._connections:
+                return
+            self._connections = now
+            self.out.write(f"-- WebSocket connections carrying events: {now}\n")
+            self.out.flush()
 
     def _show_sent(self, record: dict[str, Any]) -> None:
         group_id = record.get("group_id")
@@ -320,6 +328,7 @@ class Console:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"/wait-bot: no bot connected within {seconds:g} s")
             time.sleep(0.02)
+        self.note_connections()
 
     def wait_call(self, action: str, n: int, seconds: float) -> None:
         deadline = time.monotonic() + seconds
