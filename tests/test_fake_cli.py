@@ -9,6 +9,7 @@ import pty
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import IO, Any
 
 import pytest
 import requests
+import trustme
 from conftest import wait_until
 from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
@@ -371,6 +373,42 @@ def test_the_example_world_and_script_against_the_demo_echo_bot() -> None:
     assert "<< [private 20001] 测试机器人: /help" in out
     assert "<< [group 30001] 测试机器人: 大家好 @测试机器人" in out
     assert out.index("-- WebSocket connections carrying events: 1") < out.index(">>")
+
+
+def test_tls_serves_https_and_wss_and_verifies_the_bot_with_ca_file(
+    tmp_path: pathlib.Path,
+) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_file, certfile, keyfile = (str(tmp_path / n) for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(ca_file)
+    cert.private_key_pem.write_to_path(keyfile)
+    for blob in cert.cert_chain_pems:
+        blob.write_to_path(certfile, append=True)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_tls)
+    with HttpServer("127.0.0.1", 0, ssl_context=server_tls) as bot:  # the bot, over https
+
+        @bot.on("message")
+        def reply(event: dict[str, Any]) -> dict[str, Any]:
+            return {"reply": "over TLS"}
+
+        bot.start()
+        argv = ["--http-api", "127.0.0.1:0", "--ws-server", "127.0.0.1:0", "--post-to", bot.url]
+        tls = ["--certfile", certfile, "--keyfile", keyfile, "--ca-file", ca_file]
+        with Fake(*argv, *tls) as fake:
+            api, ws_url = fake.url("HTTP API"), fake.url("forward WS")
+            assert api.startswith("https://") and ws_url.startswith("wss://")
+            answer = requests.post(f"{api}/get_status", json={}, verify=ca_file, timeout=5)
+            assert answer.json()["status"] == "ok"
+            client_tls = ssl.create_default_context(cafile=ca_file)
+            with connect(ws_url, ssl=client_tls, open_timeout=5) as ws:
+                assert json.loads(ws.recv(timeout=5))["meta_event_type"] == "lifecycle"
+            fake.send("/private 20001 hi")
+            fake.wait_for("<< [private 20001] FakeBot: over TLS")
+            code, _out, err = fake.interrupt()
+    assert bot.url.startswith("https://")
+    assert code == 0 and "Traceback" not in err, err
 
 
 # -- the console ------------------------------------------------------------------------------
