@@ -530,7 +530,7 @@ def test_a_bad_world_file_or_a_busy_port_is_an_error_not_a_traceback(
     world.write_text('{"groups": [{"group_id": 1, "members": [{"user_id": 2, "role": "x"}]}]}')
     result = run("--ws-server", "127.0.0.1:0", "--world", str(world))
     assert result.returncode == 1
-    assert result.stderr.startswith("error: role must be one of")
+    assert result.stderr.startswith(f"error: the world file {world}: role must be one of")
     result = run("--ws-server", "127.0.0.1:0", "--script", str(tmp_path / "missing.txt"))
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: cannot read the script {tmp_path / 'missing.txt'}")

@@ -226,7 +226,10 @@ def start(args: argparse.Namespace) -> tuple[FakeOneBot, list[str]]:
     lines: list[str] = []
     try:
         if description is not None:
-            fake.world.load(description)
+            try:
+                fake.world.load(description)
+            except ConfigError as exc:
+                raise ConfigError(f"the world file {args.world}: {exc}") from None
         if args.http_api:
             host, port = args.http_api
             url = fake.start_http_api(port, host=host)
