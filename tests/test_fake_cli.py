@@ -2,6 +2,8 @@
 our modes and by independent peers (requests, websockets, a stdlib HTTP server), its console
 through a pipe (stdin and ``--script``), and Ctrl+C."""
 
+import hashlib
+import hmac
 import json
 import os
 import pathlib
@@ -14,7 +16,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from typing import IO, Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import IO, Any, ClassVar
 
 import pytest
 import requests
@@ -253,6 +256,51 @@ def test_post_to_mode_signs_and_shows_the_quick_reply() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"HTTP POST →  {bot.url}" in result.stdout
     assert "<< [private 20002] FakeBot: you said hi" in result.stdout
+
+
+class SignedReceiver(BaseHTTPRequestHandler):
+    """A bot's HTTP POST receiver written with the stdlib: checks X-Signature itself
+    (HMAC-SHA1 of the body, spec communication/http-post.md) and replies by quick operation."""
+
+    bodies: ClassVar[list[dict[str, Any]]] = []  # what arrived, signed; cleared per test
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        expected = "sha1=" + hmac.new(b"k3y", body, hashlib.sha1).hexdigest()
+        if self.headers.get("X-Signature") != expected:
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        event = json.loads(body)
+        self.bodies.append(event)
+        answer = json.dumps({"reply": f"[CQ:reply,id={event['message_id']}]收到"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_post_to_mode_against_a_stdlib_receiver_that_checks_the_signature() -> None:
+    SignedReceiver.bodies.clear()
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), SignedReceiver)
+    thread = threading.Thread(target=receiver.serve_forever)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/"
+        script = "/group 30001 hi\n/wait-sent 1\n"
+        result = run("--post-to", url, "--secret", "k3y", "--flavor", "go-cqhttp", stdin=script)
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+        thread.join(5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert SignedReceiver.bodies[0]["raw_message"] == "hi"
+    assert "<< [group 30001] FakeBot: [回复 #" in result.stdout and "]收到" in result.stdout
 
 
 class ReverseBot:
