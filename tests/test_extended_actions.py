@@ -14,6 +14,7 @@ import pytest
 from conftest import wait_until
 
 from onebot_ref import message as m
+from onebot_ref._types import Flavor
 from onebot_ref.api import OneBotApi
 from onebot_ref.errors import ActionFailed, ApiNotAvailable
 from onebot_ref.http_client import HttpClient
@@ -23,7 +24,7 @@ from onebot_ref.testing._extended import extras
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 
-FLAVORS = ["spec", "go-cqhttp", "napcat"]
+FLAVORS: list[Flavor] = ["spec", "go-cqhttp", "napcat"]
 CALLING = ["http-client", "ws-client", "ws-server"]  # modes that call actions
 HEARING = ["http-server", "ws-client", "ws-server"]  # modes that also receive events
 GROUP, MEMBER, FRIEND = 30001, 20002, 20001  # FakeOneBot's world: the bot owns GROUP
@@ -32,7 +33,7 @@ GROUP, MEMBER, FRIEND = 30001, 20002, 20001  # FakeOneBot's world: the bot owns 
 class Bot:
     """One transport of ours wired to one FakeOneBot; ``events`` is what its handlers saw."""
 
-    def __init__(self, flavor: str, mode: str) -> None:
+    def __init__(self, flavor: Flavor, mode: str) -> None:
         self.fake = FakeOneBot(flavor=flavor)
         self.mode = mode
         self.events: list[dict[str, Any]] = []
@@ -66,10 +67,10 @@ class Bot:
 
 
 @pytest.fixture
-def connect(no_thread_leak: None) -> Iterator[Callable[[str, str], Bot]]:
+def connect(no_thread_leak: None) -> Iterator[Callable[[Flavor, str], Bot]]:
     made: list[Bot] = []
 
-    def make(flavor: str, mode: str) -> Bot:
+    def make(flavor: Flavor, mode: str) -> Bot:
         made.append(Bot(flavor, mode))
         return made[-1]
 
@@ -87,7 +88,7 @@ def _nodes(result: Mapping[str, object], flavor: str) -> object:
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("mode", CALLING)
 def test_a_forwarded_message_sent_then_fetched_back_is_equal(
-    connect: Callable[[str, str], Bot], flavor: str, mode: str
+    connect: Callable[[Flavor, str], Bot], flavor: Flavor, mode: str
 ) -> None:
     s = connect(flavor, mode)
     quoted = s.bot.send_group_msg(GROUP, "被引用的话")["message_id"]
@@ -121,7 +122,7 @@ def test_a_forwarded_message_sent_then_fetched_back_is_equal(
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("mode", CALLING)
 def test_history_holds_what_was_sent_and_received_oldest_first(
-    connect: Callable[[str, str], Bot], flavor: str, mode: str
+    connect: Callable[[Flavor, str], Bot], flavor: Flavor, mode: str
 ) -> None:
     s = connect(flavor, mode)
     first = s.bot.send_group_msg(GROUP, "一")["message_id"]
@@ -154,7 +155,7 @@ def test_history_holds_what_was_sent_and_received_oldest_first(
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("mode", CALLING)
 def test_group_files_uploaded_listed_fetched_and_deleted(
-    connect: Callable[[str, str], Bot], flavor: str, mode: str
+    connect: Callable[[Flavor, str], Bot], flavor: Flavor, mode: str
 ) -> None:
     s = connect(flavor, mode)
     root = s.bot.get_group_root_files(GROUP)
@@ -190,7 +191,7 @@ def test_group_files_uploaded_listed_fetched_and_deleted(
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("mode", CALLING)
 def test_essence_notices_reactions_and_the_account_actions(
-    connect: Callable[[str, str], Bot], flavor: str, mode: str
+    connect: Callable[[Flavor, str], Bot], flavor: Flavor, mode: str
 ) -> None:
     s = connect(flavor, mode)
     said = s.fake.world.message_event(MEMBER, "精华", GROUP)["message_id"]
@@ -237,7 +238,7 @@ def _pokes(s: Bot) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("flavor", ["spec", "napcat"])
 @pytest.mark.parametrize("mode", HEARING)
 def test_a_poke_comes_back_as_a_notice_event_the_bot_receives(
-    connect: Callable[[str, str], Bot], flavor: str, mode: str
+    connect: Callable[[Flavor, str], Bot], flavor: Flavor, mode: str
 ) -> None:
     s = connect(flavor, mode)
     s.bot.group_poke(GROUP, MEMBER)
@@ -258,7 +259,7 @@ def test_a_poke_comes_back_as_a_notice_event_the_bot_receives(
 
 @pytest.mark.parametrize("mode", CALLING)
 def test_go_cqhttp_lacks_the_nt_era_actions_and_says_so_its_way(
-    connect: Callable[[str, str], Bot], mode: str
+    connect: Callable[[Flavor, str], Bot], mode: str
 ) -> None:
     s = connect("go-cqhttp", mode)
     said = s.bot.send_group_msg(GROUP, "x")["message_id"]
@@ -288,7 +289,7 @@ REFUSED = {
 
 @pytest.mark.parametrize(("flavor", "mode"), sorted(REFUSED))
 def test_an_admin_only_action_as_a_plain_member_fails_like_the_implementation(
-    connect: Callable[[str, str], Bot], flavor: str, mode: str
+    connect: Callable[[Flavor, str], Bot], flavor: Flavor, mode: str
 ) -> None:
     s = connect(flavor, mode)
     said = s.fake.world.message_event(MEMBER, "精华?", GROUP)["message_id"]

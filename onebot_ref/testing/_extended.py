@@ -15,8 +15,8 @@ in one :class:`Extras` per :class:`World` (:func:`extras`):
   uploads are listed, given a URL, and deleted;
 * **essence messages, group notices, emoji reactions, read marks, the
   group avatar and the profile** are kept as set;
-* **pokes** come back as ``notice.notify.poke`` events, pushed to the bot
-  through :attr:`Extras.emit` (FakeOneBot sets it to its ``push``);
+* **pokes** come back as ``notice.notify.poke`` events, through
+  :meth:`World.emit` (FakeOneBot delivers them after the action's answer);
 * **permissions**: the bot's role in a group (``world.groups``) decides the
   admin-only actions (essence, notices, the avatar, deleting another's file).
   A plain member is refused as the implementation refuses: NapCat's action
@@ -92,8 +92,6 @@ class Extras:
         self.read: dict[str, int] = {}  # "group:1" / "private:2" -> last message_id read
         self.portraits: dict[int, str] = {}
         self.profile: dict[str, Any] = {}
-        # Where the events actions cause go (FakeOneBot sets its push); None drops them.
-        self.emit: Callable[[dict[str, Any]], None] | None = None
 
     def folders_of(self, world: World, group_id: int) -> dict[str, dict[str, Any]]:
         """The folders of a group the bot is in (LookupError otherwise); hold :attr:`lock`."""
@@ -447,13 +445,7 @@ def _poke(world: World, params: dict[str, Any], in_group: bool) -> Response:
         fields = {"group_id": group_id, **fields}
     else:
         _known(world.friends, target, "friend")
-    event = {
-        "time": int(time.time()), "self_id": world.self_id, "post_type": "notice",
-        "notice_type": "notify", "sub_type": "poke", **fields,
-    }  # fmt: skip
-    emit = extras(world).emit
-    if emit is not None:
-        emit(event)
+    world.emit(world.notice("notify", sub_type="poke", **fields))
     return world.ok()
 
 
@@ -481,8 +473,8 @@ def _portrait(world: World, params: dict[str, Any]) -> Response:
 
 def _delete_friend(world: World, params: dict[str, Any]) -> Response:
     user_id = _int(params, "user_id" if "user_id" in params else "id")  # go-cqhttp reads both
-    with world._lock:
-        del world.friends[user_id]
+    _known(world.friends, user_id, "friend")
+    world.remove_friend(user_id)
     return world.ok()
 
 
