@@ -102,6 +102,44 @@ def serve_websockets(port: int) -> None:
         server.serve_forever()
 
 
+def serve_websockets_asyncio(port: int) -> None:
+    """The websockets asyncio server: one event loop, a task per event, a future per call."""
+    import asyncio
+    import itertools
+
+    from websockets.asyncio.server import serve
+
+    async def main() -> None:
+        counter = itertools.count()
+        waiting: dict[str, asyncio.Future] = {}
+        tasks: set[asyncio.Task] = set()
+
+        async def handle(ws, event):
+            echo = str(next(counter))
+            future = asyncio.get_running_loop().create_future()
+            waiting[echo] = future
+            params = {"user_id": event["user_id"], "message": event["message"]}
+            call = {"action": "send_private_msg", "params": params, "echo": echo}
+            await ws.send(json.dumps(call, ensure_ascii=False))
+            await asyncio.wait_for(future, 60)
+
+        async def handler(ws):
+            async for message in ws:
+                obj = json.loads(message)
+                if "post_type" in obj:
+                    task = asyncio.create_task(handle(ws, obj))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                elif (future := waiting.pop(obj.get("echo"), None)) is not None:
+                    future.set_result(obj)
+
+        async with serve(handler, "127.0.0.1", port, max_size=64 * 2**20, compression=None):
+            print("ready", flush=True)
+            await asyncio.get_running_loop().create_future()
+
+    asyncio.run(main())
+
+
 def serve_aiocqhttp(port: int) -> None:
     import logging
 
@@ -121,6 +159,7 @@ def serve_aiocqhttp(port: int) -> None:
 SERVERS = {
     "onebot_ref": (serve_onebot_ref, "/"),
     "websockets.sync": (serve_websockets, "/"),
+    "websockets.asyncio": (serve_websockets_asyncio, "/"),
     "aiocqhttp": (serve_aiocqhttp, "/ws/"),
 }
 
@@ -267,7 +306,12 @@ def measure(name: str, events: int, size: int) -> float | None:
 
 
 def available(name: str) -> bool:
-    module = {"onebot_ref": "onebot_ref", "websockets.sync": "websockets", "aiocqhttp": "aiocqhttp"}
+    module = {
+        "onebot_ref": "onebot_ref",
+        "websockets.sync": "websockets",
+        "websockets.asyncio": "websockets",
+        "aiocqhttp": "aiocqhttp",
+    }
     code = f"import {module[name]}"
     return (
         subprocess.run([sys.executable, "-c", code], check=False, capture_output=True).returncode
@@ -292,7 +336,7 @@ def main() -> int:
     print(
         f"echo bot, blocking call per event, {IN_FLIGHT} events in flight; events/s (higher is better)"
     )
-    print(f"{'case':<16}" + "".join(f"{n:>18}" for n in names) + "   onebot_ref ÷ others")
+    print(f"{'case':<16}" + "".join(f"{n:>20}" for n in names) + "   onebot_ref ÷ others")
     for label, count, size in cases:
         rates: dict[str, float | None] = {n: None for n in names}
         for _ in range(args.repeat):  # interleaved, best of N: the machine may be shared
@@ -301,7 +345,7 @@ def main() -> int:
                 if rate is not None:
                     rates[n] = max(rate, rates[n] or 0.0)
         ref = rates.get("onebot_ref")
-        cells = "".join(f"{r:>18.0f}" if r else f"{'failed':>18}" for r in rates.values())
+        cells = "".join(f"{r:>20.0f}" if r else f"{'failed':>20}" for r in rates.values())
         ratios = ", ".join(
             f"{ref / r:.2f}x {n}" for n, r in rates.items() if n != "onebot_ref" and r and ref
         )
