@@ -279,6 +279,22 @@ def _write(sock: socket.socket, outbox: "queue.Queue[bytes | None]") -> None:
             return
 
 
+CPU_PER_EVENT: dict[tuple[str, int], list[float]] = {}  # microseconds, run by run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; 0.0 elsewhere).
+
+    Counted over the warm-up too, so a little above the true cost per counted event.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -296,7 +312,12 @@ def measure(name: str, events: int, size: int) -> float | None:
     try:
         if proc.stdout is None or proc.stdout.readline().strip() != "ready":
             return None
-        return run_load(port, SERVERS[name][1], events, size)
+        before = cpu_seconds(proc.pid)
+        rate = run_load(port, SERVERS[name][1], events, size)
+        CPU_PER_EVENT.setdefault((name, size), []).append(
+            (cpu_seconds(proc.pid) - before) / events * 1e6
+        )
+        return rate
     except (OSError, ValueError) as exc:
         print(f"  {name}: failed: {exc}", file=sys.stderr)
         return None
@@ -350,6 +371,10 @@ def main() -> int:
             f"{ref / r:.2f}x {n}" for n, r in rates.items() if n != "onebot_ref" and r and ref
         )
         print(f"{label:<16}{cells}   {ratios}")
+        cpu = {n: min(CPU_PER_EVENT.get((n, size), [0.0])) for n in names}
+        if any(cpu.values()):
+            cells = "".join(f"{c:>20.0f}" for c in cpu.values())
+            print(f"{'  CPU µs/event':<16}{cells}   (server process, the least of the runs)")
     return 0
 
 
