@@ -274,7 +274,7 @@ class EventHandler(BaseHTTPRequestHandler):
         # 6) At most max_handlers run at once. Checked before dedup remembers the
         # event, so that the implementation's retry of a 503 is run, not dropped.
         slots = self.receiver.handler_slots
-        if not slots.acquire(blocking=False):
+        if not slots.acquire():
             reason = self.receiver.handlers_busy()
             self.refuse(503, reason, extra={"Retry-After": str(RETRY_AFTER)})
             return
