@@ -314,9 +314,9 @@ def measure(name: str, events: int, size: int) -> float | None:
             return None
         before = cpu_seconds(proc.pid)
         rate = run_load(port, SERVERS[name][1], events, size)
-        CPU_PER_EVENT.setdefault((name, size), []).append(
-            (cpu_seconds(proc.pid) - before) / events * 1e6
-        )
+        if events:
+            used = cpu_seconds(proc.pid) - before
+            CPU_PER_EVENT.setdefault((name, size), []).append(used / events * 1e6)
         return rate
     except (OSError, ValueError) as exc:
         print(f"  {name}: failed: {exc}", file=sys.stderr)
