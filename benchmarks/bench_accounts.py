@@ -11,8 +11,9 @@ arrives; its latency is from the event's write to the action's arrival.
 
 Reported per server: RSS per connection (the server process's RSS with every
 connection open and idle, minus its RSS before the first one, divided by the
-connections; and the same after the load), its threads and file descriptors
-with every connection open, events/s, and p50/p99 latency.
+connections; and the same after the load), its threads (idle, and after the
+load: handler pools start with the first event) and file descriptors with
+every connection open, events/s, and p50/p99 latency.
 
 * onebot_ref: ``WsServer`` + ``reply()`` from the registry's 16 handler threads.
 * websockets.sync: a thread per connection, events handed to an 8-thread pool.
@@ -231,6 +232,7 @@ def run_load(port: int, accounts: int, events: int, in_flight: int, pid: int) ->
     figures["p50_ms"] = latencies[len(latencies) // 2] * 1000
     figures["p99_ms"] = latencies[int(len(latencies) * 0.99)] * 1000
     figures["loaded_kib"] = (rss_kib(pid) - base_rss) / accounts
+    figures["threads_after"] = threads(pid)
     for conn in conns:
         conn.sock.close()
     return figures
@@ -260,7 +262,8 @@ def measure(name: str, accounts: int, events: int, in_flight: int) -> dict[str, 
 COLUMNS = [
     ("idle_kib", "KiB/conn idle", "{:.1f}"),
     ("loaded_kib", "KiB/conn after", "{:.1f}"),
-    ("threads", "threads", "{:.0f}"),
+    ("threads", "threads idle", "{:.0f}"),
+    ("threads_after", "threads after", "{:.0f}"),
     ("fds", "fds", "{:.0f}"),
     ("events_s", "events/s", "{:.0f}"),
     ("p50_ms", "p50 ms", "{:.2f}"),
