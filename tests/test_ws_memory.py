@@ -100,3 +100,15 @@ def test_a_large_message_s_buffers_are_given_back(no_thread_leak: None, traced: 
                 what=f"the connection back under {PER_CONNECTION // 2} bytes after 1 MiB",
             )
         wait_until(lambda: served(server) == 0, what="the connection over")
+
+
+def test_an_idle_frame_reader_keeps_no_large_message(traced: None) -> None:
+    reader = MessageReader(mask=True)
+    before = traced_now()
+    reader.feed(encode_frame(Frame(TEXT, b"x" * (1 << 20)), mask=True))
+    message = reader.next_message()
+    assert message is not None and len(message.payload) == 1 << 20
+    del message
+    assert reader.next_message() is None  # all taken: nothing more until bytes arrive
+    held = traced_now() - before
+    assert reader.buffered == 0 and held < 4096, f"an idle reader holds {held} bytes"
