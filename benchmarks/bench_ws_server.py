@@ -108,23 +108,23 @@ def serve_websockets_asyncio(port: int) -> None:
     import asyncio
     import itertools
 
-    from websockets.asyncio.server import serve
+    from websockets.asyncio.server import ServerConnection, serve
 
     async def main() -> None:
         counter = itertools.count()
-        waiting: dict[str, asyncio.Future] = {}
-        tasks: set[asyncio.Task] = set()
+        waiting: dict[str, asyncio.Future[Any]] = {}
+        tasks: set[asyncio.Task[None]] = set()
 
-        async def handle(ws, event):
+        async def handle(ws: ServerConnection, event: dict[str, Any]) -> None:
             echo = str(next(counter))
-            future = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             waiting[echo] = future
             params = {"user_id": event["user_id"], "message": event["message"]}
             call = {"action": "send_private_msg", "params": params, "echo": echo}
             await ws.send(json.dumps(call, ensure_ascii=False))
             await asyncio.wait_for(future, 60)
 
-        async def handler(ws):
+        async def handler(ws: ServerConnection) -> None:
             async for message in ws:
                 obj = json.loads(message)
                 if "post_type" in obj:
