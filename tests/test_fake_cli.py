@@ -589,3 +589,31 @@ def test_a_bad_world_file_or_a_busy_port_is_an_error_not_a_traceback(
         result = run("--http-api", f"127.0.0.1:{busy.getsockname()[1]}")
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_the_console_shows_a_sent_message_as_the_chat_was_when_it_was_sent() -> None:
+    # A send followed at once by a card change showed the new card in the sent
+    # message (and after the change) about one run in five under load: the
+    # console printed sends from a watcher thread, after the fact. It prints
+    # them before the send is answered now, so this reads the output at once.
+    import io
+
+    from onebot_ref.testing import FakeOneBot
+    from onebot_ref.testing._console import Console
+
+    out = io.StringIO()
+    with FakeOneBot() as fake:
+        fake.world.add_member(30001, 20003, card="卡")
+        console = Console(fake, out, echo=False)
+        try:
+            sent = fake.world.handle(
+                "send_group_msg", {"group_id": 30001, "message": "[CQ:at,qq=20003] 你好"}
+            )
+            assert sent is not None and sent["retcode"] == 0
+            fake.world.handle(
+                "set_group_card", {"group_id": 30001, "user_id": 20003, "card": "新卡"}
+            )
+        finally:
+            console.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(": @卡 你好"), lines

@@ -135,11 +135,11 @@ class Console:
         self.chat: tuple[str, int, int] = ("private", first_friend, first_friend)
         self._print_lock = threading.Lock()
         self._connections = 0  # WebSocket connections carrying events, as last said
-        self._shown = self.world.sent_total  # messages printed so far
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="fake-console", daemon=True)
         self._world_events = self.world.on_event
         self.world.on_event = self._world_event
+        self.world.on_sent = self._show_sent
         fake.on_wire = self._wire
 
     # -- output -------------------------------------------------------------------------
@@ -168,29 +168,23 @@ class Console:
 
     def close(self) -> None:
         self._stop.set()
-        with self.world.sent_changed:
-            self.world.sent_changed.notify_all()
         if self._watcher.is_alive():
             self._watcher.join(2)
         self.world.on_event = self._world_events
+        self.world.on_sent = None
         self.fake.on_wire = None
 
     def _watch(self) -> None:
-        """Print every message the bot sends (actions and quick operations alike), and
-        say when the number of WebSocket connections that carry events changes."""
-        sent = self.world.sent_changed
-        while not self._stop.is_set():
-            with sent:
-                sent.wait_for(
-                    lambda: self.world.sent_total > self._shown or self._stop.is_set(), 0.2
-                )
-                new = self.world.sent_total - self._shown
-                records = list(self.world.sent)[-new:] if new > 0 else []
-                self._shown = self.world.sent_total
-            for record in records:
-                self._show_sent(record)
-            if not self._stop.is_set():
-                self.note_connections()
+        """Say when the number of WebSocket connections that carry events changes.
+
+        The messages the bot sends are printed by :meth:`_show_sent`, on the
+        thread that sent them and before the action answers, so that a name in
+        them is the one the chat had then and the order is the bot's (printed
+        from here they raced the bot's next action: a card changed right after
+        a send showed up in the send).
+        """
+        while not self._stop.wait(0.2):
+            self.note_connections()
 
     def note_connections(self) -> None:
         """Say so when the number of WebSocket connections that carry events changed."""

@@ -223,6 +223,9 @@ class World:
         self.requests: dict[str, dict[str, Any]] = {}  # flag -> pending request event
         # Where the notices that actions cause go (FakeOneBot pushes them to the bot).
         self.on_event: Callable[[dict[str, Any]], None] | None = None
+        # Called with each message the bot sends, on the thread that sent it, before
+        # the action answers (the command line's console prints it from here).
+        self.on_sent: Callable[[dict[str, Any]], None] | None = None
         self._ids = itertools.count(1001)
         self._flags = itertools.count(1_700_000_000_000_001)  # go-cqhttp-like, opaque
         self._lock = threading.Lock()
@@ -594,6 +597,8 @@ class World:
             _trim(self.sent)
             self.sent_total += 1
             self.sent_changed.notify_all()
+        if self.on_sent is not None:
+            self.on_sent(record)  # before the answer: what it shows is the chat as it was sent
         return self.ok({"message_id": message_id})
 
     def send_msg(self, params: dict[str, Any]) -> Response:
