@@ -1,0 +1,156 @@
+"""``python -m onebot_ref.record``: record a real session between a bot and its implementation.
+
+录制机器人与 OneBot 实现（NapCat、go-cqhttp……）之间的真实会话：录制器站在两者之间，
+原样转发一切（令牌、签名、每一帧的字节），并把每一帧、每个请求写进 JSONL 记录，
+令牌与签名在记录里一律打码。之后 ``FakeOneBot.replay(记录)`` 可在 pytest 里回放它。
+
+The recorder stands between the two and passes everything through unchanged
+(tokens, signatures, the bytes of every frame and body), writing each frame
+and request to a JSONL transcript, with every token and signature masked in
+it (see :mod:`onebot_ref.record._transcript` for the line format). Replay it
+in a test with ``FakeOneBot.replay(path)``. Modes are named after the bot's
+side, as the demo and the doctor name them; in each the recorder listens
+(``--listen``) where the dialling side should now point, and relays to
+``--to``, where that side used to point::
+
+    # reverse WS: NapCat dials the recorder, the recorder dials the bot's WsServer
+    python -m onebot_ref.record ws-server --listen 127.0.0.1:8081 --to ws://127.0.0.1:8080/
+    # forward WS: the bot's WsClient dials the recorder, the recorder dials NapCat
+    python -m onebot_ref.record ws-client --listen 127.0.0.1:3002 --to ws://127.0.0.1:3001/
+    # HTTP API: the bot's HttpClient calls the recorder, the recorder calls NapCat
+    python -m onebot_ref.record http-client --listen 127.0.0.1:3100 --to http://127.0.0.1:3000
+    # HTTP POST: NapCat posts to the recorder, the recorder posts to the bot's HttpServer
+    python -m onebot_ref.record http-server --listen 127.0.0.1:8090 --to http://127.0.0.1:8080/
+
+``--also MODE HOST:PORT URL`` records one more mode into the same transcript
+(the HTTP API and HTTP POST halves of one bot). ``-o FILE`` names the
+transcript (default ``onebot-session-<time>.jsonl``; an existing file is
+appended to). Either side may disconnect and come back: each connection is
+a new pair, numbered in the transcript, which goes on. Ctrl+C stops it.
+
+It owns the command line. The relays are :class:`WsRelay` and
+:class:`HttpRelay`; the transcript is :class:`Transcript`, read back by
+:func:`read_transcript`.
+"""
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+from .._tls import host_port_arg, url_host
+from ..codec import redact
+from ..errors import OneBotError
+from ._http import HttpRelay
+from ._transcript import Transcript, read_transcript
+from ._ws import WsRelay
+
+__all__ = ["HttpRelay", "Transcript", "WsRelay", "main", "read_transcript", "relay_for"]
+
+MODES = ("ws-server", "ws-client", "http-client", "http-server")
+# Who dials the recorder in each mode, and who it dials: what the banner tells the user.
+SIDES = {
+    "ws-server": ("the implementation (reverse WS)", "the bot's WebSocket server"),
+    "ws-client": ("the bot (forward WS)", "the implementation's WebSocket server"),
+    "http-client": ("the bot (HTTP API calls)", "the implementation's HTTP API"),
+    "http-server": ("the implementation (HTTP POST events)", "the bot's HTTP server"),
+}
+
+
+def relay_for(
+    transcript: Transcript, mode: str, host: str, port: int, target: str, **options: Any
+) -> WsRelay | HttpRelay:
+    """The relay for ``mode`` (not started yet).
+
+    Raises:
+        ConfigError: an unknown mode, or a ``target`` of the wrong scheme for it.
+    """
+    if mode.startswith("ws-"):
+        return WsRelay(transcript, mode, host, port, target, **options)
+    return HttpRelay(transcript, mode, host, port, target, **options)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m onebot_ref.record",
+        description=(
+            "录制机器人与 OneBot 11 实现之间的会话（原样转发，记录打码）。 "
+            "Record a session between a bot and its OneBot 11 implementation: "
+            "everything passes through unchanged; the JSONL transcript has no secrets."
+        ),
+        epilog=(
+            "回放 / replay: FakeOneBot().replay('session.jsonl') in pytest. "
+            "Modes name the bot's side, as in python -m onebot_ref.demo."
+        ),
+    )
+    parser.add_argument(
+        "mode", choices=MODES, help="机器人一侧的模式 / the bot's side, as the demo names it"
+    )
+    parser.add_argument(
+        "--listen", required=True, metavar="HOST:PORT", type=host_port_arg,
+        help="录制器监听处，让发起连接的一方改连这里 / where the dialling side now connects",
+    )  # fmt: skip
+    parser.add_argument(
+        "--to", required=True, metavar="URL",
+        help="另一方原来的地址 / the URL the dialling side used to connect to",
+    )  # fmt: skip
+    parser.add_argument(
+        "--also", nargs=3, action="append", default=[], metavar=("MODE", "HOST:PORT", "URL"),
+        help="同时录制另一模式到同一记录 / record one more mode into the same transcript",
+    )  # fmt: skip
+    parser.add_argument(
+        "-o", "--out", metavar="FILE",
+        help="记录文件（默认 onebot-session-<时间>.jsonl）/ the transcript (default "
+        "onebot-session-<time>.jsonl; appended to)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS",
+        help="连接与每次读写对方的时限 / seconds to reach the other side, per read and write",
+    )  # fmt: skip
+    parser.add_argument("--verbose", action="store_true", help="调试日志 / debug logs on stderr")
+    args = parser.parse_args(argv)
+    args.relays = [(args.mode, args.listen, args.to)]
+    for mode, listen, url in args.also:
+        if mode not in MODES:
+            parser.error(f"--also: mode {mode!r} is not one of {', '.join(MODES)}")
+        try:
+            args.relays.append((mode, host_port_arg(listen), url))
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"--also: {exc}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    out = args.out or time.strftime("onebot-session-%Y%m%d-%H%M%S.jsonl")
+    relays: list[WsRelay | HttpRelay] = []
+    try:
+        with Transcript(out) as transcript:
+            try:
+                for mode, (host, port), url in args.relays:
+                    option = "connect_timeout" if mode.startswith("ws-") else "timeout"
+                    relay = relay_for(transcript, mode, host, port, url, **{option: args.timeout})
+                    relay.start()
+                    relays.append(relay)
+                    dialler, other = SIDES[mode]
+                    where = f"{url_host(host)}:{relay.port}"
+                    print(f"recording {mode}: point {dialler} at {where}; "
+                          f"relaying to {other} at {redact(url)}", flush=True)  # fmt: skip
+                print(f"transcript: {out}; Ctrl+C to stop / 按 Ctrl+C 停止", flush=True)
+                while True:  # the relays run in their own threads; wake up to notice Ctrl+C
+                    time.sleep(0.2)
+            finally:
+                for relay in relays:
+                    relay.close()
+                lines = transcript.lines
+    except KeyboardInterrupt:
+        print(f"stopped: {lines} lines in {out}", flush=True)
+        return 0
+    except (OneBotError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
