@@ -16,6 +16,7 @@ standard actions); :class:`Faults` injects what real deployments do wrong.
 """
 
 from ._fake import FakeOneBot, Faults
+from ._replay import Call, ReplayDiff
 from ._world import World
 
-__all__ = ["FakeOneBot", "Faults", "World"]
+__all__ = ["Call", "FakeOneBot", "Faults", "ReplayDiff", "World"]
