@@ -21,8 +21,8 @@ from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 
-TOKEN = "tok-Sekr3t-abc"  # noqa: S105  (a test token, searched for in the transcript)
-SECRET = "sig-Sekr3t-xyz"  # noqa: S105
+TOKEN = "tok-Sekr3t-abc"  # searched for in the transcript: it must not be there
+SECRET = "sig-Sekr3t-xyz"
 MODES = ("ws-server", "ws-client", "http")  # "http": HTTP POST events and HTTP API calls
 SCRIPT = [(20001, "/ping"), (20002, "/who"), (20001, "/bye")]
 

@@ -118,7 +118,7 @@ def test_a_file_that_is_not_a_transcript_is_refused(tmp_path: pathlib.Path) -> N
     path = tmp_path / "notes.jsonl"
     path.write_text('{"kind": "message", "dir": "onebot → bot"}\nnot json\n', "utf-8")
     with FakeOneBot() as fake:
-        with pytest.raises(DecodeError, match="line 2 of .* is not JSON"):
+        with pytest.raises(DecodeError, match=r"line 2 of .* is not JSON"):
             fake.replay(path)
         with pytest.raises(DecodeError, match="entry 1 has no kind"):
             fake.replay([{"post_type": "message"}])
