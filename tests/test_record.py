@@ -153,6 +153,35 @@ def test_frames_pass_with_their_bytes_and_close_codes_to_an_independent_peer(
     assert {e["conn"] for e in entries} == {1, 2}
 
 
+def test_a_side_that_breaks_the_protocol_is_failed_and_the_other_told(
+    tmp_path: pathlib.Path,
+) -> None:
+    ended: list[tuple[Any, Any]] = []
+
+    def handler(ws: ServerConnection) -> None:
+        echo_or_close(ws, [])
+        ended.append((ws.close_code, ws.close_reason))
+
+    with serve(handler, "127.0.0.1", 0) as server, Transcript(tmp_path / "big.jsonl") as out:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        relay = WsRelay(out, "ws-client", "127.0.0.1", 0, f"ws://127.0.0.1:{port}/", max_size=1024)
+        relay.start()
+        try:
+            ws = websocket.create_connection(relay.url, timeout=10)
+            assert ws.recv() == "hello"
+            ws.send("x" * 2000)  # over max_size: RFC 6455 section 7.4.1, 1009
+            opcode, payload = ws.recv_data(control_frame=True)
+            assert (opcode, parse_close(payload)[0]) == (CLOSE, 1009)
+            ws.close()
+            wait_until(lambda: ended, 10, "the far side closed")
+        finally:
+            relay.close()
+    assert ended == [(1001, "the other side broke the protocol (1009)")]
+    (close,) = [e for e in read_transcript(tmp_path / "big.jsonl") if e["kind"] == "close"]
+    assert (close["dir"], close["code"]) == ("bot → onebot", 1009)
+
+
 def test_either_side_reconnecting_makes_a_new_pair_and_the_transcript_goes_on(
     tmp_path: pathlib.Path,
 ) -> None:

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 from sessions import MODES, connected, fake_for, record_session
 
-from onebot_ref.errors import DecodeError
+from onebot_ref.errors import DecodeError, NotConnected
 from onebot_ref.testing import Call, FakeOneBot
 
 
@@ -122,3 +122,9 @@ def test_a_file_that_is_not_a_transcript_is_refused(tmp_path: pathlib.Path) -> N
             fake.replay(path)
         with pytest.raises(DecodeError, match="entry 1 has no kind"):
             fake.replay([{"post_type": "message"}])
+
+
+def test_replay_with_no_bot_connected_says_so(recordings: dict[str, pathlib.Path]) -> None:
+    with FakeOneBot() as fake:
+        with pytest.raises(NotConnected, match="no bot is connected to this FakeOneBot"):
+            fake.replay(recordings["ws-client"])

@@ -25,7 +25,9 @@ relay, built from the library's own layers by composition:
 A text or binary message is passed on as one message with the same payload
 bytes (fragments arrive joined: the framing may differ, the bytes do not).
 A Close is passed on with its code and reason; a connection that ends with
-no Close (1006) ends the other one the same way, without one. A new
+no Close (1006) ends the other one the same way, without one; a side that
+breaks the protocol (a message over ``max_size``: 1009) is failed with its
+code, and the other side is closed with 1001 and a reason that says so. A new
 connection from either side is a new pair, with a new number in the
 transcript (see :mod:`._transcript`).
 
@@ -266,6 +268,15 @@ class _Pair:
         if gone.closing_since:  # we closed it, passing the other's Close on: its answer is no news
             return
         received = gone.protocol.close_received
+        error = gone.protocol.error
+        if error is not None:  # it broke the protocol (and got our Close): tell the other side
+            reason = f"the other side broke the protocol ({error.close_code})"
+            relay.transcript.write(
+                relay.mode, self.conn_id, direction, "close", code=error.close_code,
+                reason=str(error),
+            )  # fmt: skip
+            other.close(1001, reason)
+            return
         if received is None:  # no Close came: end the other side without one, like this one
             relay.transcript.write(relay.mode, self.conn_id, direction, "close", code=ABNORMAL)
             other.abort()

@@ -401,6 +401,7 @@ class FakeOneBot:
 
         Raises:
             DecodeError: not a transcript the recorder wrote.
+            NotConnected: no bot is connected (an event would reach nobody).
             OSError: the file cannot be read.
         """
         return replay(self, transcript, timeout=timeout, settle=settle, meta=meta)

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from ..codec import event_name
+from ..errors import NotConnected
 from ..record._transcript import BOT_TO_ONEBOT, ONEBOT_TO_BOT, read_transcript
 
 if TYPE_CHECKING:
@@ -318,9 +319,15 @@ def replay(
 
     Raises:
         DecodeError: the transcript is not one the recorder wrote.
+        NotConnected: no bot is connected to ``fake`` (events would reach nobody).
         OSError: its file cannot be read.
     """
     recording = Recording(read_transcript(transcript), meta=meta)
+    if recording.events and not fake.post_targets and not fake.event_connections():
+        raise NotConnected(
+            "replay: no bot is connected to this FakeOneBot, so no event could reach one; "
+            "connect the bot first (connect_reverse, start_ws_server, add_http_post)"
+        )
     replayer = Replayer(recording)
     fake.replaying = replayer
     try:
