@@ -164,8 +164,8 @@ class WsRelay:
                 connect_timeout=self.connect_timeout, ssl_context=None,
             )  # fmt: skip
         except AuthError as exc:
-            self._failed(conn_id, str(exc))
             status = exc.status or 403
+            self._failed(conn_id, f"{redact(url)} refused the credentials passed on with {status}")
             raise HandshakeError("the other side refused the credentials", status) from None
         except NetworkError as exc:
             self._failed(conn_id, str(exc))

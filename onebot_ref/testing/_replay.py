@@ -7,7 +7,8 @@ it back through a :class:`~onebot_ref.testing.FakeOneBot`:
 
 1. **Events**, in their recorded order, to every sink the fake has: whatever
    modes the bot is connected in now, not only the recorded one (events are
-   JSON; the modes only carry them). Meta events (lifecycle, heartbeats) are
+   JSON; the modes only carry them), each as soon as the bot has answered the
+   one before (step 3), not at its recorded time. Meta events (lifecycle, heartbeats) are
    left out unless ``meta=True``: the fake sends its own lifecycle event on
    connect, and heartbeats belong to the clock, not to the session.
 2. **Answers**: each call the bot makes is run by the fake's world as usual
