@@ -86,6 +86,7 @@ class HttpRelay:
         max_header: the largest request head (431 beyond it).
         idle_timeout: seconds an accepted connection may stay idle.
         ssl_context: how to verify an ``https://`` target (default: the system's CAs).
+        max_connections: connections relayed at once; one more is answered 503.
 
     Raises:
         ConfigError: an unknown mode or a target that is not an HTTP URL.
@@ -104,6 +105,7 @@ class HttpRelay:
         max_header: int = MAX_HEAD,
         idle_timeout: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = 128,
     ) -> None:
         if mode not in ("http-client", "http-server"):
             raise ConfigError(f"mode {mode!r} is not an HTTP mode; use http-client or http-server")
@@ -120,7 +122,9 @@ class HttpRelay:
         self.ssl_context = ssl_context
         self.request_dir = BOT_TO_ONEBOT if mode == "http-client" else ONEBOT_TO_BOT
         self.answer_dir = ONEBOT_TO_BOT if mode == "http-client" else BOT_TO_ONEBOT
-        self.server = Server(host, port, self._serve, name=f"record-{mode}")
+        self.server = Server(
+            host, port, self._serve, name=f"record-{mode}", max_connections=max_connections
+        )
 
     @property
     def port(self) -> int:

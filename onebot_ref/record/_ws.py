@@ -78,6 +78,7 @@ class WsRelay:
         max_size: the largest message relayed, in bytes (1009 beyond it).
         send_timeout: seconds a write may stay stuck before its pair is cut.
         close_timeout: seconds a peer has to answer a Close.
+        max_connections: pairs relayed at once; one more is answered 503.
 
     Raises:
         ConfigError: an unknown mode or a target that is not a WebSocket URL.
@@ -95,6 +96,7 @@ class WsRelay:
         max_size: int = MAX_SIZE,
         send_timeout: float = 10.0,
         close_timeout: float = 10.0,
+        max_connections: int | None = 128,
     ) -> None:
         if mode not in ("ws-server", "ws-client"):
             raise ConfigError(f"mode {mode!r} is not a WebSocket mode; use ws-server or ws-client")
@@ -114,6 +116,7 @@ class WsRelay:
         self.listener = WebSocketServer(
             self, host, port, name=f"record-{mode}", logger=log,
             max_size=max_size, send_timeout=send_timeout, close_timeout=close_timeout,
+            max_connections=max_connections,
         )  # fmt: skip
         self.pairs: set[_Pair] = set()
         self._lock = threading.Lock()
