@@ -5,6 +5,7 @@ import os
 import pathlib
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+import trustme
 import websocket
 from conftest import served, unused_port, wait_until
 from sessions import MODES, SECRET, TOKEN, connected, fake_for, record_session, run_script
@@ -293,6 +295,48 @@ def test_what_the_other_side_refuses_is_refused_with_its_status(tmp_path: pathli
     errors = [e for e in read_transcript(tmp_path / "refused.jsonl") if e["kind"] == "error"]
     assert len(errors) == 3
     assert "403" in errors[0]["reason"]
+
+
+def test_both_hops_speak_tls_when_asked(tmp_path: pathlib.Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "cert.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+
+    def server_ctx() -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(ctx)
+        return ctx
+
+    def client_ctx() -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        return ctx
+
+    path = tmp_path / "tls.jsonl"
+    fake = FakeOneBot(access_token=TOKEN, certfile=str(tmp_path / "cert.pem"))
+    with fake, Transcript(path) as transcript:
+        ws = WsRelay(transcript, "ws-client", "127.0.0.1", 0, fake.start_ws_server(),
+                     ssl_context=server_ctx(), client_ssl_context=client_ctx())  # fmt: skip
+        http = HttpRelay(transcript, "http-client", "127.0.0.1", 0, fake.start_http_api(),
+                         ssl_context=server_ctx(), client_ssl_context=client_ctx())  # fmt: skip
+        ws.start()
+        http.start()
+        try:
+            assert ws.url.startswith("wss://") and http.url.startswith("https://")
+            with WsClient(ws.url, access_token=TOKEN, ssl_context=client_ctx()) as bot:
+                assert bot.get_login_info()["user_id"] == 10001
+            resp = requests.get(f"{http.url}/get_status", timeout=10, verify=str(tmp_path / "ca.pem"),
+                                headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+            assert resp.json()["data"]["online"] is True
+        finally:
+            ws.close()
+            http.close()
+    entries = read_transcript(path)
+    assert [e["data"]["action"] for e in entries if "action" in e.get("data", {})] == [
+        "get_login_info"
+    ]
+    assert [e["target"] for e in entries if e["kind"] == "request"] == ["/get_status"]
 
 
 def test_a_relay_refuses_a_target_of_the_wrong_scheme(tmp_path: pathlib.Path) -> None:

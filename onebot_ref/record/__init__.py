@@ -22,8 +22,11 @@ side, as the demo and the doctor name them; in each the recorder listens
     # HTTP POST: NapCat posts to the recorder, the recorder posts to the bot's HttpServer
     python -m onebot_ref.record http-server --listen 127.0.0.1:8090 --to http://127.0.0.1:8080/
 
-``--also MODE HOST:PORT URL`` records one more mode into the same transcript
-(the HTTP API and HTTP POST halves of one bot). ``-o FILE`` names the
+``--certfile``/``--keyfile`` make the recorder listen with TLS (``wss://``,
+``https://``); ``--ca-file`` (or ``--insecure``) says how it verifies a
+``wss://``/``https://`` target. ``--also MODE HOST:PORT URL`` records one
+more mode into the same transcript (the HTTP API and HTTP POST halves of one
+bot). ``-o FILE`` names the
 transcript (default ``onebot-session-<time>.jsonl``; an existing file is
 appended to). Either side may disconnect and come back: each connection is
 a new pair, numbered in the transcript, which goes on. Ctrl+C stops it.
@@ -39,7 +42,7 @@ import sys
 import time
 from typing import Any
 
-from .._tls import host_port_arg, url_host
+from .._tls import client_context, host_port_arg, server_context, url_host
 from ..codec import redact
 from ..errors import OneBotError
 from ._http import HttpRelay
@@ -108,6 +111,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=10.0, metavar="SECONDS",
         help="连接与每次读写对方的时限 / seconds to reach the other side, per read and write",
     )  # fmt: skip
+    parser.add_argument(
+        "--certfile",
+        help="监听时用的 TLS 证书链（PEM）/ listen with TLS: the certificate chain (PEM)",
+    )
+    parser.add_argument(
+        "--keyfile", help="TLS 私钥（PEM）/ its private key (PEM), if not in --certfile"
+    )
+    parser.add_argument(
+        "--ca-file",
+        help="连接 wss:// 或 https:// 时信任此 CA / trust this CA when dialling with TLS",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true",
+        help="不校验对方证书（仅限开发）/ do not verify the other side's certificate (development)",
+    )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="调试日志 / debug logs on stderr")
     args = parser.parse_args(argv)
     args.relays = [(args.mode, args.listen, args.to)]
@@ -130,11 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or time.strftime("onebot-session-%Y%m%d-%H%M%S.jsonl")
     relays: list[WsRelay | HttpRelay] = []
     try:
+        tls = {
+            "ssl_context": server_context(certfile=args.certfile, keyfile=args.keyfile),
+            "client_ssl_context": client_context(
+                ca_file=args.ca_file, verify=not args.insecure, who="the recorder"
+            ),
+        }
         with Transcript(out) as transcript:
             try:
                 for mode, (host, port), url in args.relays:
                     option = "connect_timeout" if mode.startswith("ws-") else "timeout"
-                    relay = relay_for(transcript, mode, host, port, url, **{option: args.timeout})
+                    options = {option: args.timeout, **tls}
+                    relay = relay_for(transcript, mode, host, port, url, **options)
                     relay.start()
                     relays.append(relay)
                     dialler, other = SIDES[mode]

@@ -85,8 +85,9 @@ class HttpRelay:
         max_size: the largest body relayed, each way (413 for a request beyond it).
         max_header: the largest request head (431 beyond it).
         idle_timeout: seconds an accepted connection may stay idle.
-        ssl_context: how to verify an ``https://`` target (default: the system's CAs).
         max_connections: connections relayed at once; one more is answered 503.
+        ssl_context: listen with TLS (``https://``).
+        client_ssl_context: how to verify an ``https://`` target (default: the system's CAs).
 
     Raises:
         ConfigError: an unknown mode or a target that is not an HTTP URL.
@@ -104,8 +105,9 @@ class HttpRelay:
         max_size: int = MAX_SIZE,
         max_header: int = MAX_HEAD,
         idle_timeout: float = 60.0,
-        ssl_context: ssl.SSLContext | None = None,
         max_connections: int | None = 128,
+        ssl_context: ssl.SSLContext | None = None,
+        client_ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if mode not in ("http-client", "http-server"):
             raise ConfigError(f"mode {mode!r} is not an HTTP mode; use http-client or http-server")
@@ -120,11 +122,13 @@ class HttpRelay:
         self.max_header = max_header
         self.idle_timeout = idle_timeout
         self.ssl_context = ssl_context
+        self.client_ssl_context = client_ssl_context
         self.request_dir = BOT_TO_ONEBOT if mode == "http-client" else ONEBOT_TO_BOT
         self.answer_dir = ONEBOT_TO_BOT if mode == "http-client" else BOT_TO_ONEBOT
         self.server = Server(
-            host, port, self._serve, name=f"record-{mode}", max_connections=max_connections
-        )
+            host, port, self._serve, name=f"record-{mode}", ssl_context=ssl_context,
+            max_connections=max_connections,
+        )  # fmt: skip
 
     @property
     def port(self) -> int:
@@ -132,8 +136,9 @@ class HttpRelay:
 
     @property
     def url(self) -> str:
-        """Where to point the side that sends requests: ``http://host:port``."""
-        return f"http://{url_host(self.server.host)}:{self.port}"
+        """Where to point the side that sends requests: ``http://host:port`` (or ``https://``)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{url_host(self.server.host)}:{self.port}"
 
     def start(self) -> None:
         """Listen and relay on daemon threads; returns once the port listens."""
@@ -153,7 +158,7 @@ class HttpRelay:
         sock.settimeout(None)  # the reaper bounds reads and writes (Clock)
         clock = Clock(sock, self.idle_timeout, self.timeout)
         self.server.watch(clock)
-        upstream = _Upstream(self.target, self.timeout, self.ssl_context)
+        upstream = _Upstream(self.target, self.timeout, self.client_ssl_context)
         try:
             with io.BufferedReader(clock) as rfile:
                 while self._relay_one(sock, rfile, clock, upstream, conn_id):

@@ -36,6 +36,7 @@ decide who may connect (the two peers do).
 """
 
 import logging
+import ssl
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
@@ -79,6 +80,8 @@ class WsRelay:
         send_timeout: seconds a write may stay stuck before its pair is cut.
         close_timeout: seconds a peer has to answer a Close.
         max_connections: pairs relayed at once; one more is answered 503.
+        ssl_context: listen with TLS (``wss://``).
+        client_ssl_context: how to verify a ``wss://`` target (default: the system's CAs).
 
     Raises:
         ConfigError: an unknown mode or a target that is not a WebSocket URL.
@@ -97,6 +100,8 @@ class WsRelay:
         send_timeout: float = 10.0,
         close_timeout: float = 10.0,
         max_connections: int | None = 128,
+        ssl_context: ssl.SSLContext | None = None,
+        client_ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if mode not in ("ws-server", "ws-client"):
             raise ConfigError(f"mode {mode!r} is not a WebSocket mode; use ws-server or ws-client")
@@ -110,13 +115,15 @@ class WsRelay:
         self.max_size = max_size
         self.send_timeout = send_timeout
         self.close_timeout = close_timeout
+        self.ssl_context = ssl_context
+        self.client_ssl_context = client_ssl_context
         # Which way a message travels: from the side that dialled us, or from the one we dialled.
         self.inward = ONEBOT_TO_BOT if mode == "ws-server" else BOT_TO_ONEBOT
         self.outward = BOT_TO_ONEBOT if mode == "ws-server" else ONEBOT_TO_BOT
         self.listener = WebSocketServer(
             self, host, port, name=f"record-{mode}", logger=log,
             max_size=max_size, send_timeout=send_timeout, close_timeout=close_timeout,
-            max_connections=max_connections,
+            max_connections=max_connections, ssl_context=ssl_context,
         )  # fmt: skip
         self.pairs: set[_Pair] = set()
         self._lock = threading.Lock()
@@ -127,8 +134,9 @@ class WsRelay:
 
     @property
     def url(self) -> str:
-        """Where to point the dialling side: ``ws://host:port/``."""
-        return f"ws://{url_host(self.listener.server.host)}:{self.port}/"
+        """Where to point the dialling side: ``ws://host:port/`` (``wss://`` with TLS)."""
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{url_host(self.listener.server.host)}:{self.port}/"
 
     def start(self) -> None:
         """Listen and relay on daemon threads; returns once the port listens."""
@@ -164,7 +172,7 @@ class WsRelay:
         try:
             sock = dial(
                 url, access_token=None, token_in_query=False, headers=passed,
-                connect_timeout=self.connect_timeout, ssl_context=None,
+                connect_timeout=self.connect_timeout, ssl_context=self.client_ssl_context,
             )  # fmt: skip
         except AuthError as exc:
             status = exc.status or 403
