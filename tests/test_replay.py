@@ -6,7 +6,7 @@ import pathlib
 import pytest
 from sessions import MODES, connected, fake_for, record_session
 
-from onebot_ref.errors import DecodeError, NotConnected
+from onebot_ref.errors import ConfigError, DecodeError, NotConnected
 from onebot_ref.testing import Call, FakeOneBot
 
 
@@ -127,4 +127,12 @@ def test_a_file_that_is_not_a_transcript_is_refused(tmp_path: pathlib.Path) -> N
 def test_replay_with_no_bot_connected_says_so(recordings: dict[str, pathlib.Path]) -> None:
     with FakeOneBot() as fake:
         with pytest.raises(NotConnected, match="no bot is connected to this FakeOneBot"):
+            fake.replay(recordings["ws-client"])
+
+
+def test_replay_of_another_account_names_the_self_id_to_use(
+    recordings: dict[str, pathlib.Path],
+) -> None:
+    with FakeOneBot(self_id=3332627962) as fake:
+        with pytest.raises(ConfigError, match=r"make it FakeOneBot\(self_id=10001\)"):
             fake.replay(recordings["ws-client"])

@@ -401,6 +401,7 @@ class FakeOneBot:
 
         Raises:
             DecodeError: not a transcript the recorder wrote.
+            ConfigError: the recording is of another account (give ``self_id=``).
             NotConnected: no bot is connected (an event would reach nobody).
             OSError: the file cannot be read.
         """

@@ -34,6 +34,10 @@ the recording but not compared: the bot connected before ``replay()``
 began. Parameters are compared as JSON values: a bot that puts the time or
 a random number in a call differs every run.
 
+The fake must be the recorded account (``FakeOneBot(self_id=…)``, else a
+:class:`~onebot_ref.errors.ConfigError` says which): the events say who the
+bot is, and a bot replies to the account an event names.
+
 Pure but for the waiting: it never touches a socket (the fake does).
 """
 
@@ -45,7 +49,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from ..codec import event_name
-from ..errors import NotConnected
+from ..errors import ConfigError, NotConnected
 from ..record._transcript import BOT_TO_ONEBOT, ONEBOT_TO_BOT, read_transcript
 
 if TYPE_CHECKING:
@@ -320,10 +324,18 @@ def replay(
 
     Raises:
         DecodeError: the transcript is not one the recorder wrote.
+        ConfigError: its events are of another account than ``fake.self_id``.
         NotConnected: no bot is connected to ``fake`` (events would reach nobody).
         OSError: its file cannot be read.
     """
     recording = Recording(read_transcript(transcript), meta=meta)
+    accounts = {event.get("self_id") for event in recording.events} - {None, fake.self_id}
+    if accounts:
+        account = sorted(accounts, key=str)[0]
+        raise ConfigError(
+            f"replay: the recording is of account {account}, this FakeOneBot of {fake.self_id}; "
+            f"make it FakeOneBot(self_id={account}) so that the bot sees one account"
+        )
     if recording.events and not fake.post_targets and not fake.event_connections():
         raise NotConnected(
             "replay: no bot is connected to this FakeOneBot, so no event could reach one; "
