@@ -13,13 +13,6 @@ any other library) runs against it exactly as against NapCat or go-cqhttp::
 
 Behind every mode stands one :class:`World` (accounts, groups, messages, the
 standard actions); :class:`Faults` injects what real deployments do wrong.
-
-A real session recorded with ``python -m onebot_ref.record`` replays to the
-bot in any mode, answered from the recording; the :class:`ReplayDiff` says
-what the bot did differently (a list of :class:`Call`)::
-
-    diff = fake.replay("napcat-session.jsonl")
-    assert not diff, str(diff)
 """
 
 from ._fake import FakeOneBot, Faults

@@ -30,11 +30,10 @@ implement ``reply``/``at_sender``/``auto_escape``/``approve`` only.
 
 import dataclasses
 import logging
-import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -45,7 +44,7 @@ from .._tls import client_context, server_context
 from ..errors import DecodeError
 from ..http_client import use_ssl_context
 from ._http import FakeHttpApi
-from ._replay import ReplayDiff, Replayer, replay
+from ._replay import ReplayDiff, Replayer, Source, replay
 from ._world import World
 
 __all__ = ["FakeOneBot", "Faults"]
@@ -128,6 +127,7 @@ class FakeOneBot:
             ssl_context=client_ssl_context, ca_file=ca_file, verify=verify, who="FakeOneBot"
         )
         self.faults = Faults()
+        self.replaying: Replayer | None = None  # while replay() runs
         self.post_targets: list[tuple[str, str | None]] = []
         self.post_log: list[tuple[int, Any]] = []  # (status, quick operation) per POST
         self.http_api: FakeHttpApi | None = None
@@ -143,7 +143,6 @@ class FakeOneBot:
             use_ssl_context(self._session, self.client_ssl_context)
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
-        self.replaying: Replayer | None = None  # while replay() runs
 
     # -- what tests and demos read ----------------------------------------------------
 
@@ -373,7 +372,7 @@ class FakeOneBot:
 
     def replay(
         self,
-        transcript: "str | os.PathLike[str] | Iterable[Mapping[str, Any]]",
+        transcript: Source,
         *,
         timeout: float = 5.0,
         settle: float = 0.05,

@@ -42,6 +42,7 @@ Pure but for the waiting: it never touches a socket (the fake does).
 """
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -53,13 +54,12 @@ from ..errors import ConfigError, NotConnected
 from ..record._transcript import BOT_TO_ONEBOT, ONEBOT_TO_BOT, read_transcript
 
 if TYPE_CHECKING:
-    import os
-
     from ._fake import FakeOneBot
 
-__all__ = ["Call", "Recording", "ReplayDiff", "Replayer", "replay"]
+__all__ = ["Call", "Recording", "ReplayDiff", "Replayer", "Source", "replay"]
 
 QUICK_OPERATION = ".handle_quick_operation"
+Source = str | os.PathLike[str] | Iterable[Mapping[str, Any]]  # a transcript: its path, or entries
 
 
 class Call(NamedTuple):
@@ -311,7 +311,7 @@ class Replayer:
 
 def replay(
     fake: "FakeOneBot",
-    transcript: "str | os.PathLike[str] | Iterable[Mapping[str, Any]]",
+    transcript: Source,
     *,
     timeout: float = 5.0,
     settle: float = 0.05,
