@@ -170,13 +170,13 @@ def test_quick_operation_hidden_action():
 def test_base_call_is_abstract():
     # Issue 14: call is abstract (abc), so the failure comes when the object is
     # made, naming call, instead of NotImplementedError at the first action.
-    with pytest.raises(TypeError, match="abstract method '?call'?"):
+    with pytest.raises(TypeError, match=r"abstract method '?call'?"):
         OneBotApi()  # type: ignore[abstract]
 
     class Forgetful(OneBotApi):
         pass
 
-    with pytest.raises(TypeError, match="abstract method '?call'?"):
+    with pytest.raises(TypeError, match=r"abstract method '?call'?"):
         Forgetful()  # type: ignore[abstract]
     assert issubclass(ApiNotAvailable, Exception)
 
