@@ -352,7 +352,10 @@ def as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_the_command_line_records_a_session_that_replays(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_command_line_records_a_session_that_replays(
+    tmp_path: pathlib.Path, stop: signal.Signals
+) -> None:
     path = tmp_path / "cli.jsonl"
     with WsServer("127.0.0.1", 0, access_token=TOKEN) as bot:
         bot.on("message")(lambda event: bot.send_private_msg(event["user_id"], "pong"))
@@ -372,7 +375,7 @@ def test_the_command_line_records_a_session_that_replays(tmp_path: pathlib.Path)
                 assert fake.connect_reverse(f"ws://127.0.0.1:{port}/").wait_connected(timeout=10)
                 fake.push_message(text="/ping")
                 assert fake.wait_for_sent(1, timeout=10)[0]["text"] == "pong"
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
             out, err = proc.communicate(timeout=15)
         finally:
             proc.kill()

@@ -29,7 +29,8 @@ more mode into the same transcript (the HTTP API and HTTP POST halves of one
 bot). ``-o FILE`` names the
 transcript (default ``onebot-session-<time>.jsonl``; an existing file is
 appended to). Either side may disconnect and come back: each connection is
-a new pair, numbered in the transcript, which goes on. Ctrl+C stops it.
+a new pair, numbered in the transcript, which goes on. Ctrl+C (or SIGTERM)
+stops it.
 
 It owns the command line. The relays are :class:`WsRelay` and
 :class:`HttpRelay`; the transcript is :class:`Transcript`, read back by
@@ -38,8 +39,11 @@ It owns the command line. The relays are :class:`WsRelay` and
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
+from types import FrameType
 from typing import Any
 
 from .._tls import client_context, host_port_arg, server_context, url_host
@@ -139,8 +143,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM (docker stop, systemd) stops cleanly, as Ctrl+C does
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
