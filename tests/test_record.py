@@ -107,7 +107,8 @@ def test_frames_pass_with_their_bytes_and_close_codes_to_an_independent_peer(
     with serve(handler, "127.0.0.1", 0) as server, Transcript(path) as transcript:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.socket.getsockname()[1]
-        relay = WsRelay(transcript, "ws-server", "127.0.0.1", 0, f"ws://127.0.0.1:{port}/")
+        far = f"ws://127.0.0.1:{port}/base?via=recorder"  # a path and a query of its own
+        relay = WsRelay(transcript, "ws-server", "127.0.0.1", 0, far)
         relay.start()
         try:
             headers = [f"Authorization: Token {TOKEN}", "X-Self-ID: 10001"]
@@ -116,7 +117,7 @@ def test_frames_pass_with_their_bytes_and_close_codes_to_an_independent_peer(
             )
             assert ws.recv() == "hello"  # what the peer behind the recorder was sent:
             ((target, fields),) = seen
-            assert target == f"/onebot/v11?access_token={TOKEN}"
+            assert target == f"/base/onebot/v11?via=recorder&access_token={TOKEN}"
             assert fields["authorization"] == f"Token {TOKEN}"  # names: any case
             assert fields["x-self-id"] == "10001"
             ws.send('{ "a" : 1 }')  # not our JSON spacing: the bytes must come back as sent
@@ -230,7 +231,8 @@ def test_http_relay_passes_requests_chunked_body_and_query_token_on(
 ) -> None:
     path = tmp_path / "http.jsonl"
     with fake_for("http") as fake, Transcript(path) as transcript:
-        relay = HttpRelay(transcript, "http-client", "127.0.0.1", 0, fake.start_http_api())
+        far = fake.start_http_api() + "/?via=recorder"  # a query of its own goes first
+        relay = HttpRelay(transcript, "http-client", "127.0.0.1", 0, far)
         relay.start()
         try:
             with requests.Session() as session:
@@ -251,6 +253,7 @@ def test_http_relay_passes_requests_chunked_body_and_query_token_on(
         finally:
             relay.close()
         assert fake.sent[0]["text"] == "分块"
+        assert [params.get("via") for _action, params in fake.calls] == ["recorder"] * 2
     text = path.read_text("utf-8")
     assert TOKEN not in text
     entries = read_transcript(path)

@@ -17,7 +17,8 @@ with the stdlib's ``http.client``, one keep-alive connection per accepted
 connection, each read and write within ``timeout``.
 
 **Passed on unchanged:** the method, the request target (its path behind the
-path of the ``--to`` URL, its query with ``access_token=``), every header
+path of the ``--to`` URL, its query, ``access_token=`` too, behind any query of
+the ``--to`` URL), every header
 field but those of one hop (``Host``, ``Connection``, ``Keep-Alive``,
 ``Transfer-Encoding``, ``TE``, ``Trailer``, ``Upgrade``, ``Proxy-*``), so
 ``Authorization`` and ``X-Signature`` too, and the body's bytes (a
@@ -263,6 +264,7 @@ class _Upstream:
         self.port = parts.port or (443 if self.https else 80)
         self.netloc = parts.netloc.rpartition("@")[2]
         self.prefix = parts.path.rstrip("/")
+        self.query = parts.query  # goes before the request's own
         self.timeout = timeout
         self.ssl_context = ssl_context
         self.conn: http.client.HTTPConnection | None = None
@@ -289,7 +291,9 @@ class _Upstream:
         if "://" in target:  # absolute-form: keep only its path and query
             parts = urlsplit(target)
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        path = self.prefix + target
+        own_path, _, own_query = target.partition("?")
+        query = "&".join(q for q in (self.query, own_query) if q)  # --to's query first, as WS
+        path = self.prefix + own_path + (f"?{query}" if query else "")
         for attempt in (1, 2):
             reused = self.conn is not None
             if self.conn is None:

@@ -13,10 +13,10 @@ relay, built from the library's own layers by composition:
   sees what it would have seen without the recorder;
 * the dialling side is :func:`onebot_ref._ws_dial.dial`, given the dialler's
   own request target (its path, behind the path of the recorder's ``--to``
-  URL, and its query, ``access_token=`` included) and its header fields
-  (``Authorization``, ``X-Self-ID``, ``X-Client-Role``, ``User-Agent``…; not
-  those that belong to one hop: ``Host``, ``Origin``, ``Connection``,
-  ``Upgrade``, ``Sec-WebSocket-*``);
+  URL, and its query, ``access_token=`` included, behind any query of
+  ``--to``) and its header fields (``Authorization``, ``X-Self-ID``,
+  ``X-Client-Role``, ``User-Agent``…; not those that belong to one hop:
+  ``Host``, ``Origin``, ``Connection``, ``Upgrade``, ``Sec-WebSocket-*``);
 * each side is a :class:`onebot_ref._ws_connection.Connection` on its own
   :class:`~onebot_ref._ws_protocol.Protocol`: every read is bounded by
   ``max_size``, every write by ``send_timeout`` (the listener's reaper ticks
@@ -146,11 +146,16 @@ class WsRelay:
         self.listener.serve_forever()
 
     def upstream_url(self, request: Request) -> str:
-        """The dialled URL: ``target``'s origin and path, then the dialler's path and query."""
+        """The dialled URL: ``target``'s origin, its path then the dialler's, and both queries.
+
+        ``--to ws://bot:8080/onebot`` and a dialler asking for ``/ws?x=1`` give
+        ``ws://bot:8080/onebot/ws?x=1`` (a query in ``--to`` comes first).
+        """
         parts = urlsplit(self.target)
         path, _, query = request.target.partition("?")
         if "://" in path:  # absolute-form: keep only its path
             path = urlsplit(path).path or "/"
+        query = "&".join(q for q in (parts.query, query) if q)
         return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path, query=query))
 
     # -- the listener's policy ---------------------------------------------------------
