@@ -77,7 +77,7 @@ def connected(
         yield
 
 
-def fake_for(mode: str, **options: Any) -> FakeOneBot:
+def fake_for(**options: Any) -> FakeOneBot:
     """A FakeOneBot that wants the token where the bot presents it."""
     return FakeOneBot(access_token=TOKEN, **options)
 
@@ -91,7 +91,7 @@ def run_script(fake: FakeOneBot) -> None:
 
 def record_session(mode: str, path: pathlib.Path) -> list[str]:
     """Record the conversation in ``mode`` through the recorder; the replies the bot sent."""
-    with fake_for(mode) as fake, Transcript(path) as transcript:
+    with fake_for() as fake, Transcript(path) as transcript:
         with connected(fake, mode, record=transcript):
             run_script(fake)
         return [sent["text"] for sent in fake.sent]

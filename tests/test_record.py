@@ -190,7 +190,7 @@ def test_either_side_reconnecting_makes_a_new_pair_and_the_transcript_goes_on(
 ) -> None:
     path = tmp_path / "again.jsonl"
     replies = 0
-    with fake_for("ws-client") as fake, Transcript(path) as transcript:
+    with fake_for() as fake, Transcript(path) as transcript:
         fake_url = fake.start_ws_server()
         relay = WsRelay(transcript, "ws-client", "127.0.0.1", 0, fake_url)
         relay.start()
@@ -230,7 +230,7 @@ def test_http_relay_passes_requests_chunked_body_and_query_token_on(
     tmp_path: pathlib.Path,
 ) -> None:
     path = tmp_path / "http.jsonl"
-    with fake_for("http") as fake, Transcript(path) as transcript:
+    with fake_for() as fake, Transcript(path) as transcript:
         far = fake.start_http_api() + "/?via=recorder"  # a query of its own goes first
         relay = HttpRelay(transcript, "http-client", "127.0.0.1", 0, far)
         relay.start()
@@ -374,7 +374,7 @@ def test_the_command_line_records_a_session_that_replays(
             assert "point the implementation (reverse WS) at 127.0.0.1:" in banner, banner
             port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
             assert f"transcript: {path}" in proc.stdout.readline()
-            with fake_for("ws-server") as fake:
+            with fake_for() as fake:
                 assert fake.connect_reverse(f"ws://127.0.0.1:{port}/").wait_connected(timeout=10)
                 fake.push_message(text="/ping")
                 assert fake.wait_for_sent(1, timeout=10)[0]["text"] == "pong"
@@ -414,6 +414,6 @@ def test_the_command_line_names_a_wrong_mode_or_url() -> None:
 
 def test_the_bot_answers_the_same_without_the_recorder() -> None:
     # connected() without the recorder: a control for the sessions recorded above.
-    with fake_for("ws-client") as fake, connected(fake, "ws-client"):
+    with fake_for() as fake, connected(fake, "ws-client"):
         run_script(fake)
         assert [sent["text"] for sent in fake.sent] == ["pong", "you are Alice", "bye"]

@@ -21,9 +21,9 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Pa
     return paths
 
 
-def replay_world(mode: str) -> FakeOneBot:
+def replay_world() -> FakeOneBot:
     """A fake whose world differs from the recorded one: only recorded answers say "Alice"."""
-    fake = fake_for(mode)
+    fake = fake_for()
     fake.world.friends[20002]["nickname"] = "Bob"
     return fake
 
@@ -33,7 +33,7 @@ def replay_world(mode: str) -> FakeOneBot:
 def test_replay_to_the_same_bot_in_any_mode_has_no_diff(
     recordings: dict[str, pathlib.Path], recorded: str, mode: str
 ) -> None:
-    with replay_world(mode) as fake:
+    with replay_world() as fake:
         with connected(fake, mode):
             diff = fake.replay(recordings[recorded], timeout=5)
         assert not diff, str(diff)
@@ -46,7 +46,7 @@ def test_replay_to_the_same_bot_in_any_mode_has_no_diff(
 def test_replay_to_a_changed_bot_reports_what_it_did_differently(
     recordings: dict[str, pathlib.Path], mode: str
 ) -> None:
-    with replay_world(mode) as fake:
+    with replay_world() as fake:
         with connected(fake, mode, changed=True):
             diff = fake.replay(recordings["ws-server"], timeout=0.5)
     assert diff
@@ -79,7 +79,7 @@ def test_a_call_the_recording_has_no_answer_for_gets_the_worlds(
             data["params"]["user_id"] = 20002
         if isinstance(data, dict) and data.get("raw_message") == "/who":
             data["user_id"] = 20001
-    with replay_world("ws-client") as fake:
+    with replay_world() as fake:
         with connected(fake, "ws-client"):
             diff = fake.replay(entries, timeout=0.5)
         assert [sent["text"] for sent in fake.sent][1] == "you are 小明"  # the world's answer
