@@ -65,6 +65,26 @@ SIDES = {
 }
 
 
+EPILOG = """\
+模式 / modes (the bot's side, as python -m onebot_ref.demo names it):
+  ws-server    反向 WS：实现连录制器，录制器连机器人
+               reverse WS: the implementation dials us, we dial the bot
+  ws-client    正向 WS：机器人连录制器，录制器连实现
+               forward WS: the bot dials us, we dial the implementation
+  http-client  HTTP API：机器人调用录制器，录制器调用实现
+               HTTP API: the bot calls us, we call the implementation
+  http-server  HTTP POST：实现上报给录制器，录制器转给机器人
+               HTTP POST: the implementation posts to us, we post to the bot
+
+例 / example (NapCat's websocketClients pointed at 8081; the bot listens on 8080):
+  python -m onebot_ref.record ws-server --listen 127.0.0.1:8081 \\
+      --to ws://127.0.0.1:8080/ -o napcat-session.jsonl
+
+回放 / replay, in pytest:
+  diff = FakeOneBot(self_id=<QQ>).replay("napcat-session.jsonl"); assert not diff, str(diff)
+"""
+
+
 def relay_for(
     transcript: Transcript, mode: str, host: str, port: int, target: str, **options: Any
 ) -> WsRelay | HttpRelay:
@@ -82,14 +102,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m onebot_ref.record",
         description=(
-            "录制机器人与 OneBot 11 实现之间的会话（原样转发，记录打码）。 "
-            "Record a session between a bot and its OneBot 11 implementation: "
-            "everything passes through unchanged; the JSONL transcript has no secrets."
+            "录制机器人与 OneBot 11 实现之间的会话：原样转发一切，JSONL 记录里令牌与签名打码。\n"
+            "Record a session between a bot and its OneBot 11 implementation: everything\n"
+            "passes through unchanged; the JSONL transcript keeps no token or signature."
         ),
-        epilog=(
-            "回放 / replay: FakeOneBot().replay('session.jsonl') in pytest. "
-            "Modes name the bot's side, as in python -m onebot_ref.demo."
-        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
     )
     parser.add_argument(
         "mode", choices=MODES, help="机器人一侧的模式 / the bot's side, as the demo names it"
