@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -173,7 +174,7 @@ def main() -> None:
     process = ctx.Process(target=generator, args=(ready, results), daemon=True)
     process.start()
     url = f"ws://127.0.0.1:{ready.get(timeout=30)}/"
-    bots = {
+    bots: dict[str, Callable[[int, int], float]] = {
         "WsClient": lambda n, s: run_wsclient(url, n, s, results),
         "WebSocketApp": lambda n, s: run_app(url, n, s, results, skip_utf8=False),
         "WebSocketApp+skip": lambda n, s: run_app(url, n, s, results, skip_utf8=True),

@@ -21,6 +21,20 @@ Everything a bot needs is one import away, from the package or from its module::
 The modes and the fake are imported on first use (PEP 562), so that ``python
 -m onebot_ref.ws_server`` and friends run without importing themselves twice.
 
+The types an editor completes come from the package too: ``TypedDict`` types for
+the standard events (``GroupMessageEvent``, ``NoticeEvent``…) and API results
+(``MessageId``, ``GroupInfo``, ``GroupMemberInfo``…), and ``Literal`` aliases
+(``Role``, ``Flavor``…). They only annotate: at runtime every event and result
+is the plain ``dict`` from the wire. They live in the private ``_types`` so
+that the ten public modules stay the ones that do something; import them from
+``onebot_ref``::
+
+    from onebot_ref import GroupMessageEvent, WsServer
+
+    @bot.on("message.group")
+    def greet(event: GroupMessageEvent) -> None:
+        print(event["sender"].get("card"))    # mypy: an unknown key is an error
+
 What ``ls onebot_ref`` shows is the architecture: the four modes; the pure
 core they share, :mod:`codec` (JSON envelopes, auth), :mod:`message`
 (segments and CQ codes), :mod:`registry` (``on("message.group")``),
@@ -57,6 +71,46 @@ from .registry import Registry
 
 if TYPE_CHECKING:  # what the lazy names below are, for editors and type checkers
     from ._tls import host_port_arg
+    from ._types import (
+        ActionResult,
+        Anonymous,
+        CanSend,
+        ClientRole,
+        Cookies,
+        Credentials,
+        CsrfToken,
+        Event,
+        File,
+        Flavor,
+        ForwardMessage,
+        FriendInfo,
+        FriendRequestEvent,
+        GroupInfo,
+        GroupMemberInfo,
+        GroupMessageEvent,
+        GroupRequestEvent,
+        GroupSender,
+        HeartbeatEvent,
+        HonorInfo,
+        Id,
+        LifecycleEvent,
+        LoginInfo,
+        MessageEvent,
+        MessageId,
+        MessageInfo,
+        MessageType,
+        MetaEvent,
+        NoticeEvent,
+        PrivateMessageEvent,
+        RequestEvent,
+        Role,
+        Segment,
+        Sender,
+        Sex,
+        Status,
+        StrangerInfo,
+        VersionInfo,
+    )
     from .http_client import HttpClient
     from .http_server import HttpServer
     from .testing import FakeOneBot
@@ -67,23 +121,61 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ActionFailed",
+    "ActionResult",
     "AmbiguousBot",
+    "Anonymous",
     "ApiNotAvailable",
     "ApiTimeout",
     "AuthError",
     "Bot",
+    "CanSend",
+    "ClientRole",
     "ConfigError",
+    "Cookies",
+    "Credentials",
+    "CsrfToken",
     "DecodeError",
     "EncodeError",
+    "Event",
     "FakeOneBot",
+    "File",
+    "Flavor",
+    "ForwardMessage",
+    "FriendInfo",
+    "FriendRequestEvent",
+    "GroupInfo",
+    "GroupMemberInfo",
+    "GroupMessageEvent",
+    "GroupRequestEvent",
+    "GroupSender",
+    "HeartbeatEvent",
+    "HonorInfo",
     "HttpClient",
     "HttpServer",
+    "Id",
+    "LifecycleEvent",
+    "LoginInfo",
+    "MessageEvent",
+    "MessageId",
+    "MessageInfo",
+    "MessageType",
+    "MetaEvent",
     "NetworkError",
     "NotConnected",
+    "NoticeEvent",
     "OneBotApi",
     "OneBotError",
+    "PrivateMessageEvent",
     "ProtocolError",
     "Registry",
+    "RequestEvent",
+    "Role",
+    "Segment",
+    "Sender",
+    "Sex",
+    "Status",
+    "StrangerInfo",
+    "VersionInfo",
     "WsClient",
     "WsServer",
     "__version__",
@@ -94,11 +186,49 @@ __all__ = [
 
 # The names imported on first use (PEP 562): name -> the module that defines it.
 _LAZY = {
+    "ActionResult": "_types",
     "AmbiguousBot": "ws_server",
+    "Anonymous": "_types",
     "Bot": "ws_server",
+    "CanSend": "_types",
+    "ClientRole": "_types",
+    "Cookies": "_types",
+    "Credentials": "_types",
+    "CsrfToken": "_types",
+    "Event": "_types",
     "FakeOneBot": "testing",
+    "File": "_types",
+    "Flavor": "_types",
+    "ForwardMessage": "_types",
+    "FriendInfo": "_types",
+    "FriendRequestEvent": "_types",
+    "GroupInfo": "_types",
+    "GroupMemberInfo": "_types",
+    "GroupMessageEvent": "_types",
+    "GroupRequestEvent": "_types",
+    "GroupSender": "_types",
+    "HeartbeatEvent": "_types",
+    "HonorInfo": "_types",
     "HttpClient": "http_client",
     "HttpServer": "http_server",
+    "Id": "_types",
+    "LifecycleEvent": "_types",
+    "LoginInfo": "_types",
+    "MessageEvent": "_types",
+    "MessageId": "_types",
+    "MessageInfo": "_types",
+    "MessageType": "_types",
+    "MetaEvent": "_types",
+    "NoticeEvent": "_types",
+    "PrivateMessageEvent": "_types",
+    "RequestEvent": "_types",
+    "Role": "_types",
+    "Segment": "_types",
+    "Sender": "_types",
+    "Sex": "_types",
+    "Status": "_types",
+    "StrangerInfo": "_types",
+    "VersionInfo": "_types",
     "WsClient": "ws_client",
     "WsServer": "ws_server",
     "host_port_arg": "_tls",

@@ -19,7 +19,14 @@ implementation, while ``bot.call("x", timeout=3)`` waits 3 seconds for it.
 Every documented parameter is sent explicitly, defaults included, because
 implementations disagree on defaults (go-cqhttp's ``set_group_anonymous_ban``
 sends 0 when ``duration`` is omitted). Each method returns the response's
-``data`` and raises :class:`~onebot_ref.errors.ActionFailed` on failure, or
+``data`` typed with its ``TypedDict`` (``send_msg`` -> ``MessageId``,
+``get_group_info`` -> ``GroupInfo``, lists as ``list[...]``; see
+:mod:`onebot_ref._types`), so that an editor completes its keys; at runtime it
+is the plain ``dict`` or ``list`` that came off the wire. The actions whose
+``data`` the spec leaves empty (``delete_msg``, the ``set_*`` ones...) are
+typed ``None``; they still return what came, usually ``null``, which an
+implementation may fill with extras of its own.
+Each raises :class:`~onebot_ref.errors.ActionFailed` on failure, or
 :class:`~onebot_ref.errors.EncodeError` before anything is sent when a value
 is not JSON or ``message`` is not a message (see :func:`codec.encode_request`).
 Anything not written out here (extensions such as ``send_group_forward_msg``)
@@ -27,15 +34,34 @@ goes through ``call("action_name", ...)``.
 """
 
 import abc
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
+from ._types import (
+    ActionResult,
+    CanSend,
+    Cookies,
+    Credentials,
+    CsrfToken,
+    ForwardMessage,
+    FriendInfo,
+    GroupInfo,
+    GroupMemberInfo,
+    HonorInfo,
+    LoginInfo,
+    MessageId,
+    MessageInfo,
+    Status,
+    StrangerInfo,
+    VersionInfo,
+)
 from .errors import ConfigError, EncodeError
 from .message import normalize, text, validate
 
 __all__ = ["STANDARD_ACTIONS", "OneBotApi", "merge_params"]
 
-Message = str | dict[str, Any] | list[Any]
+# What message.validate accepts: a CQ string, one segment, or a list (or tuple) of segments.
+Message = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 Id = int | str
 
 
@@ -120,13 +146,13 @@ class OneBotApi(abc.ABC):
 
     def reply(
         self,
-        event: dict[str, Any],
+        event: Mapping[str, Any],
         message: Message,
         *,
         at_sender: bool = False,
         auto_escape: bool = False,
-    ) -> Any:
-        """Answer a message event in the chat it came from.
+    ) -> MessageId:
+        """Answer a message event in the chat it came from; returns ``{"message_id": ...}``.
 
         Picks ``send_group_msg`` or ``send_private_msg`` from the event and
         sends from the account that received it. ``at_sender`` mentions the
@@ -146,20 +172,26 @@ class OneBotApi(abc.ABC):
                     else normalize(message)
                 )
                 message = [{"type": "at", "data": {"qq": str(event["user_id"])}}, *body]
-            return self.call_for(
-                event,
-                "send_group_msg",
-                group_id=event["group_id"],
-                message=message,
-                auto_escape=auto_escape,
+            return cast(
+                MessageId,
+                self.call_for(
+                    event,
+                    "send_group_msg",
+                    group_id=event["group_id"],
+                    message=message,
+                    auto_escape=auto_escape,
+                ),
             )
         if "user_id" in event:
-            return self.call_for(
-                event,
-                "send_private_msg",
-                user_id=event["user_id"],
-                message=message,
-                auto_escape=auto_escape,
+            return cast(
+                MessageId,
+                self.call_for(
+                    event,
+                    "send_private_msg",
+                    user_id=event["user_id"],
+                    message=message,
+                    auto_escape=auto_escape,
+                ),
             )
         kind = event.get("post_type")
         raise ConfigError(
@@ -169,16 +201,26 @@ class OneBotApi(abc.ABC):
 
     # -- messages ---------------------------------------------------------------
 
-    def send_private_msg(self, user_id: Id, message: Message, *, auto_escape: bool = False) -> Any:
+    def send_private_msg(
+        self, user_id: Id, message: Message, *, auto_escape: bool = False
+    ) -> MessageId:
         """Send a private message; returns ``{"message_id": ...}``."""
-        return self.call(
-            "send_private_msg", user_id=user_id, message=message, auto_escape=auto_escape
+        return cast(
+            MessageId,
+            self.call(
+                "send_private_msg", user_id=user_id, message=message, auto_escape=auto_escape
+            ),
         )
 
-    def send_group_msg(self, group_id: Id, message: Message, *, auto_escape: bool = False) -> Any:
+    def send_group_msg(
+        self, group_id: Id, message: Message, *, auto_escape: bool = False
+    ) -> MessageId:
         """Send a group message; returns ``{"message_id": ...}``."""
-        return self.call(
-            "send_group_msg", group_id=group_id, message=message, auto_escape=auto_escape
+        return cast(
+            MessageId,
+            self.call(
+                "send_group_msg", group_id=group_id, message=message, auto_escape=auto_escape
+            ),
         )
 
     def send_msg(
@@ -189,7 +231,7 @@ class OneBotApi(abc.ABC):
         user_id: Id | None = None,
         group_id: Id | None = None,
         auto_escape: bool = False,
-    ) -> Any:
+    ) -> MessageId:
         """Send a message; ``message_type`` is inferred from the id given if omitted."""
         if message_type is None:
             message_type = "group" if group_id is not None else "private"
@@ -199,48 +241,53 @@ class OneBotApi(abc.ABC):
         if group_id is not None:
             params["group_id"] = group_id
         params.update(message=message, auto_escape=auto_escape)
-        return self.call("send_msg", params)
+        return cast(MessageId, self.call("send_msg", params))
 
-    def delete_msg(self, message_id: Id) -> Any:
+    def delete_msg(self, message_id: Id) -> None:
         """Recall a message."""
-        return self.call("delete_msg", message_id=message_id)
+        return cast(None, self.call("delete_msg", message_id=message_id))
 
-    def get_msg(self, message_id: Id) -> Any:
+    def get_msg(self, message_id: Id) -> MessageInfo:
         """Fetch a message by id."""
-        return self.call("get_msg", message_id=message_id)
+        return cast(MessageInfo, self.call("get_msg", message_id=message_id))
 
-    def get_forward_msg(self, id: str) -> Any:
+    def get_forward_msg(self, id: str) -> ForwardMessage:
         """Fetch a merged-forward message (the reply key is ``message`` or ``messages``)."""
-        return self.call("get_forward_msg", id=id)
+        return cast(ForwardMessage, self.call("get_forward_msg", id=id))
 
-    def send_like(self, user_id: Id, times: int = 1) -> Any:
+    def send_like(self, user_id: Id, times: int = 1) -> None:
         """Send profile likes (at most 10 per friend per day)."""
-        return self.call("send_like", user_id=user_id, times=times)
+        return cast(None, self.call("send_like", user_id=user_id, times=times))
 
     # -- group administration ----------------------------------------------------
 
-    def set_group_kick(self, group_id: Id, user_id: Id, reject_add_request: bool = False) -> Any:
+    def set_group_kick(self, group_id: Id, user_id: Id, reject_add_request: bool = False) -> None:
         """Remove a member from a group."""
-        return self.call(
-            "set_group_kick",
-            group_id=group_id,
-            user_id=user_id,
-            reject_add_request=reject_add_request,
+        return cast(
+            None,
+            self.call(
+                "set_group_kick",
+                group_id=group_id,
+                user_id=user_id,
+                reject_add_request=reject_add_request,
+            ),
         )
 
-    def set_group_ban(self, group_id: Id, user_id: Id, duration: int = 1800) -> Any:
+    def set_group_ban(self, group_id: Id, user_id: Id, duration: int = 1800) -> None:
         """Mute a member for ``duration`` seconds (0 lifts the mute)."""
-        return self.call("set_group_ban", group_id=group_id, user_id=user_id, duration=duration)
+        return cast(
+            None, self.call("set_group_ban", group_id=group_id, user_id=user_id, duration=duration)
+        )
 
     def set_group_anonymous_ban(
         self,
         group_id: Id,
         *,
-        anonymous: dict[str, Any] | None = None,
+        anonymous: Mapping[str, Any] | None = None,
         anonymous_flag: str | None = None,
         flag: str | None = None,
         duration: int = 1800,
-    ) -> Any:
+    ) -> None:
         """Mute an anonymous sender; pass the event's ``anonymous`` object or its flag."""
         params: dict[str, Any] = {"group_id": group_id, "duration": duration}
         if anonymous is not None:
@@ -249,141 +296,168 @@ class OneBotApi(abc.ABC):
             params["anonymous_flag"] = anonymous_flag
         if flag is not None:
             params["flag"] = flag
-        return self.call("set_group_anonymous_ban", params)
+        return cast(None, self.call("set_group_anonymous_ban", params))
 
-    def set_group_whole_ban(self, group_id: Id, enable: bool = True) -> Any:
+    def set_group_whole_ban(self, group_id: Id, enable: bool = True) -> None:
         """Mute or unmute the whole group."""
-        return self.call("set_group_whole_ban", group_id=group_id, enable=enable)
+        return cast(None, self.call("set_group_whole_ban", group_id=group_id, enable=enable))
 
-    def set_group_admin(self, group_id: Id, user_id: Id, enable: bool = True) -> Any:
+    def set_group_admin(self, group_id: Id, user_id: Id, enable: bool = True) -> None:
         """Grant or revoke admin."""
-        return self.call("set_group_admin", group_id=group_id, user_id=user_id, enable=enable)
+        return cast(
+            None, self.call("set_group_admin", group_id=group_id, user_id=user_id, enable=enable)
+        )
 
-    def set_group_anonymous(self, group_id: Id, enable: bool = True) -> Any:
+    def set_group_anonymous(self, group_id: Id, enable: bool = True) -> None:
         """Allow or forbid anonymous chat."""
-        return self.call("set_group_anonymous", group_id=group_id, enable=enable)
+        return cast(None, self.call("set_group_anonymous", group_id=group_id, enable=enable))
 
-    def set_group_card(self, group_id: Id, user_id: Id, card: str = "") -> Any:
+    def set_group_card(self, group_id: Id, user_id: Id, card: str = "") -> None:
         """Set a member's group card (empty removes it)."""
-        return self.call("set_group_card", group_id=group_id, user_id=user_id, card=card)
+        return cast(
+            None, self.call("set_group_card", group_id=group_id, user_id=user_id, card=card)
+        )
 
-    def set_group_name(self, group_id: Id, group_name: str) -> Any:
+    def set_group_name(self, group_id: Id, group_name: str) -> None:
         """Rename a group."""
-        return self.call("set_group_name", group_id=group_id, group_name=group_name)
+        return cast(None, self.call("set_group_name", group_id=group_id, group_name=group_name))
 
-    def set_group_leave(self, group_id: Id, is_dismiss: bool = False) -> Any:
+    def set_group_leave(self, group_id: Id, is_dismiss: bool = False) -> None:
         """Leave a group (an owner must set ``is_dismiss`` to dismiss it)."""
-        return self.call("set_group_leave", group_id=group_id, is_dismiss=is_dismiss)
+        return cast(None, self.call("set_group_leave", group_id=group_id, is_dismiss=is_dismiss))
 
     def set_group_special_title(
         self, group_id: Id, user_id: Id, special_title: str = "", duration: int = -1
-    ) -> Any:
+    ) -> None:
         """Set a member's special title (empty removes it)."""
-        return self.call(
-            "set_group_special_title",
-            group_id=group_id,
-            user_id=user_id,
-            special_title=special_title,
-            duration=duration,
+        return cast(
+            None,
+            self.call(
+                "set_group_special_title",
+                group_id=group_id,
+                user_id=user_id,
+                special_title=special_title,
+                duration=duration,
+            ),
         )
 
     # -- requests ---------------------------------------------------------------
 
-    def set_friend_add_request(self, flag: str, approve: bool = True, remark: str = "") -> Any:
+    def set_friend_add_request(self, flag: str, approve: bool = True, remark: str = "") -> None:
         """Answer a friend request (``flag`` from the request event)."""
-        return self.call("set_friend_add_request", flag=flag, approve=approve, remark=remark)
+        return cast(
+            None, self.call("set_friend_add_request", flag=flag, approve=approve, remark=remark)
+        )
 
     def set_group_add_request(
         self, flag: str, sub_type: str, approve: bool = True, reason: str = ""
-    ) -> Any:
+    ) -> None:
         """Answer a group join request or invitation (``sub_type`` is ``add`` or ``invite``)."""
-        return self.call(
-            "set_group_add_request", flag=flag, sub_type=sub_type, approve=approve, reason=reason
+        return cast(
+            None,
+            self.call(
+                "set_group_add_request",
+                flag=flag,
+                sub_type=sub_type,
+                approve=approve,
+                reason=reason,
+            ),
         )
 
     # -- information ------------------------------------------------------------
 
-    def get_login_info(self) -> Any:
+    def get_login_info(self) -> LoginInfo:
         """The bot account: ``{"user_id", "nickname"}``."""
-        return self.call("get_login_info")
+        return cast(LoginInfo, self.call("get_login_info"))
 
-    def get_stranger_info(self, user_id: Id, no_cache: bool = False) -> Any:
+    def get_stranger_info(self, user_id: Id, no_cache: bool = False) -> StrangerInfo:
         """Public profile of any user."""
-        return self.call("get_stranger_info", user_id=user_id, no_cache=no_cache)
-
-    def get_friend_list(self) -> Any:
-        """Friends: ``[{"user_id", "nickname", "remark"}]``."""
-        return self.call("get_friend_list")
-
-    def get_group_info(self, group_id: Id, no_cache: bool = False) -> Any:
-        """One group's info."""
-        return self.call("get_group_info", group_id=group_id, no_cache=no_cache)
-
-    def get_group_list(self) -> Any:
-        """Every group the bot is in."""
-        return self.call("get_group_list")
-
-    def get_group_member_info(self, group_id: Id, user_id: Id, no_cache: bool = False) -> Any:
-        """One member's info."""
-        return self.call(
-            "get_group_member_info", group_id=group_id, user_id=user_id, no_cache=no_cache
+        return cast(
+            StrangerInfo, self.call("get_stranger_info", user_id=user_id, no_cache=no_cache)
         )
 
-    def get_group_member_list(self, group_id: Id) -> Any:
+    def get_friend_list(self) -> list[FriendInfo]:
+        """Friends: ``[{"user_id", "nickname", "remark"}]``."""
+        return cast(list[FriendInfo], self.call("get_friend_list"))
+
+    def get_group_info(self, group_id: Id, no_cache: bool = False) -> GroupInfo:
+        """One group's info."""
+        return cast(GroupInfo, self.call("get_group_info", group_id=group_id, no_cache=no_cache))
+
+    def get_group_list(self) -> list[GroupInfo]:
+        """Every group the bot is in."""
+        return cast(list[GroupInfo], self.call("get_group_list"))
+
+    def get_group_member_info(
+        self, group_id: Id, user_id: Id, no_cache: bool = False
+    ) -> GroupMemberInfo:
+        """One member's info."""
+        return cast(
+            GroupMemberInfo,
+            self.call(
+                "get_group_member_info", group_id=group_id, user_id=user_id, no_cache=no_cache
+            ),
+        )
+
+    def get_group_member_list(self, group_id: Id) -> list[GroupMemberInfo]:
         """Every member of a group."""
-        return self.call("get_group_member_list", group_id=group_id)
+        return cast(list[GroupMemberInfo], self.call("get_group_member_list", group_id=group_id))
 
-    def get_group_honor_info(self, group_id: Id, type: str = "all") -> Any:
+    def get_group_honor_info(self, group_id: Id, type: str = "all") -> HonorInfo:
         """Group honours; ``type`` is ``talkative``, ``performer``, ``legend``… or ``all``."""
-        return self.call("get_group_honor_info", group_id=group_id, type=type)
+        return cast(HonorInfo, self.call("get_group_honor_info", group_id=group_id, type=type))
 
-    def get_cookies(self, domain: str = "") -> Any:
+    def get_cookies(self, domain: str = "") -> Cookies:
         """Cookies for a QQ web domain."""
-        return self.call("get_cookies", domain=domain)
+        return cast(Cookies, self.call("get_cookies", domain=domain))
 
-    def get_csrf_token(self) -> Any:
+    def get_csrf_token(self) -> CsrfToken:
         """The CSRF token for QQ web APIs."""
-        return self.call("get_csrf_token")
+        return cast(CsrfToken, self.call("get_csrf_token"))
 
-    def get_credentials(self, domain: str = "") -> Any:
+    def get_credentials(self, domain: str = "") -> Credentials:
         """Cookies and CSRF token together."""
-        return self.call("get_credentials", domain=domain)
+        return cast(Credentials, self.call("get_credentials", domain=domain))
 
-    def get_record(self, file: str, out_format: str) -> Any:
+    def get_record(self, file: str, out_format: str) -> ActionResult:
         """Convert a received voice file (``mp3``, ``amr``, ``wav``…); needs ffmpeg."""
-        return self.call("get_record", file=file, out_format=out_format)
+        return cast(ActionResult, self.call("get_record", file=file, out_format=out_format))
 
-    def get_image(self, file: str) -> Any:
+    def get_image(self, file: str) -> ActionResult:
         """Download a received image; returns its local path."""
-        return self.call("get_image", file=file)
+        return cast(ActionResult, self.call("get_image", file=file))
 
-    def can_send_image(self) -> Any:
+    def can_send_image(self) -> CanSend:
         """``{"yes": bool}``."""
-        return self.call("can_send_image")
+        return cast(CanSend, self.call("can_send_image"))
 
-    def can_send_record(self) -> Any:
+    def can_send_record(self) -> CanSend:
         """``{"yes": bool}``."""
-        return self.call("can_send_record")
+        return cast(CanSend, self.call("can_send_record"))
 
-    def get_status(self) -> Any:
+    def get_status(self) -> Status:
         """``{"online", "good", ...}``; rely only on ``online`` and ``good``."""
-        return self.call("get_status")
+        return cast(Status, self.call("get_status"))
 
-    def get_version_info(self) -> Any:
+    def get_version_info(self) -> VersionInfo:
         """``{"app_name", "app_version", "protocol_version", ...}``."""
-        return self.call("get_version_info")
+        return cast(VersionInfo, self.call("get_version_info"))
 
-    def set_restart(self, delay: int = 0) -> Any:
+    def set_restart(self, delay: int = 0) -> None:
         """Restart the implementation after ``delay`` ms (always answers ``async``)."""
-        return self.call("set_restart", delay=delay)
+        return cast(None, self.call("set_restart", delay=delay))
 
-    def clean_cache(self) -> Any:
+    def clean_cache(self) -> None:
         """Clear the implementation's cache."""
-        return self.call("clean_cache")
+        return cast(None, self.call("clean_cache"))
 
-    def handle_quick_operation(self, context: dict[str, Any], operation: dict[str, Any]) -> Any:
+    def handle_quick_operation(
+        self, context: Mapping[str, Any], operation: Mapping[str, Any]
+    ) -> None:
         """Hidden action ``.handle_quick_operation``: a quick operation over WebSocket."""
-        return self.call(".handle_quick_operation", context=context, operation=operation)
+        return cast(
+            None, self.call(".handle_quick_operation", context=context, operation=operation)
+        )
 
 
 # The action names of spec api/public.md, in its order; tests check the

@@ -72,7 +72,7 @@ from ._tls import check_address, server_context
 from .api import OneBotApi, merge_params
 from .codec import check_signature, dumps, heartbeat_interval, valid_token
 from .errors import ConfigError, EncodeError, NotConnected
-from .registry import Handler, Registry
+from .registry import Handler, HandlerT, Registry
 
 __all__ = [
     "Bot",
@@ -241,7 +241,7 @@ class HttpServer(OneBotApi):
     def __repr__(self) -> str:
         return f"HttpServer({self.url!r})"
 
-    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
+    def on(self, name: str = "*") -> Callable[[HandlerT], HandlerT]:
         """Decorator: handle events named ``name`` (see :class:`Registry`)."""
         return self.registry.on(name)
 

@@ -3,8 +3,13 @@
 Handlers register for a dotted event name (see :func:`codec.event_name`)::
 
     @bot.on("message.group")
-    def greet(event):
+    def greet(event: GroupMessageEvent) -> None:
         ...
+
+The event a handler gets is a plain ``dict``; annotate it as ``dict[str,
+Any]``, or with the event's ``TypedDict`` (``from onebot_ref import
+GroupMessageEvent``) for an editor that completes its keys. ``on`` returns the
+handler unchanged, with its own type.
 
 An event named ``message.group.normal`` runs the handlers of
 ``message.group.normal``, then ``message.group``, then ``message``, then ``*``:
@@ -36,16 +41,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ._dedup import Recent, shared_key
 from .codec import event_name, log_frame
 
-__all__ = ["Handler", "Registry"]
+__all__ = ["Handler", "HandlerT", "Registry"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Any]
+# The event's parameter is Any, not dict[str, Any]: a handler annotated with a TypedDict
+# (GroupMessageEvent) takes fewer values than any dict, so a Callable over dict[str, Any]
+# would refuse it; what is passed at runtime is always the event's plain dict.
+Handler = Callable[[Any], Any]
+# on()'s decorator returns the handler it was given with that handler's own type.
+HandlerT = TypeVar("HandlerT", bound=Handler)
 
 # Seconds between two warnings about dropped events (the first drop is logged at once).
 DROP_LOG_INTERVAL = 10.0
@@ -118,10 +128,10 @@ class Registry:
         self._lock = threading.Lock()
         self._closed = False
 
-    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
+    def on(self, name: str = "*") -> Callable[[HandlerT], HandlerT]:
         """Decorator: register the function for ``name`` and return it unchanged."""
 
-        def decorator(func: Handler) -> Handler:
+        def decorator(func: HandlerT) -> HandlerT:
             self.add(name, func)
             return func
 

@@ -106,7 +106,7 @@ from .errors import (
     NotConnected,
     ProtocolError,
 )
-from .registry import Handler, Registry
+from .registry import HandlerT, Registry
 
 __all__ = ["State", "WsClient"]
 
@@ -289,7 +289,7 @@ class WsClient(OneBotApi):
 
     # -- the user's verbs ------------------------------------------------------
 
-    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
+    def on(self, name: str = "*") -> Callable[[HandlerT], HandlerT]:
         """Decorator: run the function for events named ``name`` (see :class:`Registry`)."""
         return self.registry.on(name)
 

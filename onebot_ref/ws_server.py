@@ -84,13 +84,14 @@ from ._hooks import Bot, Hook, Hooks
 from ._http_head import split_target
 from ._serve import Throttle, check_positive, warn_if_open
 from ._tls import check_address, host_port_arg, server_context, url_host
+from ._types import ClientRole
 from ._ws_connection import Connection
 from ._ws_listener import WebSocketServer
 from .api import OneBotApi, merge_params
 from .codec import heartbeat_interval, is_event, loads, onebot12_impl, valid_token
 from .errors import ConfigError, DecodeError, NotConnected, OneBotError
 from .framer import HandshakeError, Request
-from .registry import Handler, Registry
+from .registry import Handler, HandlerT, Registry
 
 __all__ = [
     "AmbiguousBot",
@@ -100,7 +101,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ROLES = {"universal": "Universal", "api": "API", "event": "Event"}
+ROLES: dict[str, ClientRole] = {"universal": "Universal", "api": "API", "event": "Event"}
 
 
 class AmbiguousBot(OneBotError, ValueError):
@@ -140,7 +141,9 @@ class Peer:
     call needs this very thread to read its response).
     """
 
-    def __init__(self, server: "WsServer", peer: str, self_id: str | None, role: str) -> None:
+    def __init__(
+        self, server: "WsServer", peer: str, self_id: str | None, role: ClientRole
+    ) -> None:
         self.server = server
         self.peer = peer
         self.self_id = self_id
@@ -387,7 +390,7 @@ class WsServer(OneBotApi):
         with self._lock:
             return sorted(set(self._api) | set(self._event))
 
-    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
+    def on(self, name: str = "*") -> Callable[[HandlerT], HandlerT]:
         """Decorator: handle events named ``name`` (see :class:`Registry`)."""
         return self.registry.on(name)
 

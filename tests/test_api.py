@@ -1,6 +1,8 @@
 """api: the method table against the spec's action list, and what each method sends."""
 
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -11,20 +13,28 @@ from onebot_ref.errors import ApiNotAvailable, ConfigError, EncodeError
 class Recorder(OneBotApi):
     """A transport that records calls instead of sending them."""
 
-    def __init__(self):
-        self.calls = []
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def call(self, action, params=None, /, *, timeout=None, **kwargs):
+    def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         self.calls.append((action, {**(params or {}), **kwargs}))
         return {"action": action}
 
 
-def test_spec_lists_38_actions():
+def test_spec_lists_38_actions() -> None:
     assert len(STANDARD_ACTIONS) == 38
     assert len(set(STANDARD_ACTIONS)) == 38
 
 
-def test_a_method_for_every_standard_action_and_nothing_else_public():
+def test_a_method_for_every_standard_action_and_nothing_else_public() -> None:
     public = {
         name
         for name, _ in inspect.getmembers(OneBotApi, inspect.isfunction)
@@ -34,7 +44,7 @@ def test_a_method_for_every_standard_action_and_nothing_else_public():
     assert public - helpers == set(STANDARD_ACTIONS)
 
 
-def _dummy(param):
+def _dummy(param: inspect.Parameter) -> object:
     if param.name in ("message",):
         return "hi"
     if param.annotation in (bool, "bool"):
@@ -43,7 +53,7 @@ def _dummy(param):
 
 
 @pytest.mark.parametrize("action", STANDARD_ACTIONS)
-def test_each_method_calls_its_own_action_with_every_parameter(action):
+def test_each_method_calls_its_own_action_with_every_parameter(action: str) -> None:
     bot = Recorder()
     method = getattr(bot, action)
     sig = inspect.signature(method)
@@ -62,7 +72,7 @@ def test_each_method_calls_its_own_action_with_every_parameter(action):
     assert set(params) == (set(sig.parameters) - optional_none) | inferred
 
 
-def test_spec_defaults_are_sent():
+def test_spec_defaults_are_sent() -> None:
     bot = Recorder()
     bot.set_group_ban(1, 2)
     bot.set_group_anonymous_ban(1, flag="f")
@@ -81,7 +91,7 @@ def test_spec_defaults_are_sent():
     ]
 
 
-def test_send_msg_infers_message_type():
+def test_send_msg_infers_message_type() -> None:
     bot = Recorder()
     bot.send_msg("a", group_id=5)
     bot.send_msg("b", user_id=6)
@@ -92,7 +102,7 @@ def test_send_msg_infers_message_type():
     assert bot.calls[1][1]["message_type"] == "private"
 
 
-def test_ids_pass_through_untouched():
+def test_ids_pass_through_untouched() -> None:
     bot = Recorder()
     bot.send_private_msg(144115218731218202, "x")
     bot.delete_msg(-2147483648)
@@ -102,13 +112,22 @@ def test_ids_pass_through_untouched():
     assert bot.calls[2][1]["message_id"] == "AbC=="
 
 
-def test_reply_picks_the_chat_and_routes_through_call_for():
-    routed = []
+def test_reply_picks_the_chat_and_routes_through_call_for() -> None:
+    routed: list[object] = []
 
     class Routed(Recorder):
-        def call_for(self, event, action, /, **params):
+        def call_for(
+            self,
+            event: Mapping[str, Any],
+            action: str,
+            params: Mapping[str, Any] | None = None,
+            /,
+            *,
+            timeout: float | None = None,
+            **kwargs: Any,
+        ) -> Any:
             routed.append(event["self_id"])
-            return super().call_for(event, action, **params)
+            return super().call_for(event, action, params, timeout=timeout, **kwargs)
 
     bot = Routed()
     group = {
@@ -135,7 +154,7 @@ def test_reply_picks_the_chat_and_routes_through_call_for():
     assert routed == [100, 200]
 
 
-def test_reply_at_sender_prefixes_an_at_and_keeps_cq_or_literal_text():
+def test_reply_at_sender_prefixes_an_at_and_keeps_cq_or_literal_text() -> None:
     bot = Recorder()
     group = {"post_type": "message", "message_type": "group", "group_id": 9, "user_id": 2}
     bot.reply(group, "[CQ:face,id=1]", at_sender=True)
@@ -150,24 +169,25 @@ def test_reply_at_sender_prefixes_an_at_and_keeps_cq_or_literal_text():
     ]
 
 
-def test_reply_to_a_notice_is_a_clear_error():
+def test_reply_to_a_notice_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="notice"):
         Recorder().reply({"post_type": "notice", "notice_type": "group_upload"}, "x")
 
 
-def test_call_async_uses_the_suffix():
+def test_call_async_uses_the_suffix() -> None:
     bot = Recorder()
-    assert bot.call_async("send_msg", message="x") is None
+    # The test is that it returns None, which mypy knows (and flags).
+    assert bot.call_async("send_msg", message="x") is None  # type: ignore[func-returns-value]
     assert bot.calls == [("send_msg_async", {"message": "x"})]
 
 
-def test_quick_operation_hidden_action():
+def test_quick_operation_hidden_action() -> None:
     bot = Recorder()
     bot.handle_quick_operation({"post_type": "message"}, {"reply": "x"})
     assert bot.calls[0][0] == ".handle_quick_operation"
 
 
-def test_base_call_is_abstract():
+def test_base_call_is_abstract() -> None:
     # Issue 14: call is abstract (abc), so the failure comes when the object is
     # made, naming call, instead of NotImplementedError at the first action.
     with pytest.raises(TypeError, match=r"abstract method '?call'?"):
@@ -181,14 +201,14 @@ def test_base_call_is_abstract():
     assert issubclass(ApiNotAvailable, Exception)
 
 
-def test_reply_to_a_notice_is_a_config_error_and_sends_nothing():
+def test_reply_to_a_notice_is_a_config_error_and_sends_nothing() -> None:
     bot = Recorder()
     with pytest.raises(ConfigError, match="reply\\(\\) answers message events"):
         bot.reply({"post_type": "notice", "notice_type": "group_upload"}, "x")
     assert bot.calls == []
 
 
-def test_params_dict_and_keywords_merge_everywhere():
+def test_params_dict_and_keywords_merge_everywhere() -> None:
     bot = Recorder()
     bot.call_async("plugin", {"timeout": 1, "a": 1}, a=2)
     bot.call_for({"self_id": 1}, "plugin", {"self_id": 9})
@@ -198,6 +218,6 @@ def test_params_dict_and_keywords_merge_everywhere():
 
 
 @pytest.mark.parametrize("params", [[("a", 1)], "a=1", {1: "a"}])
-def test_params_that_are_no_dict_by_name_are_an_encode_error(params):
+def test_params_that_are_no_dict_by_name_are_an_encode_error(params: Any) -> None:
     with pytest.raises(EncodeError, match="params must be a dict"):
         merge_params(params, {})

@@ -41,6 +41,7 @@ import requests
 from .. import codec
 from .._auth import check_token
 from .._tls import client_context, server_context
+from .._types import Flavor
 from ..errors import DecodeError
 from ..http_client import use_ssl_context
 from ._http import FakeHttpApi
@@ -105,7 +106,7 @@ class FakeOneBot:
         self,
         self_id: int = 10001,
         *,
-        flavor: str = "spec",
+        flavor: Flavor = "spec",
         access_token: str | None = None,
         heartbeat_interval: float | None = None,
         message_format: str | None = None,

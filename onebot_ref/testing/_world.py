@@ -25,14 +25,15 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
+from .._types import Flavor
 from ..errors import DecodeError
 from ..message import normalize, parse_cq, plain_text, to_cq
 
 __all__ = ["FLAVORS", "World"]
 
-FLAVORS = ("spec", "go-cqhttp", "napcat")
+FLAVORS: tuple[Flavor, ...] = get_args(Flavor)  # ("spec", "go-cqhttp", "napcat")
 KEEP = 10_000  # messages, calls and sends remembered: a long-running fake stays bounded
 
 Response = dict[str, Any]
@@ -82,7 +83,7 @@ class World:
         self,
         self_id: int = 10001,
         *,
-        flavor: str = "spec",
+        flavor: Flavor = "spec",
         message_format: str | None = None,
         nickname: str = "FakeBot",
     ) -> None:
