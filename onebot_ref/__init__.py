@@ -60,14 +60,17 @@ from .errors import (
     ApiTimeout,
     AuthError,
     ConfigError,
+    ConversationTimeout,
     DecodeError,
     EncodeError,
     NetworkError,
     NotConnected,
     OneBotError,
     ProtocolError,
+    SendLimited,
+    UsageError,
 )
-from .registry import Registry
+from .registry import Registry, SendLimit, split_args
 
 if TYPE_CHECKING:  # what the lazy names below are, for editors and type checkers
     from ._tls import host_port_arg
@@ -131,6 +134,7 @@ __all__ = [
     "CanSend",
     "ClientRole",
     "ConfigError",
+    "ConversationTimeout",
     "Cookies",
     "Credentials",
     "CsrfToken",
@@ -171,10 +175,13 @@ __all__ = [
     "RequestEvent",
     "Role",
     "Segment",
+    "SendLimit",
+    "SendLimited",
     "Sender",
     "Sex",
     "Status",
     "StrangerInfo",
+    "UsageError",
     "VersionInfo",
     "WsClient",
     "WsServer",
@@ -182,6 +189,7 @@ __all__ = [
     "codec",
     "host_port_arg",
     "message",
+    "split_args",
 ]
 
 # The names imported on first use (PEP 562): name -> the module that defines it.

@@ -75,8 +75,15 @@ def test_every_standard_action_answers_plausibly(fake: FakeOneBot) -> None:
     message_id = post(url, "send_private_msg", user_id=20001, message="x").json()["data"][
         "message_id"
     ]
+    # Request flags must be ones the world issued (as on a real implementation).
+    flags = {
+        "set_friend_add_request": fake.world.request_friend(20003)["flag"],
+        "set_group_add_request": fake.world.request_join(30001, 20003)["flag"],
+    }
     for action in STANDARD_ACTIONS:
         params = {k: (message_id if v == "FROM_SEND" else v) for k, v in ARGS[action].items()}
+        if action in flags:
+            params["flag"] = flags[action]
         if action in ("delete_msg", "set_group_leave"):
             continue  # run last: they remove what other actions read
         resp = post(url, action, **params)

@@ -14,6 +14,7 @@ PACKAGE = pathlib.Path(onebot_ref.__file__).parent
 PURE = [
     "errors", "codec", "message", "registry", "api", "framer",
     "_dedup", "_calls", "_http_head", "_auth", "_ws_protocol", "_types",
+    "_commands", "_conversation", "_limiter",
 ]  # fmt: skip
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 MODULES = sorted(  # dotted names under onebot_ref: "ws_server", "testing", "testing._fake"...

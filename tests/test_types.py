@@ -36,7 +36,8 @@ def test_a_handler_annotated_with_a_typed_event_gets_the_events_dict() -> None:
             sent = bot.reply(event, f"hi, {event['sender'].get('card') or event['user_id']}")
             seen.put((event, sent))
 
-        fake.push_message(text="hello", group_id=30001, user_id=20001)
+        # 20002 is a plain member in the default world
+        fake.push_message(text="hello", group_id=30001, user_id=20002)
         event, sent = seen.get(timeout=5)
         (reply,) = fake.wait_for_sent(1, timeout=5)
     assert type(event) is dict and event["group_id"] == 30001
