@@ -401,9 +401,11 @@ def test_the_command_line_names_a_wrong_mode_or_url() -> None:
             timeout=30, env=ENV, cwd=ROOT, check=False,
         )  # fmt: skip
 
+    before = set(ROOT.iterdir())
     result = run("ws-client", "--listen", "127.0.0.1:0", "--to", "http://127.0.0.1:3000")
     assert result.returncode == 1
     assert result.stderr.startswith("error: --to 'http://127.0.0.1:3000' for ws-client must be")
+    assert set(ROOT.iterdir()) == before  # no empty transcript left behind
     result = run("ws-client", "--listen", "127.0.0.1:0", "--to", "ws://127.0.0.1:1/",
                  "--also", "nonsense", "127.0.0.1:0", "ws://127.0.0.1:2/")  # fmt: skip
     assert result.returncode == 2

@@ -39,6 +39,7 @@ It owns the command line. The relays are :class:`WsRelay` and
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -174,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     out = args.out or time.strftime("onebot-session-%Y%m%d-%H%M%S.jsonl")
+    existed = os.path.exists(out)
     relays: list[WsRelay | HttpRelay] = []
+    lines = 0
     try:
         tls = {
             "ssl_context": server_context(certfile=args.certfile, keyfile=args.keyfile),
@@ -205,5 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped: {lines} lines in {out}", flush=True)
         return 0
     except (OneBotError, OSError) as exc:
+        if not existed and not lines and os.path.exists(out):
+            os.remove(out)  # a start that failed leaves no empty transcript behind
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
