@@ -29,8 +29,12 @@ implementation may fill with extras of its own.
 Each raises :class:`~onebot_ref.errors.ActionFailed` on failure, or
 :class:`~onebot_ref.errors.EncodeError` before anything is sent when a value
 is not JSON or ``message`` is not a message (see :func:`codec.encode_request`).
-Anything not written out here (extensions such as ``send_group_forward_msg``)
-goes through ``call("action_name", ...)``.
+The extended actions that go-cqhttp introduced and NapCat, Lagrange and
+LLOneBot kept (forwarded messages, history, group files, essence, notices,
+reactions, pokes…) are written out too, after the standard ones; each
+docstring says which implementations have it (:data:`EXTENDED_SUPPORT`), and
+:data:`EXTENDED_ACTIONS` maps each method to its action. Anything else goes
+through ``call("action_name", ...)``.
 """
 
 import abc
@@ -43,22 +47,39 @@ from ._types import (
     Cookies,
     Credentials,
     CsrfToken,
+    EssenceMessage,
+    FileUrl,
     ForwardMessage,
+    ForwardSent,
     FriendInfo,
+    GroupFiles,
     GroupInfo,
     GroupMemberInfo,
+    GroupNotice,
+    GroupSystemMessages,
     HonorInfo,
     LoginInfo,
+    MessageHistory,
     MessageId,
     MessageInfo,
+    OcrResult,
+    OcrText,
+    OnlineClients,
     Status,
     StrangerInfo,
+    UploadedFile,
     VersionInfo,
 )
 from .errors import ConfigError, EncodeError
 from .message import normalize, text, validate
 
-__all__ = ["STANDARD_ACTIONS", "OneBotApi", "merge_params"]
+__all__ = [
+    "EXTENDED_ACTIONS",
+    "EXTENDED_SUPPORT",
+    "STANDARD_ACTIONS",
+    "OneBotApi",
+    "merge_params",
+]
 
 # What message.validate accepts: a CQ string, one segment, or a list (or tuple) of segments.
 Message = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
@@ -459,6 +480,270 @@ class OneBotApi(abc.ABC):
             None, self.call(".handle_quick_operation", context=context, operation=operation)
         )
 
+    # -- extended actions ---------------------------------------------------------------
+    # Not in OneBot 11: go-cqhttp introduced them, and NapCat, Lagrange.OneBot
+    # and LLOneBot kept them under the same names (checked against their action
+    # tables: go-cqhttp modules/api/api.go, NapCatQQ src/onebot/action/router.ts,
+    # Lagrange.OneBot Core/Operation/**, LLOneBot src/onebot11/action/types.ts).
+    # An implementation that lacks one answers "not found": ApiNotAvailable.
+    # Where they name a parameter differently, the most common name is the
+    # method's and **kwargs carries the others unchanged (see merge_params).
+
+    def send_group_forward_msg(
+        self, group_id: Id, messages: list[Any], **kwargs: Any
+    ) -> ForwardSent:
+        """Send a merged-forward message (``messages``: ``node`` segments) to a group.
+
+        Build the nodes with :func:`message.custom_node` (a sender and a nested
+        message) or :func:`message.node` (an existing message by id). Returns
+        ``{"message_id", "forward_id"}`` (go-cqhttp, Lagrange) or
+        ``{"message_id", "res_id"}`` (NapCat). All four implementations:
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        return cast(
+            ForwardSent,
+            self.call("send_group_forward_msg", group_id=group_id, messages=messages, **kwargs),
+        )
+
+    def send_private_forward_msg(
+        self, user_id: Id, messages: list[Any], **kwargs: Any
+    ) -> ForwardSent:
+        """Send a merged-forward message to a friend; as :meth:`send_group_forward_msg`.
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        return cast(
+            ForwardSent,
+            self.call("send_private_forward_msg", user_id=user_id, messages=messages, **kwargs),
+        )
+
+    def get_group_msg_history(
+        self, group_id: Id, message_seq: Id | None = None, count: int = 20, **kwargs: Any
+    ) -> MessageHistory:
+        """Recent messages of a group, oldest first: ``{"messages": [message events]}``.
+
+        ``message_seq`` is the newest message to return (None: the latest);
+        NapCat takes a message id there. go-cqhttp ignores ``count``;
+        Lagrange names the anchor ``message_id``: pass ``message_id=...``.
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        params: dict[str, Any] = {"group_id": group_id, "count": count}
+        if message_seq is not None:
+            params["message_seq"] = message_seq
+        return cast(MessageHistory, self.call("get_group_msg_history", params, **kwargs))
+
+    def get_friend_msg_history(
+        self, user_id: Id, message_seq: Id | None = None, count: int = 20, **kwargs: Any
+    ) -> MessageHistory:
+        """Recent messages with a friend, oldest first; as :meth:`get_group_msg_history`.
+
+        NapCat, Lagrange, LLOneBot; go-cqhttp lacks it (ApiNotAvailable).
+        """
+        params: dict[str, Any] = {"user_id": user_id, "count": count}
+        if message_seq is not None:
+            params["message_seq"] = message_seq
+        return cast(MessageHistory, self.call("get_friend_msg_history", params, **kwargs))
+
+    def upload_group_file(
+        self, group_id: Id, file: str, name: str, folder: str | None = None, **kwargs: Any
+    ) -> UploadedFile | None:
+        """Upload a file to a group's files (into ``folder``, a folder id, else the root).
+
+        ``file`` is a path on the implementation's machine (NapCat also takes a
+        URL or ``base64://``). Returns ``{"file_id"}`` (NapCat, Lagrange) or
+        None (go-cqhttp). go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        params: dict[str, Any] = {"group_id": group_id, "file": file, "name": name}
+        if folder is not None:
+            params["folder"] = folder
+        return cast(UploadedFile | None, self.call("upload_group_file", params, **kwargs))
+
+    def upload_private_file(
+        self, user_id: Id, file: str, name: str, **kwargs: Any
+    ) -> UploadedFile | None:
+        """Send a file to a friend; as :meth:`upload_group_file`.
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        return cast(
+            UploadedFile | None,
+            self.call("upload_private_file", user_id=user_id, file=file, name=name, **kwargs),
+        )
+
+    def get_group_root_files(self, group_id: Id, **kwargs: Any) -> GroupFiles:
+        """The files and folders at the root of a group's files.
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        return cast(GroupFiles, self.call("get_group_root_files", group_id=group_id, **kwargs))
+
+    def get_group_files_by_folder(self, group_id: Id, folder_id: str, **kwargs: Any) -> GroupFiles:
+        """The files and folders in one folder (``folder_id`` from the root listing).
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        return cast(
+            GroupFiles,
+            self.call(
+                "get_group_files_by_folder", group_id=group_id, folder_id=folder_id, **kwargs
+            ),
+        )
+
+    def get_group_file_url(
+        self, group_id: Id, file_id: str, busid: int | None = None, **kwargs: Any
+    ) -> FileUrl:
+        """A download URL for a group file: ``{"url"}``.
+
+        go-cqhttp needs the file's ``busid`` from the listing; NapCat and
+        Lagrange ignore it. go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        params: dict[str, Any] = {"group_id": group_id, "file_id": file_id}
+        if busid is not None:
+            params["busid"] = busid
+        return cast(FileUrl, self.call("get_group_file_url", params, **kwargs))
+
+    def delete_group_file(
+        self, group_id: Id, file_id: str, busid: int | None = None, **kwargs: Any
+    ) -> None:
+        """Delete a group file (an admin's right, or the uploader's); ``busid`` as above.
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        params: dict[str, Any] = {"group_id": group_id, "file_id": file_id}
+        if busid is not None:
+            params["busid"] = busid
+        self.call("delete_group_file", params, **kwargs)
+
+    def set_essence_msg(self, message_id: Id, **kwargs: Any) -> None:
+        """Make a group message an essence message (the bot must be an admin).
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        self.call("set_essence_msg", message_id=message_id, **kwargs)
+
+    def delete_essence_msg(self, message_id: Id, **kwargs: Any) -> None:
+        """Remove a message from the essence list (the bot must be an admin).
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        self.call("delete_essence_msg", message_id=message_id, **kwargs)
+
+    def get_essence_msg_list(self, group_id: Id, **kwargs: Any) -> list[EssenceMessage]:
+        """A group's essence messages.
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        return cast(
+            list[EssenceMessage], self.call("get_essence_msg_list", group_id=group_id, **kwargs)
+        )
+
+    def send_group_notice(
+        self, group_id: Id, content: str, image: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Publish a group notice (announcement); the bot must be an admin.
+
+        Every implementation names the action ``_send_group_notice``, with a
+        leading underscore, as go-cqhttp did. Returns nothing (go-cqhttp,
+        NapCat, LLOneBot) or the notice id (Lagrange). NapCat takes more
+        options as keywords (``pinned``, ``confirm_required``…).
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        params: dict[str, Any] = {"group_id": group_id, "content": content}
+        if image is not None:
+            params["image"] = image
+        return self.call("_send_group_notice", params, **kwargs)
+
+    def get_group_notice(self, group_id: Id, **kwargs: Any) -> list[GroupNotice]:
+        """A group's notices; the action is ``_get_group_notice`` everywhere.
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        return cast(list[GroupNotice], self.call("_get_group_notice", group_id=group_id, **kwargs))
+
+    def set_msg_emoji_like(
+        self, message_id: Id, emoji_id: Id, set: bool = True, **kwargs: Any
+    ) -> None:
+        """React to a message with a QQ face (``emoji_id``); ``set=False`` takes it back.
+
+        NapCat's name, kept by Lagrange (which also has ``set_group_reaction``
+        with ``code`` and ``is_add``) and LLOneBot; go-cqhttp lacks it.
+        """
+        self.call("set_msg_emoji_like", message_id=message_id, emoji_id=emoji_id, set=set, **kwargs)
+
+    def group_poke(self, group_id: Id, user_id: Id, **kwargs: Any) -> None:
+        """Poke a group member; the group sees a ``notice.notify.poke`` event.
+
+        NapCat, Lagrange, LLOneBot; go-cqhttp lacks it (it sends a ``poke`` segment instead).
+        """
+        self.call("group_poke", group_id=group_id, user_id=user_id, **kwargs)
+
+    def friend_poke(self, user_id: Id, **kwargs: Any) -> None:
+        """Poke a friend (a ``notice.notify.poke`` without ``group_id``).
+
+        NapCat, Lagrange, LLOneBot; go-cqhttp lacks it.
+        """
+        self.call("friend_poke", user_id=user_id, **kwargs)
+
+    def mark_msg_as_read(self, message_id: Id, **kwargs: Any) -> None:
+        """Mark a chat as read up to this message.
+
+        go-cqhttp, NapCat, Lagrange, LLOneBot.
+        """
+        self.call("mark_msg_as_read", message_id=message_id, **kwargs)
+
+    def set_group_portrait(self, group_id: Id, file: str, **kwargs: Any) -> None:
+        """Set a group's avatar (``file`` as for an image); the bot must be an admin.
+
+        go-cqhttp (which also takes ``cache``), NapCat, Lagrange; LLOneBot lacks it.
+        """
+        self.call("set_group_portrait", group_id=group_id, file=file, **kwargs)
+
+    def get_group_system_msg(self, **kwargs: Any) -> GroupSystemMessages:
+        """Pending group invitations and join requests.
+
+        go-cqhttp, NapCat, LLOneBot; Lagrange lacks it (its ``get_group_requests`` lists them).
+        """
+        return cast(GroupSystemMessages, self.call("get_group_system_msg", **kwargs))
+
+    def delete_friend(self, user_id: Id, **kwargs: Any) -> None:
+        """Remove a friend. go-cqhttp, NapCat, Lagrange, LLOneBot."""
+        self.call("delete_friend", user_id=user_id, **kwargs)
+
+    def set_qq_profile(
+        self, nickname: str, personal_note: str | None = None, **kwargs: Any
+    ) -> None:
+        """Set the bot account's nickname and signature (``personal_note``).
+
+        go-cqhttp also takes ``company``, ``email``, ``college``; NapCat ``sex``:
+        pass them as keywords. go-cqhttp, NapCat, LLOneBot; Lagrange lacks it.
+        """
+        params: dict[str, Any] = {"nickname": nickname}
+        if personal_note is not None:
+            params["personal_note"] = personal_note
+        self.call("set_qq_profile", params, **kwargs)
+
+    def get_online_clients(
+        self, no_cache: bool = False, **kwargs: Any
+    ) -> OnlineClients | list[Any]:
+        """The account's other logged-in clients: ``{"clients": [...]}``.
+
+        go-cqhttp; NapCat has the action but answers an empty list ``[]``.
+        Lagrange and LLOneBot lack it.
+        """
+        return cast(
+            OnlineClients | list[Any], self.call("get_online_clients", no_cache=no_cache, **kwargs)
+        )
+
+    def ocr_image(self, image: str, **kwargs: Any) -> OcrResult | list[OcrText]:
+        """Recognise the text in an image (``image``: a received image's ``file``, or a URL).
+
+        go-cqhttp and Lagrange answer ``{"texts", "language"}``; NapCat (on
+        Windows only) the list of lines itself. All four know ``ocr_image``;
+        go-cqhttp, NapCat and Lagrange also answer the hidden-style
+        ``.ocr_image``, which LLOneBot does not: this method sends ``ocr_image``.
+        """
+        return cast(OcrResult | list[OcrText], self.call("ocr_image", image=image, **kwargs))
+
 
 # The action names of spec api/public.md, in its order; tests check the
 # methods above against this list.
@@ -471,3 +756,37 @@ STANDARD_ACTIONS = (
     "get_group_honor_info get_cookies get_csrf_token get_credentials get_record get_image "
     "can_send_image can_send_record get_status get_version_info set_restart clean_cache"
 ).split()
+
+
+# The extended actions (go-cqhttp's, kept by NapCat, Lagrange and LLOneBot):
+# method name -> the action it calls. get_forward_msg is standard (above).
+EXTENDED_ACTIONS = {
+    name: name
+    for name in (
+        "send_group_forward_msg send_private_forward_msg get_group_msg_history "
+        "get_friend_msg_history upload_group_file upload_private_file get_group_root_files "
+        "get_group_files_by_folder get_group_file_url delete_group_file set_essence_msg "
+        "delete_essence_msg get_essence_msg_list set_msg_emoji_like group_poke friend_poke "
+        "mark_msg_as_read set_group_portrait get_group_system_msg delete_friend set_qq_profile "
+        "get_online_clients ocr_image"
+    ).split()
+} | {"send_group_notice": "_send_group_notice", "get_group_notice": "_get_group_notice"}
+
+# Who answers each extended action, read from their action tables (Mrs4s/go-cqhttp
+# modules/api/api.go and coolq/api.go, NapNeko/NapCatQQ src/onebot/action/router.ts,
+# LagrangeDev/Lagrange.Core Lagrange.OneBot/Core/Operation/**, LLOneBot
+# src/onebot11/action/types.ts); an implementation not named answers "not found"
+# (ApiNotAvailable). FakeOneBot's flavours follow it.
+_ALL = frozenset({"go-cqhttp", "napcat", "lagrange", "llonebot"})
+EXTENDED_SUPPORT: dict[str, frozenset[str]] = {
+    action: _ALL for action in EXTENDED_ACTIONS.values()
+} | {
+    "get_friend_msg_history": _ALL - {"go-cqhttp"},
+    "set_msg_emoji_like": _ALL - {"go-cqhttp"},
+    "group_poke": _ALL - {"go-cqhttp"},
+    "friend_poke": _ALL - {"go-cqhttp"},
+    "set_group_portrait": _ALL - {"llonebot"},
+    "get_group_system_msg": _ALL - {"lagrange"},
+    "set_qq_profile": _ALL - {"lagrange"},
+    "get_online_clients": frozenset({"go-cqhttp", "napcat"}),
+}

@@ -1,12 +1,19 @@
 """api: the method table against the spec's action list, and what each method sends."""
 
 import inspect
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from onebot_ref.api import STANDARD_ACTIONS, OneBotApi, merge_params
+from onebot_ref.api import (
+    EXTENDED_ACTIONS,
+    EXTENDED_SUPPORT,
+    STANDARD_ACTIONS,
+    OneBotApi,
+    merge_params,
+)
 from onebot_ref.errors import ApiNotAvailable, ConfigError, EncodeError
 
 
@@ -41,7 +48,7 @@ def test_a_method_for_every_standard_action_and_nothing_else_public() -> None:
         if not name.startswith("_")
     }
     helpers = {"call", "call_for", "call_async", "reply", "handle_quick_operation"}
-    assert public - helpers == set(STANDARD_ACTIONS)
+    assert public - helpers - set(EXTENDED_ACTIONS) == set(STANDARD_ACTIONS)
 
 
 def _dummy(param: inspect.Parameter) -> object:
@@ -221,3 +228,70 @@ def test_params_dict_and_keywords_merge_everywhere() -> None:
 def test_params_that_are_no_dict_by_name_are_an_encode_error(params: Any) -> None:
     with pytest.raises(EncodeError, match="params must be a dict"):
         merge_params(params, {})
+
+
+# -- the extended actions (issue 16) -------------------------------------------------
+
+
+def test_the_26_extended_actions_the_issue_names_have_a_method_each() -> None:
+    named = (
+        "send_group_forward_msg send_private_forward_msg get_group_msg_history "
+        "get_friend_msg_history upload_group_file upload_private_file get_group_root_files "
+        "get_group_files_by_folder get_group_file_url delete_group_file set_essence_msg "
+        "delete_essence_msg get_essence_msg_list _send_group_notice _get_group_notice "
+        "set_msg_emoji_like group_poke friend_poke mark_msg_as_read set_group_portrait "
+        "get_group_system_msg delete_friend set_qq_profile get_online_clients ocr_image"
+    ).split()
+    assert sorted(EXTENDED_ACTIONS.values()) == sorted(named)
+    assert not set(EXTENDED_ACTIONS) & set(STANDARD_ACTIONS)
+    assert set(EXTENDED_SUPPORT) == set(named)
+
+
+@pytest.mark.parametrize("method", sorted(EXTENDED_ACTIONS))
+def test_each_extended_docstring_names_who_has_it_and_who_lacks_it(method: str) -> None:
+    names = {"go-cqhttp": "go-cqhttp", "napcat": "NapCat", "lagrange": "Lagrange",
+             "llonebot": "LLOneBot"}  # fmt: skip
+    doc = " ".join(getattr(OneBotApi, method).__doc__.split())
+    for impl, name in names.items():
+        lacks = re.search(rf"{name}[^.;]*\black", doc) is not None
+        assert name in doc or "All four" in doc, (method, name)
+        assert lacks == (impl not in EXTENDED_SUPPORT[EXTENDED_ACTIONS[method]]), (method, name)
+
+
+@pytest.mark.parametrize("method", sorted(EXTENDED_ACTIONS))
+def test_each_extended_method_sends_its_action_and_passes_extras_through(method: str) -> None:
+    bot = Recorder()
+    sig = inspect.signature(getattr(bot, method))
+    args = {
+        name: _dummy(p)
+        for name, p in sig.parameters.items()
+        if p.default is inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
+    }
+    getattr(bot, method)(**args, some_extra="x")
+    ((called, params),) = bot.calls
+    assert called == EXTENDED_ACTIONS[method]
+    optional_none = {n for n, p in sig.parameters.items() if p.default is None}
+    declared = set(sig.parameters) - optional_none - {"kwargs"}
+    assert set(params) == declared | {"some_extra"}
+
+
+def test_extended_optional_parameters_are_sent_only_when_given() -> None:
+    bot = Recorder()
+    bot.get_group_msg_history(1)
+    bot.get_group_msg_history(1, 77, count=5, message_id=77)  # Lagrange's name, via **kwargs
+    bot.upload_group_file(1, "/tmp/a.txt", "a.txt", folder="/folder-1")
+    bot.set_msg_emoji_like(9, 76, set=False)
+    bot.send_group_notice(1, "hi", image="file:///p.png", pinned=1)
+    assert bot.calls == [
+        ("get_group_msg_history", {"group_id": 1, "count": 20}),
+        ("get_group_msg_history", {"group_id": 1, "count": 5, "message_seq": 77, "message_id": 77}),
+        (
+            "upload_group_file",
+            {"group_id": 1, "file": "/tmp/a.txt", "name": "a.txt", "folder": "/folder-1"},
+        ),
+        ("set_msg_emoji_like", {"message_id": 9, "emoji_id": 76, "set": False}),
+        (
+            "_send_group_notice",
+            {"group_id": 1, "content": "hi", "image": "file:///p.png", "pinned": 1},
+        ),
+    ]

@@ -323,3 +323,56 @@ def test_validate_refuses_what_is_not_a_message_and_names_the_part(
 def test_json_card_refuses_data_that_is_not_json(data: dict[str, Any]) -> None:
     with pytest.raises(EncodeError, match="json_card data is not JSON"):
         m.json_card(data)
+
+
+# -- segments beyond the standard (issue 16): NapCat's and Lagrange's shapes ---------------
+
+
+def test_extension_builders_make_the_shapes_napcat_and_lagrange_use() -> None:
+    assert m.file("/tmp/报告.pdf", name="报告.pdf") == {
+        "type": "file",
+        "data": {"file": "/tmp/报告.pdf", "name": "报告.pdf"},
+    }
+    assert m.file("base64://aGk=") == {"type": "file", "data": {"file": "base64://aGk="}}
+    # NapCat and Lagrange declare emoji_package_id an integer.
+    assert m.mface("abc", 231189, "k3y", summary="[哈哈]") == {
+        "type": "mface",
+        "data": {"emoji_id": "abc", "emoji_package_id": 231189, "key": "k3y", "summary": "[哈哈]"},
+    }
+    assert m.markdown("# 标题\n*粗*") == {"type": "markdown", "data": {"content": "# 标题\n*粗*"}}
+    assert m.forward("7453") == {"type": "forward", "data": {"id": "7453"}}
+    assert m.json_card({"app": "com.tencent.x"})["data"] == {"data": '{"app":"com.tencent.x"}'}
+
+
+@pytest.mark.parametrize(
+    "seg",
+    [
+        m.file("C:\\a,b [1].txt", name="a,b [1].txt"),
+        m.mface("e,1", 7, "k&y", summary="[表情]"),
+        m.markdown("a, [b] & c\n"),
+        m.forward("fwd,1"),
+        m.json_card({"k": "a,b[]&"}),
+        m.node(5),
+    ],
+)
+def test_extension_segments_survive_a_cq_round_trip(seg: dict[str, object]) -> None:
+    rendered = m.to_cq([seg])
+    (back,) = m.parse_cq(rendered)
+    # CQ values are strings: the mface package id comes back as "7", and renders the same.
+    assert back["type"] == seg["type"]
+    assert back["data"] == {k: str(v) for k, v in seg["data"].items()}  # type: ignore[attr-defined]
+    assert m.to_cq([back]) == rendered
+
+
+def test_nested_custom_nodes_survive_a_cq_round_trip() -> None:
+    inner = m.custom_node(20002, "Alice", [m.text("内层, [x]"), m.mface("e", 1, "k")])
+    outer = m.custom_node(20001, "小明", [m.text("外层 & "), inner, m.face(1)])
+    m.validate([outer])
+    (back,) = m.parse_cq(m.to_cq([outer]))
+    content = m.normalize(back["data"]["content"])
+    assert [s["type"] for s in content] == ["text", "node", "face"]
+    assert content[0] == m.text("外层 & ")
+    nested = m.normalize(content[1]["data"]["content"])
+    assert nested[0] == m.text("内层, [x]")
+    assert nested[1]["type"] == "mface" and nested[1]["data"]["emoji_package_id"] == "1"
+    assert content[1]["data"]["nickname"] == "Alice"

@@ -45,6 +45,7 @@ from .._tls import client_context, server_context
 from .._types import Flavor
 from ..errors import DecodeError
 from ..http_client import use_ssl_context
+from . import _extended  # noqa: F401  (adds the extended actions to the world's table)
 from ._http import FakeHttpApi
 from ._replay import ReplayDiff, Replayer, Source, replay
 from ._world import World
