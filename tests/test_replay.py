@@ -1,13 +1,21 @@
 """FakeOneBot.replay: a recorded session played to a bot in any mode, and the diff it reports."""
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
-from sessions import MODES, connected, fake_for, record_session
+from sessions import MODES, TOKEN, behave, connected, fake_for, record_session
 
 from onebot_ref.errors import ConfigError, DecodeError, NotConnected
 from onebot_ref.testing import Call, FakeOneBot
+from onebot_ref.ws_client import WsClient
+
+ROOT = pathlib.Path(__file__).parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
+CLI = [sys.executable, "-m", "onebot_ref.testing"]
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +144,49 @@ def test_replay_of_another_account_names_the_self_id_to_use(
     with FakeOneBot(self_id=3332627962) as fake:
         with pytest.raises(ConfigError, match=r"make it FakeOneBot\(self_id=10001\)"):
             fake.replay(recordings["ws-client"])
+
+
+@pytest.mark.parametrize("changed", [False, True], ids=["same-bot", "changed-bot"])
+def test_the_command_line_replays_a_recording_and_exits_with_the_diff(
+    recordings: dict[str, pathlib.Path], changed: bool
+) -> None:
+    argv = ["--ws-server", "127.0.0.1:0", "--token", TOKEN, "--replay", str(recordings["http"]),
+            "--replay-timeout", "0.5"]  # fmt: skip
+    proc = subprocess.Popen(
+        [*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        encoding="utf-8", env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        banner = [proc.stdout.readline() for _ in range(3)]  # the account, "point", the URL
+        assert "forward WS" in banner[2], banner
+        url = banner[2].split()[2]
+        bot = WsClient(url, access_token=TOKEN)
+        bot.on("message")(lambda event: behave(bot, event, changed))
+        with bot:
+            out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(5)
+    assert "Traceback" not in err
+    if changed:
+        assert proc.returncode == 1
+        assert "the bot did 3 thing(s) differently from the recording:" in out
+        assert "after event 3 (message.private.friend from 20001: '/bye'): missing" in out
+    else:
+        assert proc.returncode == 0, out + err
+        assert "the bot did as recorded: 4 call(s) after 3 event(s)" in out
+
+
+def test_the_command_line_names_the_account_to_replay_as(
+    recordings: dict[str, pathlib.Path],
+) -> None:
+    argv = ["--post-to", "http://127.0.0.1:9/", "--self-id", "3332627962", "--replay",
+            str(recordings["ws-client"])]  # fmt: skip
+    result = subprocess.run(
+        [*CLI, *argv], capture_output=True, text=True, encoding="utf-8", env=ENV, cwd=ROOT,
+        timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "error: replay: the recording is of account 10001" in result.stderr
+    assert "--self-id 10001" in result.stderr

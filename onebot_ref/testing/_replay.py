@@ -334,7 +334,8 @@ def replay(
         account = sorted(accounts, key=str)[0]
         raise ConfigError(
             f"replay: the recording is of account {account}, this FakeOneBot of {fake.self_id}; "
-            f"make it FakeOneBot(self_id={account}) so that the bot sees one account"
+            f"make it FakeOneBot(self_id={account}) (python -m onebot_ref.testing "
+            f"--self-id {account}) so that the bot sees one account"
         )
     if recording.events and not fake.post_targets and not fake.event_connections():
         raise NotConnected(
