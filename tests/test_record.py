@@ -23,6 +23,7 @@ from websockets.sync.server import ServerConnection, serve
 from onebot_ref.errors import ConfigError
 from onebot_ref.framer import BINARY, CLOSE, TEXT, parse_close
 from onebot_ref.record import HttpRelay, Transcript, WsRelay, read_transcript
+from onebot_ref.record._transcript import redact_headers
 from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
@@ -340,6 +341,29 @@ def test_both_hops_speak_tls_when_asked(tmp_path: pathlib.Path) -> None:
         "get_login_info"
     ]
     assert [e["target"] for e in entries if e["kind"] == "request"] == ["/get_status"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "kept"),
+    [
+        ("Authorization", f"Bearer {TOKEN}", "Bearer ***"),
+        ("authorization", f"Token {TOKEN}", "Token ***"),  # go-cqhttp's scheme
+        ("Authorization", "Bearer ", "Bearer "),  # NapCat with no token: nothing to hide
+        ("Authorization", TOKEN, "***"),  # a bare token
+        ("X-Signature", "sha1=0123abcd", "sha1=***"),
+        ("Cookie", "uin=o10001; skey=@x", "***"),
+        (
+            "Referer",
+            f"http://127.0.0.1/?access_token={TOKEN}",
+            "http://127.0.0.1/?access_token=***",
+        ),
+        ("X-Self-ID", "10001", "10001"),
+    ],
+)
+def test_the_transcript_keeps_how_a_credential_was_sent_not_the_credential(
+    name: str, value: str, kept: str
+) -> None:
+    assert redact_headers([(name, value)]) == {name: kept}
 
 
 def test_a_relay_refuses_a_target_of_the_wrong_scheme(tmp_path: pathlib.Path) -> None:

@@ -74,8 +74,14 @@ def redact_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     fields: dict[str, str] = {}
     for name, value in pairs:
         if name.lower() in CREDENTIAL_HEADERS:
-            scheme, sep, rest = value.partition(" " if name.lower() != "x-signature" else "=")
-            shown = f"{scheme}{sep}***" if sep and rest else ("***" if value.strip() else value)
+            separator = {"cookie": "\0", "x-signature": "="}.get(name.lower(), " ")
+            scheme, sep, rest = value.partition(separator)  # a cookie has no scheme to keep
+            if sep and rest.strip():
+                shown = f"{scheme}{sep}***"
+            elif sep or not value.strip():  # "Bearer " alone (NapCat with no token): no secret
+                shown = value
+            else:  # a bare credential
+                shown = "***"
         else:
             shown = redact(value)
         fields[name] = f"{fields[name]}, {shown}" if name in fields else shown
