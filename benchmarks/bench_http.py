@@ -10,12 +10,17 @@
 2. Callers (mode 1): HttpClient against a bare requests.Session and a per-call
    ``requests.post``, each calling a fast stdlib HTTP API server in another process.
 
-Not a test: numbers depend on the machine. Needs flask (benchmarks/requirements.txt).
+3. The asyncio anchor for receivers: the same echo bot as a raw ASGI app on
+   uvicorn with httptools (and uvloop where it installs).
+
+Not a test: numbers depend on the machine. Needs flask, uvicorn, httptools
+(benchmarks/requirements.txt); uvloop is optional.
 Usage: python benchmarks/bench_http.py [--seconds 3]
 """
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,6 +28,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+# This checkout's onebot_ref, not whichever one is installed.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 EVENT = {
     "time": 1700000000,
@@ -98,6 +106,35 @@ def serve(kind: str) -> None:
         port = free_port()
         print(port, flush=True)
         app.run("127.0.0.1", port, threaded=True)
+    elif kind == "uvicorn":
+        import uvicorn
+
+        port = free_port()
+        print(port, flush=True)
+        loop = "uvloop" if _installed("uvloop") else "asyncio"
+        uvicorn.run(
+            echo_app, host="127.0.0.1", port=port, loop=loop, http="httptools",
+            lifespan="off", access_log=False, log_level="error",
+        )  # fmt: skip
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The echo bot as a raw ASGI app: the least an asyncio server does per event."""
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    reply = json.dumps({"reply": json.loads(body)["message"]}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(reply))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": reply})
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def os_exit() -> None:
@@ -169,7 +206,18 @@ def read_response(sock: socket.socket, buffer: bytes) -> tuple[bytes, bool]:
     return rest[length:], close
 
 
-def receiver_rate(port: int, seconds: float, connections: int = 8) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def receiver_rate(port: int, seconds: float, connections: int = 8) -> tuple[float, int]:
+    """Events/s over ``connections`` keep-alive connections, and how many were sent."""
     body = json.dumps(EVENT, ensure_ascii=False).encode()
     request = (
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -196,7 +244,7 @@ def receiver_rate(port: int, seconds: float, connections: int = 8) -> float:
         thread.start()
     for thread in threads:
         thread.join(seconds + 30)
-    return sum(counts) / (time.monotonic() - started)
+    return sum(counts) / (time.monotonic() - started), sum(counts)
 
 
 # -- caller load: sequential calls from one thread -----------------------------
@@ -254,24 +302,37 @@ def main() -> None:
         return
 
     print(f"Receivers: echo bot, 8 keep-alive connections, {args.seconds:g} s each")
-    servers = {kind: start_server(kind) for kind in ("onebot_ref", "stdlib", "flask")}
+    kinds = ["onebot_ref", "stdlib", "flask"]
+    if _installed("uvicorn") and _installed("httptools"):
+        kinds.append("uvicorn")
+    else:
+        print("  uvicorn + httptools: not installed, skipped")
+    servers = {kind: start_server(kind) for kind in kinds}
     rates = dict.fromkeys(servers, 0.0)
+    cpu = dict.fromkeys(servers, float("inf"))  # the server's CPU per event, microseconds
     try:
         for _ in range(3):  # interleaved rounds, best of each: less noise from the machine
-            for kind, (_child, port) in servers.items():
+            for kind, (child, port) in servers.items():
                 receiver_rate(port, 0.2)  # warm up
-                rates[kind] = max(rates[kind], receiver_rate(port, args.seconds / 3))
+                before = cpu_seconds(child.pid)
+                rate, count = receiver_rate(port, args.seconds / 3)
+                used = cpu_seconds(child.pid) - before
+                rates[kind] = max(rates[kind], rate)
+                cpu[kind] = min(cpu[kind], used / count * 1e6 if count else float("inf"))
     finally:
         for child, _port in servers.values():
             stop_server(child)
     for kind, rate in rates.items():
-        print(f"  {kind:<28} {rate:>9.0f} events/s")
+        print(f"  {kind:<28} {rate:>9.0f} events/s  {cpu[kind]:>6.0f} µs server CPU per event")
     print(
-        f"  HttpServer / bare stdlib      {rates['onebot_ref'] / rates['stdlib']:>9.2f}x  (target >= 0.9)"
+        f"  HttpServer / bare stdlib      {rates['onebot_ref'] / rates['stdlib']:>9.2f}x  (target >= 1.2)"
     )
     print(
         f"  HttpServer / Flask            {rates['onebot_ref'] / rates['flask']:>9.2f}x  (target >= 5)"
     )
+    if rates.get("uvicorn"):
+        ratio = rates["onebot_ref"] / rates["uvicorn"]
+        print(f"  HttpServer / uvicorn          {ratio:>9.2f}x  (target >= 0.6)")
 
     print(f"Callers: sequential calls from one thread, {args.seconds:g} s each")
     child, port = start_server("stdlib")

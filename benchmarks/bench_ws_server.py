@@ -103,6 +103,44 @@ def serve_websockets(port: int) -> None:
         server.serve_forever()
 
 
+def serve_websockets_asyncio(port: int) -> None:
+    """The websockets asyncio server: one event loop, a task per event, a future per call."""
+    import asyncio
+    import itertools
+
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def main() -> None:
+        counter = itertools.count()
+        waiting: dict[str, asyncio.Future[Any]] = {}
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def handle(ws: ServerConnection, event: dict[str, Any]) -> None:
+            echo = str(next(counter))
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            waiting[echo] = future
+            params = {"user_id": event["user_id"], "message": event["message"]}
+            call = {"action": "send_private_msg", "params": params, "echo": echo}
+            await ws.send(json.dumps(call, ensure_ascii=False))
+            await asyncio.wait_for(future, 60)
+
+        async def handler(ws: ServerConnection) -> None:
+            async for message in ws:
+                obj = json.loads(message)
+                if "post_type" in obj:
+                    task = asyncio.create_task(handle(ws, obj))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                elif (future := waiting.pop(obj.get("echo"), None)) is not None:
+                    future.set_result(obj)
+
+        async with serve(handler, "127.0.0.1", port, max_size=64 * 2**20, compression=None):
+            print("ready", flush=True)
+            await asyncio.get_running_loop().create_future()
+
+    asyncio.run(main())
+
+
 def serve_aiocqhttp(port: int) -> None:
     import logging
 
@@ -123,6 +161,7 @@ def serve_aiocqhttp(port: int) -> None:
 SERVERS = {
     "onebot_ref": (serve_onebot_ref, "/"),
     "websockets.sync": (serve_websockets, "/"),
+    "websockets.asyncio": (serve_websockets_asyncio, "/"),
     "aiocqhttp": (serve_aiocqhttp, "/ws/"),
 }
 
@@ -242,6 +281,22 @@ def _write(sock: socket.socket, outbox: "queue.Queue[bytes | None]") -> None:
             return
 
 
+CPU_PER_EVENT: dict[tuple[str, int], list[float]] = {}  # microseconds, run by run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; 0.0 elsewhere).
+
+    Counted over the warm-up too, so a little above the true cost per counted event.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -259,7 +314,12 @@ def measure(name: str, events: int, size: int) -> float | None:
     try:
         if proc.stdout is None or proc.stdout.readline().strip() != "ready":
             return None
-        return run_load(port, SERVERS[name][1], events, size)
+        before = cpu_seconds(proc.pid)
+        rate = run_load(port, SERVERS[name][1], events, size)
+        if events:
+            used = cpu_seconds(proc.pid) - before
+            CPU_PER_EVENT.setdefault((name, size), []).append(used / events * 1e6)
+        return rate
     except (OSError, ValueError) as exc:
         print(f"  {name}: failed: {exc}", file=sys.stderr)
         return None
@@ -269,7 +329,12 @@ def measure(name: str, events: int, size: int) -> float | None:
 
 
 def available(name: str) -> bool:
-    module = {"onebot_ref": "onebot_ref", "websockets.sync": "websockets", "aiocqhttp": "aiocqhttp"}
+    module = {
+        "onebot_ref": "onebot_ref",
+        "websockets.sync": "websockets",
+        "websockets.asyncio": "websockets",
+        "aiocqhttp": "aiocqhttp",
+    }
     code = f"import {module[name]}"
     return (
         subprocess.run([sys.executable, "-c", code], check=False, capture_output=True).returncode
@@ -294,7 +359,7 @@ def main() -> int:
     print(
         f"echo bot, blocking call per event, {IN_FLIGHT} events in flight; events/s (higher is better)"
     )
-    print(f"{'case':<16}" + "".join(f"{n:>18}" for n in names) + "   onebot_ref ÷ others")
+    print(f"{'case':<16}" + "".join(f"{n:>20}" for n in names) + "   onebot_ref ÷ others")
     for label, count, size in cases:
         rates: dict[str, float | None] = {n: None for n in names}
         for _ in range(args.repeat):  # interleaved, best of N: the machine may be shared
@@ -303,11 +368,15 @@ def main() -> int:
                 if rate is not None:
                     rates[n] = max(rate, rates[n] or 0.0)
         ref = rates.get("onebot_ref")
-        cells = "".join(f"{r:>18.0f}" if r else f"{'failed':>18}" for r in rates.values())
+        cells = "".join(f"{r:>20.0f}" if r else f"{'failed':>20}" for r in rates.values())
         ratios = ", ".join(
             f"{ref / r:.2f}x {n}" for n, r in rates.items() if n != "onebot_ref" and r and ref
         )
         print(f"{label:<16}{cells}   {ratios}")
+        cpu = {n: min(CPU_PER_EVENT.get((n, size), [0.0])) for n in names}
+        if any(cpu.values()):
+            cells = "".join(f"{c:>20.0f}" for c in cpu.values())
+            print(f"{'  CPU µs/event':<16}{cells}   (server process, the least of the runs)")
     return 0
 
 

@@ -128,6 +128,11 @@ class Protocol:
             return self.close_sent[0]
         return ABNORMAL
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned in a message (0: between messages)."""
+        return self.reader.buffered
+
     # -- receiving ------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:

@@ -372,6 +372,8 @@ class MessageReader:
             room = self.max_message - self.assembler.size
             decoded = _decode_at(self._buffer, self._pos, self.mask, room)
             if decoded is None:
+                if self._pos and self._pos == len(self._buffer):  # all taken: an idle reader
+                    self._buffer, self._pos = bytearray(), 0  # keeps no large message
                 return None
             frame, consumed = decoded
             self._pos += consumed
