@@ -471,7 +471,18 @@ class Connection:
         moment, so that closing with unread data does not reset the connection
         before the peer has read our Close. The client waits (as briefly) for
         the server to do so.
+
+        A frame queued while another thread was writing (our answer to the
+        peer's Close, the Close of a failed connection) was left to that
+        thread: we let its write finish (within ``send_timeout``; :meth:`tick`
+        cuts one that is stuck) and write what is still queued before the
+        half-close, which would otherwise cut that Close off.
         """
+        if not self._aborted and self._write_lock.acquire(timeout=self.send_timeout):
+            try:
+                self._write()  # releases the lock
+            except NotConnected:
+                pass  # the peer is gone: nothing more can reach it
         self._aborted = True
         sock = self.sock
         try:

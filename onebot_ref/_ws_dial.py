@@ -20,6 +20,7 @@ one side only), and :func:`transient` says whether retrying can help.
 
 import socket
 import ssl
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import websocket
@@ -40,8 +41,12 @@ def dial(
     token_in_query: bool,
     connect_timeout: float,
     ssl_context: ssl.SSLContext | None,
+    headers: Sequence[str] = (),
 ) -> socket.socket:
     """Open one WebSocket to ``url`` (token in the header, and the query if asked).
+
+    ``headers`` are sent as they are (``"Name: value"`` lines), after the
+    token's: the recorder passes on those of the connection it relays.
 
     Returns:
         The connected socket (an ``ssl.SSLSocket`` for ``wss://``), the
@@ -58,6 +63,7 @@ def dial(
             parts = urlsplit(url)
             query = [*parse_qsl(parts.query), ("access_token", access_token)]
             target = urlunsplit(parts._replace(query=urlencode(query)))
+    header.extend(headers)
     try:
         ws = websocket.create_connection(
             target,

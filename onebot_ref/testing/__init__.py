@@ -25,6 +25,7 @@ the console).
 """
 
 from ._fake import FakeOneBot, Faults
+from ._replay import Call, ReplayDiff
 from ._world import World
 
-__all__ = ["FakeOneBot", "Faults", "World"]
+__all__ = ["Call", "FakeOneBot", "Faults", "ReplayDiff", "World"]

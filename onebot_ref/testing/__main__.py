@@ -16,6 +16,10 @@ wait for the bot's answers; JSON objects are raw events). What the bot sends
 is printed as a chat shows it. ``--world FILE`` (JSON, or TOML on Python
 3.11+ or with ``tomli``) describes friends, groups, members and roles.
 
+``--replay FILE`` plays a session recorded by ``python -m onebot_ref.record``
+instead (see ``FakeOneBot.replay``): once a bot is there, it prints what the
+bot did differently from the recording, and exits 1 if anything.
+
 Exit status: 0 at the end of the input, on ``/quit`` or Ctrl+C (SIGTERM
 too); 1 when a script line fails or a /wait-* deadline passes (with
 ``--script`` at once, from a pipe at the end), or it cannot start; 2 for a
@@ -42,6 +46,7 @@ from ._world import FLAVORS, read_world_file
 __all__ = ["main"]
 
 RECONNECT = 3.0  # seconds between reverse-WS dials, as go-cqhttp and NapCat default
+REPLAY_WAIT = 60.0  # seconds --replay waits for a bot to connect
 
 
 def url_arg(schemes: tuple[str, ...]) -> Callable[[str], str]:
@@ -183,7 +188,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="不读输入，一直服务到 Ctrl+C（容器、CI），照样显示机器人发的消息 / read no input: "
         "serve until Ctrl+C (containers, CI), still showing what the bot sends",
     )
-    # Record/replay adds its input here (--replay FILE): one more way to feed the fake.
+    source.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="等机器人连上，回放录制的会话，列出机器人做得不同之处后退出"
+        " / wait for a bot, replay a session recorded by python -m onebot_ref.record, print "
+        "what the bot did differently, then exit (status 1 if anything)",
+    )
+    source.add_argument(
+        "--replay-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="每个事件后等机器人的调用多久（默认 5）/ how long to wait after each event for the "
+        "calls the bot made after it in the recording (default 5)",
+    )
     parser.add_argument("--verbose", action="store_true", help="调试日志 / debug logs on stderr")
     args = parser.parse_args(argv)
     if not (args.http_api or args.ws_server or args.post_to or args.ws_reverse):
@@ -195,6 +214,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--secret signs HTTP POST events: give --post-to URL too")
     if args.script and args.no_console:
         parser.error("--script plays lines, --no-console reads none: give one of them")
+    if args.replay and (args.script or args.no_console):
+        parser.error("--replay plays a recorded session: not with --script or --no-console")
     try:
         codec.valid_token(args.token)
     except ConfigError as exc:
@@ -264,6 +285,8 @@ def banner(fake: FakeOneBot, args: argparse.Namespace, lines: list[str]) -> str:
         tail = "Ctrl+C 退出 / Ctrl+C to quit"
     elif args.script:
         tail = f"播放 / playing {args.script}"
+    elif args.replay:
+        tail = f"等机器人连上后回放 / replaying {args.replay} once a bot is there"
     else:
         tail = "输入消息，/help 查看命令，Ctrl+C 退出 / type a message, /help, Ctrl+C to quit"
     return "\n".join(
@@ -359,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         # The console's output side runs in every case: what the bot sends is shown.
         console = Console(fake, sys.stdout, echo=script is not None or not terminal)
         console.start()
-        # (Record/replay: --replay FILE plays its transcript here, as one more input.)
+        if args.replay:  # a recorded session, once a bot is there to hear it
+            console.wait_bot(REPLAY_WAIT)
+            diff = fake.replay(args.replay, timeout=args.replay_timeout)
+            print(diff, flush=True)
+            return 1 if diff else 0
         if args.no_console or sys.stdin is None:
             return serve(threading.Event())
         if script is not None:

@@ -47,6 +47,7 @@ from ..errors import DecodeError
 from ..http_client import use_ssl_context
 from . import _extended  # noqa: F401  (adds the extended actions to the world's table)
 from ._http import FakeHttpApi
+from ._replay import ReplayDiff, Replayer, Source, replay
 from ._world import World
 
 __all__ = ["FakeOneBot", "Faults"]
@@ -129,6 +130,7 @@ class FakeOneBot:
             ssl_context=client_ssl_context, ca_file=ca_file, verify=verify, who="FakeOneBot"
         )
         self.faults = Faults()
+        self.replaying: Replayer | None = None  # while replay() runs
         self.post_targets: list[tuple[str, str | None]] = []
         self.post_log: list[tuple[int, Any]] = []  # (status, quick operation) per POST
         self.http_api: FakeHttpApi | None = None
@@ -194,10 +196,11 @@ class FakeOneBot:
             echo = None
         else:
             params = request.get("params")
-            resp = self.world.handle(
-                request["action"], params if isinstance(params, dict) else {}, transport
-            )
+            params = params if isinstance(params, dict) else {}
+            resp = self.world.handle(request["action"], params, transport)
             response = resp if resp is not None else self.world.failed(1404, "unknown action")
+            if self.replaying is not None:  # the recorded answer, if there is one
+                response = self.replaying.answer(request["action"], params, response)
             has_echo = "echo" in request and request["echo"] is not None
             echo = request.get("echo")
         if has_echo:
@@ -285,6 +288,8 @@ class FakeOneBot:
                     "quick operation from %s is not JSON: %.80r", codec.redact(url), resp.content
                 )
         self.post_log.append((resp.status_code, operation))
+        if self.replaying is not None and operation is not None:
+            self.replaying.quick_operation(operation)
         self.record("bot → onebot", "http-server", operation if operation else resp.status_code)
         if operation is not None:
             self.world.quick_operation(event, operation)
@@ -423,6 +428,44 @@ class FakeOneBot:
             if self.faults.heartbeats:
                 for conn in self.event_connections():
                     conn.send_json(self.world.heartbeat(interval_ms))
+
+    # -- replaying a recorded session -------------------------------------------------------
+
+    def replay(
+        self,
+        transcript: Source,
+        *,
+        timeout: float = 5.0,
+        settle: float = 0.05,
+        meta: bool = False,
+    ) -> ReplayDiff:
+        """Play a session recorded by ``python -m onebot_ref.record`` to the connected bot.
+
+        The recorded events go to every sink (any mode, not only the recorded
+        one); the bot's calls are answered with the recorded answers (same
+        action and parameters), or by the world when the recording has none.
+        Rules in :mod:`onebot_ref.testing._replay`::
+
+            diff = fake.replay("napcat-session.jsonl")
+            assert not diff, str(diff)
+
+        Args:
+            transcript: the JSONL file's path, or its entries.
+            timeout: seconds to wait, after each event, for the calls the bot
+                made after it in the recording.
+            settle: seconds of quiet that end the wait for extra calls.
+            meta: replay meta events (lifecycle, heartbeats) too.
+
+        Returns:
+            What the bot did differently (:class:`ReplayDiff`: empty when nothing).
+
+        Raises:
+            DecodeError: not a transcript the recorder wrote.
+            ConfigError: the recording is of another account (give ``self_id=``).
+            NotConnected: no bot is connected (an event would reach nobody).
+            OSError: the file cannot be read.
+        """
+        return replay(self, transcript, timeout=timeout, settle=settle, meta=meta)
 
     # -- lifecycle ------------------------------------------------------------------------
 
