@@ -17,6 +17,15 @@ The pure path stays the reference: the tests run the codec and the framer both
 ways and compare them (hypothesis). Nothing else changes for the user; one
 DEBUG line on the ``onebot_ref`` logger says which path is active.
 
+A large text message is read twice on its way in: the framer checks it is UTF-8
+(RFC 6455 section 8.1, close 1007 otherwise), then the codec decodes it again
+for JSON; for CJK text each pass costs about 1 ms per MiB. So the framer keeps
+what its check produced -- the decoded text, or with orjson the parsed value,
+orjson having checked the UTF-8 as it parsed -- and ``codec.loads`` of that
+same payload object, on the same thread, starts from it (:func:`remember`,
+:func:`recall`). Nothing is decided differently: the check still runs on every
+message, and a miss just reads the payload again.
+
 The switch is internal, for the tests and the benchmarks: :func:`use`
 ``(False)`` forces the pure path, ``use(True)`` takes what is installed. An
 environment variable ``ONEBOT_REF_PURE=1`` starts with the pure path.
@@ -25,6 +34,7 @@ environment variable ``ONEBOT_REF_PURE=1`` starts with the pure path.
 import importlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +80,28 @@ def use(enabled: bool) -> str:
     active.name = f"masking: {masking}; JSON: {json_text}"
     log.debug("speedups: %s", active.name)
     return active.name
+
+
+# What the framer's UTF-8 check of the last large text message produced, per receive thread:
+# (payload, "text" or "json", value); taken by codec.loads, so at most one message is held.
+_memo = threading.local()
+
+
+def remember(payload: bytes, kind: str, value: Any) -> None:
+    """Keep ``value`` for :func:`recall`: ``kind`` "text" (the decoded str) or "json" (orjson's)."""
+    _memo.last = (payload, kind, value)
+
+
+def recall(data: object) -> tuple[str, Any]:
+    """``(kind, value)`` remembered for this very ``data`` object on this thread, once.
+
+    ``("", None)`` when nothing is: another object, another thread, or taken already.
+    """
+    last = getattr(_memo, "last", None)
+    if last is None or last[0] is not data:
+        return "", None
+    _memo.last = None
+    return last[1], last[2]
 
 
 use(os.environ.get("ONEBOT_REF_PURE", "") in ("", "0"))

@@ -284,6 +284,37 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     return code, reason
 
 
+# From this size on, a text message's UTF-8 check keeps what it decoded for codec.loads.
+REMEMBER_FROM = 65536
+
+
+def check_text(payload: bytes) -> None:
+    """Check that a whole text message is UTF-8 (RFC 6455 section 8.1), or raise 1007.
+
+    Section 8.1: invalid UTF-8 "MUST _Fail the WebSocket Connection_"; 1007 per
+    7.4.1. ASCII needs no decoding. A large message's check keeps what it
+    produced for ``codec.loads`` (see ``onebot_ref._speedups``): the decoded text,
+    or -- when orjson is installed and the message is JSON -- orjson's parsed
+    value, orjson having refused any byte sequence that is not UTF-8 as it parsed.
+    """
+    if payload.isascii():
+        return
+    if len(payload) >= REMEMBER_FROM and (fast := _speedups.active.loads) is not None:
+        try:
+            value = fast(payload)
+        except (ValueError, TypeError):  # not JSON, or not UTF-8: the decode below decides
+            pass
+        else:
+            _speedups.remember(payload, "json", value)
+            return
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("text message is not valid UTF-8", 1007) from None
+    if len(payload) >= REMEMBER_FROM:
+        _speedups.remember(payload, "text", text)
+
+
 class MessageAssembler:
     """Joins fragments into messages (RFC 6455 section 5.4) and checks text is UTF-8.
 
@@ -314,10 +345,7 @@ class MessageAssembler:
         if frame.fin and self.opcode is None and frame.opcode != CONTINUATION:
             # The common case, a whole message in one frame: no decoder object needed.
             if frame.opcode == TEXT:
-                try:
-                    frame.payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ProtocolError("text message is not valid UTF-8", 1007) from None
+                check_text(frame.payload)
             return frame
         if frame.opcode == CONTINUATION:
             if self.opcode is None:

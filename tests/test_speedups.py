@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from websockets.sync.client import connect as ws_connect
 
 from onebot_ref import _speedups, codec
-from onebot_ref.errors import DecodeError, EncodeError
-from onebot_ref.framer import MASK_LANES_FROM, apply_mask
+from onebot_ref.errors import DecodeError, EncodeError, ProtocolError
+from onebot_ref.framer import MASK_LANES_FROM, REMEMBER_FROM, apply_mask, check_text
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 
@@ -365,3 +365,71 @@ def test_one_debug_line_names_the_active_path(pure: str, says: str) -> None:
     lines = [line for line in done.stderr.splitlines() if "speedups" in line]
     assert len(lines) == 1 and lines[0].startswith("onebot_ref speedups: "), done.stderr
     assert says in lines[0]
+
+
+# -- a large text message is checked once, and read once --------------------------
+
+INVALID_UTF8 = [
+    b"\xed\xa0\x80",  # an encoded surrogate (U+D800)
+    b"\xc0\x80",  # overlong NUL
+    b"\xe0\x80\x80",  # overlong
+    b"\xf4\x90\x80\x80",  # above U+10FFFF
+    b"\xf5\x80\x80\x80",
+    b"\xe4\xbd",  # truncated
+    b"\x80",  # a lone continuation byte
+    b"\xff",
+]
+
+
+def large_json(middle: bytes) -> bytes:
+    """A JSON text message past REMEMBER_FROM, non-ASCII, with ``middle`` inside a string."""
+    return b'{"a": "' + "你".encode() * (REMEMBER_FROM // 3) + middle + b'"}'
+
+
+@pytest.mark.parametrize("accelerated", [False, True], ids=["pure", "speedups"])
+@pytest.mark.parametrize("bad", INVALID_UTF8, ids=lambda b: b.hex())
+def test_a_large_text_message_that_is_not_utf8_is_1007_on_both_paths(
+    accelerated: bool, bad: bytes, accelerators: None
+) -> None:
+    payload = large_json(bad)
+    error = on_path(accelerated, partial(check_text, payload))
+    assert isinstance(error, ProtocolError) and error.close_code == 1007
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=12))
+def test_the_large_text_check_agrees_with_pythons_utf8_decoder(middle: bytes) -> None:
+    """orjson's parse stands in for the UTF-8 check: it must refuse exactly what Python does."""
+    payload = large_json(middle)
+    try:
+        payload.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    for accelerated in (False, True):
+        result = on_path(accelerated, partial(check_text, payload))
+        assert (result is None) == valid, (accelerated, middle)
+        _speedups.recall(payload)  # drop what it kept
+
+
+@pytest.mark.parametrize("accelerated", [False, True], ids=["pure", "speedups"])
+def test_what_the_check_keeps_is_read_once_and_equals_a_fresh_read(
+    accelerated: bool, accelerators: None
+) -> None:
+    payload = large_json(b"\\u00e9 2")[:-1] + b', "id": 18446744073709551616}'
+    fresh = on_path(False, partial(codec.loads, bytes(payload)))
+    _speedups.use(accelerated)
+    try:
+        check_text(payload)
+        kind, kept = _speedups.recall(payload)
+        assert kind == ("json" if accelerated else "text")
+        _speedups.remember(payload, kind, kept)  # put back, as the framer left it
+        first = codec.loads(payload)
+        assert_identical(first, fresh)
+        assert _speedups.recall(payload) == ("", None)  # taken: a second read starts afresh
+        first["a"] = "changed"  # its own object: changing it changes no later read
+        second = codec.loads(payload)
+    finally:
+        _speedups.use(True)
+    assert_identical(second, fresh)
+    assert second["id"] == 2**64 and type(second["id"]) is int
