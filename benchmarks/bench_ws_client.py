@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -181,7 +182,7 @@ def main() -> None:
     process.start()
     url = f"ws://127.0.0.1:{ready.get(timeout=30)}/"
     # Each bot with the accelerators on (True) or forced off (False); all run in this process.
-    bots = {
+    bots: dict[str, tuple[bool, Callable[[int, int], float]]] = {
         "WsClient": (True, lambda n, s: run_wsclient(url, n, s, results)),
         "WsClient pure": (False, lambda n, s: run_wsclient(url, n, s, results)),
         "WebSocketApp": (False, lambda n, s: run_app(url, n, s, results, skip_utf8=False)),

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -58,7 +59,7 @@ def serve_onebot_ref(port: int) -> None:
     server = WsServer("127.0.0.1", port, timeout=60)
 
     @server.on("message.private")
-    def echo(event):
+    def echo(event: dict[str, Any]) -> None:
         server.reply(event, event["message"])
 
     print("ready", flush=True)
@@ -70,26 +71,26 @@ def serve_websockets(port: int) -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from websockets.sync.server import serve
+    from websockets.sync.server import ServerConnection, serve
 
     pool = ThreadPoolExecutor(8)
     counter = itertools.count()
-    waiting: dict[str, list] = {}
+    waiting: dict[str, list[Any]] = {}
     lock = threading.Lock()
 
-    def call(ws, action, params):
+    def call(ws: ServerConnection, action: str, params: dict[str, Any]) -> Any:
         echo = str(next(counter))
-        slot = [threading.Event(), None]
+        slot: list[Any] = [threading.Event(), None]
         with lock:
             waiting[echo] = slot
         ws.send(json.dumps({"action": action, "params": params, "echo": echo}, ensure_ascii=False))
         slot[0].wait(60)
         return slot[1]
 
-    def handle(ws, event):
+    def handle(ws: ServerConnection, event: dict[str, Any]) -> None:
         call(ws, "send_private_msg", {"user_id": event["user_id"], "message": event["message"]})
 
-    def handler(ws):
+    def handler(ws: ServerConnection) -> None:
         for message in ws:
             obj = json.loads(message)
             if "post_type" in obj:
@@ -114,9 +115,10 @@ def serve_aiocqhttp(port: int) -> None:
     logging.disable(logging.INFO)
     bot = CQHttp()
 
-    @bot.on_message("private")
-    async def echo(event):
+    async def echo(event: dict[str, Any]) -> None:
         await bot.send_private_msg(user_id=event["user_id"], message=event["message"])
+
+    bot.on_message("private")(echo)  # a call, not @: an untyped decorator would untype echo
 
     print("ready", flush=True)
     bot.run(host="127.0.0.1", port=port)
@@ -164,7 +166,7 @@ def dial(port: int, path: str) -> tuple[socket.socket, bytes]:
     return sock, data[end + 4 :]
 
 
-def echo_of(payload: bytes):
+def echo_of(payload: bytes) -> Any:
     text = payload.decode("utf-8")
     start = text.index(":", text.rfind('"echo"')) + 1
     while text[start] == " ":
@@ -248,7 +250,7 @@ def _write(sock: socket.socket, outbox: "queue.Queue[bytes | None]") -> None:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def measure(name: str, events: int, size: int) -> float | None:

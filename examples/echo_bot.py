@@ -9,6 +9,7 @@ implementation: it sends "/ping" (the bot answers "pong") and a group message
 
 import argparse
 
+from onebot_ref import MessageEvent
 from onebot_ref.http_client import HttpClient
 from onebot_ref.http_server import HttpServer
 from onebot_ref.testing import FakeOneBot
@@ -16,9 +17,9 @@ from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 
 
-def add_echo(bot):
+def add_echo(bot: HttpServer | WsClient | WsServer) -> None:
     @bot.on("message")
-    def echo(event):
+    def echo(event: MessageEvent) -> None:
         answer = "pong" if event["raw_message"].strip() == "/ping" else event["message"]
         bot.reply(event, answer)
 
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", default="ws-server", choices=modes)
     mode = parser.parse_args().mode
     with FakeOneBot() as fake:
+        bot: HttpServer | WsClient | WsServer
         if mode == "http-server":
             bot = HttpServer(port=0, api=HttpClient(fake.start_http_api())).start()
             fake.add_http_post(bot.url)

@@ -8,7 +8,7 @@ whose url is http://HOST:PORT/ and whose token is our --secret). Ctrl+C stops it
 
 import argparse
 
-from onebot_ref import host_port_arg
+from onebot_ref import MessageEvent, host_port_arg
 from onebot_ref.http_server import HttpServer
 from onebot_ref.testing import FakeOneBot
 
@@ -21,7 +21,7 @@ def main() -> None:
     with HttpServer(*args.listen, secret=args.secret) as server:
 
         @server.on("message")
-        def echo(event):
+        def echo(event: MessageEvent) -> dict[str, object]:
             return {"reply": event["message"], "at_sender": False}
 
         if args.listen[1]:  # a real implementation will POST to us

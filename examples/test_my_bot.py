@@ -7,9 +7,11 @@ as a script (python test_my_bot.py), this file runs its own tests with pytest.
 """
 
 import argparse
+from collections.abc import Iterator
 
 import pytest
 
+from onebot_ref import MessageEvent
 from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 
@@ -19,7 +21,7 @@ def make_bot(url: str) -> WsClient:
     bot = WsClient(url)
 
     @bot.on("message")
-    def on_message(event):
+    def on_message(event: MessageEvent) -> None:
         if event["raw_message"] == "/help":
             bot.reply(event, "commands: /help")
 
@@ -27,12 +29,12 @@ def make_bot(url: str) -> WsClient:
 
 
 @pytest.fixture
-def fake():
+def fake() -> Iterator[FakeOneBot]:
     with FakeOneBot(flavor="napcat") as fake:
         yield fake
 
 
-def test_help_command(fake):
+def test_help_command(fake: FakeOneBot) -> None:
     with make_bot(fake.start_ws_server()):
         fake.push_message(user_id=20001, text="/help")
         (reply,) = fake.wait_for_sent(1, timeout=5)
@@ -40,7 +42,7 @@ def test_help_command(fake):
     assert reply["text"] == "commands: /help"
 
 
-def test_other_messages_are_ignored(fake):
+def test_other_messages_are_ignored(fake: FakeOneBot) -> None:
     with make_bot(fake.start_ws_server()):
         fake.push_message(text="hello")
         with pytest.raises(TimeoutError):

@@ -8,6 +8,7 @@ every message until Ctrl+C.
 
 import argparse
 
+from onebot_ref import MessageEvent
 from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 
@@ -21,7 +22,7 @@ def main() -> None:
         bot = WsClient(args.url or fake.start_ws_server(), access_token=args.token)
 
         @bot.on("message")
-        def echo(event):
+        def echo(event: MessageEvent) -> None:
             bot.reply(event, event["message"])  # a blocking call inside a handler is fine
 
         with bot:  # connects (or raises), and closes every thread on the way out

@@ -8,7 +8,7 @@ ws://HOST:PORT/) and echo every message until Ctrl+C.
 
 import argparse
 
-from onebot_ref import host_port_arg
+from onebot_ref import MessageEvent, host_port_arg
 from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_server import WsServer
 
@@ -25,7 +25,7 @@ def main() -> None:
     ):
 
         @server.on("message")
-        def echo(event):
+        def echo(event: MessageEvent) -> None:
             server.reply(event, event["message"])  # routed to the bot that got the event
 
         if args.listen[1]:

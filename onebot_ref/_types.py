@@ -29,28 +29,43 @@ __all__ = [
     "Cookies",
     "Credentials",
     "CsrfToken",
+    "Device",
+    "EssenceMessage",
     "Event",
     "File",
+    "FileUrl",
     "Flavor",
     "ForwardMessage",
+    "ForwardSent",
     "FriendInfo",
     "FriendRequestEvent",
+    "GroupFile",
+    "GroupFiles",
+    "GroupFolder",
     "GroupInfo",
     "GroupMemberInfo",
     "GroupMessageEvent",
+    "GroupNotice",
+    "GroupNoticeBody",
     "GroupRequestEvent",
+    "GroupRequestInfo",
     "GroupSender",
+    "GroupSystemMessages",
     "HeartbeatEvent",
     "HonorInfo",
     "Id",
     "LifecycleEvent",
     "LoginInfo",
     "MessageEvent",
+    "MessageHistory",
     "MessageId",
     "MessageInfo",
     "MessageType",
     "MetaEvent",
     "NoticeEvent",
+    "OcrResult",
+    "OcrText",
+    "OnlineClients",
     "PrivateMessageEvent",
     "RequestEvent",
     "Role",
@@ -59,6 +74,7 @@ __all__ = [
     "Sex",
     "Status",
     "StrangerInfo",
+    "UploadedFile",
     "VersionInfo",
 ]
 
@@ -349,3 +365,153 @@ class VersionInfo(TypedDict, total=False):
     app_name: str
     app_version: str
     protocol_version: str
+
+
+# -- extended actions (go-cqhttp's, kept by NapCat, Lagrange and LLOneBot) -----------------------
+# Not in OneBot 11: the shapes are go-cqhttp's documented ones, which its
+# successors copied; where one differs, the key is here too and the docstring
+# says who sends it.
+
+
+class ForwardSent(TypedDict, total=False):
+    """``send_group_forward_msg`` / ``send_private_forward_msg``.
+
+    go-cqhttp and Lagrange answer ``forward_id``; NapCat answers ``res_id``.
+    """
+
+    message_id: Id
+    forward_id: str
+    res_id: str
+
+
+class MessageHistory(TypedDict, total=False):
+    """``get_group_msg_history`` / ``get_friend_msg_history``: message events, oldest first."""
+
+    messages: list[MessageEvent]
+
+
+class UploadedFile(TypedDict, total=False):
+    """``upload_group_file`` / ``upload_private_file`` (NapCat, Lagrange; go-cqhttp: null)."""
+
+    file_id: str
+
+
+class GroupFile(TypedDict, total=False):
+    """One file of ``get_group_root_files`` / ``get_group_files_by_folder``."""
+
+    group_id: Id
+    file_id: str
+    file_name: str
+    busid: int
+    file_size: int
+    upload_time: int
+    dead_time: int  # 0: never expires
+    modify_time: int
+    download_times: int
+    uploader: Id
+    uploader_name: str
+
+
+class GroupFolder(TypedDict, total=False):
+    """One folder of ``get_group_root_files``."""
+
+    group_id: Id
+    folder_id: str
+    folder_name: str
+    create_time: int
+    creator: Id
+    creator_name: str
+    total_file_count: int
+
+
+class GroupFiles(TypedDict, total=False):
+    """``get_group_root_files`` / ``get_group_files_by_folder`` (either list may be null)."""
+
+    files: list[GroupFile] | None
+    folders: list[GroupFolder] | None
+
+
+class FileUrl(TypedDict, total=False):
+    """``get_group_file_url``."""
+
+    url: str
+
+
+class EssenceMessage(TypedDict, total=False):
+    """One entry of ``get_essence_msg_list`` (NapCat adds ``content``, the message)."""
+
+    sender_id: Id
+    sender_nick: str
+    sender_time: int
+    operator_id: Id
+    operator_nick: str
+    operator_time: int
+    message_id: Id
+    content: list[Segment]
+
+
+class GroupNoticeBody(TypedDict, total=False):
+    """``message`` of a group notice: its text and images."""
+
+    text: str
+    images: list[dict[str, Any]]
+
+
+class GroupNotice(TypedDict, total=False):
+    """One entry of ``_get_group_notice`` (NapCat adds ``notice_id``)."""
+
+    notice_id: str
+    sender_id: Id
+    publish_time: int
+    message: GroupNoticeBody
+
+
+class GroupRequestInfo(TypedDict, total=False):
+    """One pending request of ``get_group_system_msg``."""
+
+    request_id: Id
+    invitor_uin: Id
+    invitor_nick: str
+    requester_uin: Id
+    requester_nick: str
+    message: str
+    group_id: Id
+    group_name: str
+    checked: bool
+    actor: Id
+
+
+class GroupSystemMessages(TypedDict, total=False):
+    """``get_group_system_msg``: pending invitations and join requests (either may be null)."""
+
+    invited_requests: list[GroupRequestInfo] | None
+    join_requests: list[GroupRequestInfo] | None
+
+
+class Device(TypedDict, total=False):
+    """One logged-in client of ``get_online_clients``."""
+
+    app_id: int
+    device_name: str
+    device_kind: str
+
+
+class OnlineClients(TypedDict, total=False):
+    """``get_online_clients`` from go-cqhttp (NapCat answers a bare, empty list)."""
+
+    clients: list[Device]
+
+
+class OcrText(TypedDict, total=False):
+    """One recognised line of ``ocr_image``."""
+
+    text: str
+    confidence: int
+    coordinates: list[dict[str, int]]
+
+
+class OcrResult(TypedDict, total=False):
+    """``ocr_image`` from go-cqhttp and Lagrange (NapCat answers the list of lines itself)."""
+
+    texts: list[OcrText]
+    language: str

@@ -6,6 +6,9 @@
     ├── NetworkError (also OSError)       the transport failed: refused, reset, closed
     │   └── NotConnected                  no live connection to send this call on
     ├── ApiTimeout (also TimeoutError)    no response in time; the action MAY have run
+    ├── ConversationTimeout (also         ask() / wait_for(): no matching event in time
+    │   TimeoutError)
+    ├── SendLimited (also TimeoutError)   a message would wait past the send limit's max_wait
     ├── AuthError                         401 missing / 403 wrong token or signature
     ├── ActionFailed                      the implementation answered status "failed"
     │   └── ApiNotAvailable               unknown action (HTTP 404, retcode 404 / 1404)
@@ -13,7 +16,8 @@
     ├── DecodeError (also ValueError)     bytes that are not the JSON we expect
     ├── EncodeError (also TypeError,      a value we refuse to put on the wire: not JSON,
     │   and ValueError)                   or not a message; nothing was sent
-    └── ConfigError (also ValueError)     an argument that cannot work: fix the call
+    ├── ConfigError (also ValueError)     an argument that cannot work: fix the call
+    └── UsageError (also ValueError)      a command's arguments do not parse (its usage= is sent)
 
 Catch ``OneBotError`` for "anything from this library", or a built-in base
 (``OSError``, ``TimeoutError``, ``ValueError``, ``TypeError``) if you only know the stdlib.
@@ -27,12 +31,15 @@ __all__ = [
     "ApiTimeout",
     "AuthError",
     "ConfigError",
+    "ConversationTimeout",
     "DecodeError",
     "EncodeError",
     "NetworkError",
     "NotConnected",
     "OneBotError",
     "ProtocolError",
+    "SendLimited",
+    "UsageError",
 ]
 
 
@@ -129,3 +136,15 @@ class ConfigError(OneBotError, ValueError):
     Host and port in one string, a port past 65535, an access token that no HTTP
     header can carry (a control character, CR/LF, whitespace at either end, or empty).
     """
+
+
+class ConversationTimeout(OneBotError, TimeoutError):
+    """``ask()`` or ``wait_for()`` saw no matching event in time (or too many were waiting)."""
+
+
+class SendLimited(OneBotError, TimeoutError):
+    """A message would have waited longer than the send limit's ``max_wait``; it was not sent."""
+
+
+class UsageError(OneBotError, ValueError):
+    """A command's arguments do not parse (an open quote); the command's ``usage=`` is sent."""

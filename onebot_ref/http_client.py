@@ -92,6 +92,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
+from ._limiter import SendLimit
 from ._tls import client_context, error_chain, explain, is_tls_refusal
 from .api import OneBotApi, merge_params
 from .codec import (
@@ -145,6 +146,8 @@ class HttpClient(OneBotApi):
         ssl_context: verify ``https://`` servers with this ``ssl.SSLContext``.
         ca_file: trust the CA in this PEM file (the one that signed the server's certificate).
         verify: False accepts any certificate (a development certificate; logged loudly).
+        send_limit: a :class:`~onebot_ref.registry.SendLimit` on outgoing messages
+            (rate and burst, also per chat); None, the default, sends at once.
 
     A query string in ``base_url`` (``http://host:3000/?access_token=…``, which
     NapCat accepts) is sent with every action, after the action's path.
@@ -167,6 +170,7 @@ class HttpClient(OneBotApi):
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str | None = None,
         verify: bool = True,
+        send_limit: SendLimit | None = None,
     ) -> None:
         if not base_url.lower().startswith(("http://", "https://")):
             hint = " (for ws:// use the WebSocket modes)" if base_url.startswith("ws") else ""
@@ -179,6 +183,7 @@ class HttpClient(OneBotApi):
         if redact(self._query) != self._query:
             _redact_urllib3_logs()  # it logs each request line at DEBUG, query and all
         self.timeout = timeout
+        self.send_limit = send_limit
         self.connect_timeout = connect_timeout
         self.max_size = max_size
         self.access_token = valid_token(access_token)
@@ -248,6 +253,8 @@ class HttpClient(OneBotApi):
         wait = self.timeout if timeout is None else timeout
         sent = merge_params(params, kwargs)
         data = encode_request(action, sent)  # EncodeError before anything is sent
+        if self.send_limit is not None:
+            self.send_limit.acquire(action, sent)  # may wait its turn, or raise SendLimited
         log_frame("sent", {"action": action, "params": sent})  # the action is the URL's path
         status, headers, body = self._post(action, url, data, time.monotonic(), wait)
         log_frame("received", body)

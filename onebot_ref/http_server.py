@@ -58,11 +58,12 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 from ._auth import check_token
+from ._bot import Receiver
 from ._dedup import Recent
 from ._hooks import Bot, Hook, Hooks
 from ._http_base import ManagedHTTPServer
@@ -72,7 +73,7 @@ from ._tls import check_address, server_context
 from .api import OneBotApi, merge_params
 from .codec import check_signature, dumps, heartbeat_interval, valid_token
 from .errors import ConfigError, EncodeError, NotConnected
-from .registry import Handler, Registry
+from .registry import Handler, Registry, SendLimit
 
 __all__ = [
     "Bot",
@@ -84,7 +85,7 @@ log = logging.getLogger(__name__)
 PATIENCE = 5.0  # seconds go-cqhttp waits for our answer before it posts the event again
 
 
-class HttpServer(OneBotApi):
+class HttpServer(Receiver):
     """Receive OneBot events over HTTP POST and answer with quick operations.
 
     Args:
@@ -131,6 +132,8 @@ class HttpServer(OneBotApi):
         certfile, keyfile: serve ``https://`` with this certificate chain and key (PEM).
         on_connect: ``f(bot)`` at the first event of an account (a self_id).
         on_disconnect: ``f(bot)`` when its heartbeats stop, and at :meth:`close`.
+        send_limit: a :class:`SendLimit` on outgoing messages (rate and burst per
+            account and per chat); None, the default, sends at once.
 
     Raises:
         ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the
@@ -163,6 +166,7 @@ class HttpServer(OneBotApi):
         keyfile: str | None = None,
         on_connect: Hook | None = None,
         on_disconnect: Hook | None = None,
+        send_limit: SendLimit | None = None,
     ) -> None:
         who = type(self).__name__
         check_address(host, port, who)
@@ -184,6 +188,8 @@ class HttpServer(OneBotApi):
         self.access_token = valid_token(access_token)
         self._own_registry = registry is None
         self.registry = registry if registry is not None else Registry()
+        if send_limit is not None:
+            self.registry.send_limit = send_limit
         self.api = api
         self.timeout = timeout
         self.max_size = max_size
@@ -241,10 +247,6 @@ class HttpServer(OneBotApi):
     def __repr__(self) -> str:
         return f"HttpServer({self.url!r})"
 
-    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
-        """Decorator: handle events named ``name`` (see :class:`Registry`)."""
-        return self.registry.on(name)
-
     def add_handler(self, name: str, func: Handler) -> None:
         """Register ``func`` for ``name`` without the decorator."""
         self.registry.add(name, func)
@@ -271,7 +273,11 @@ class HttpServer(OneBotApi):
             NotConnected: the server was made without ``api=``.
         """
         merged = merge_params(params, kwargs)
-        return self._api(action).call(action, merged, timeout=self._wait(timeout))
+        api = self._api(action)
+        self.registry.before_send(action, merged)  # the send limit may wait
+        data = api.call(action, merged, timeout=self._wait(timeout))
+        self.registry.after_send(action, data)
+        return data
 
     def call_for(
         self,
@@ -289,7 +295,11 @@ class HttpServer(OneBotApi):
         ``WsServer`` as ``api`` routes the call to that account's connection.
         """
         merged = merge_params(params, kwargs)
-        return self._api(action).call_for(event, action, merged, timeout=self._wait(timeout))
+        api = self._api(action)
+        self.registry.before_send(action, merged, event.get("self_id"))
+        data = api.call_for(event, action, merged, timeout=self._wait(timeout))
+        self.registry.after_send(action, data)
+        return data
 
     def _api(self, action: str) -> OneBotApi:
         if self.api is None:

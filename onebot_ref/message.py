@@ -37,10 +37,13 @@ __all__ = [
     "dice",
     "escape",
     "face",
+    "file",
     "forward",
     "image",
     "json_card",
     "location",
+    "markdown",
+    "mface",
     "music",
     "node",
     "normalize",
@@ -397,7 +400,11 @@ def reply(id: int | str) -> Segment:
 
 
 def forward(id: str) -> Segment:
-    """A merged-forward reference (receive only; fetch with ``get_forward_msg``)."""
+    """A merged-forward message by id; fetch its content with ``get_forward_msg``.
+
+    The spec receives it only. NapCat and Lagrange also send it: Lagrange's
+    ``send_forward_msg`` answers the id (``resid``) to send this way.
+    """
     return segment("forward", id=str(id))
 
 
@@ -407,7 +414,14 @@ def node(id: int | str) -> Segment:
 
 
 def custom_node(user_id: int | str, nickname: str, content: Any) -> Segment:
-    """A custom forward node; ``content`` is a message (string or segments)."""
+    """A custom forward node; ``content`` is a message (string or segments).
+
+    Nodes nest: ``content`` may hold nodes itself, a forward inside a forward
+    (NapCat sends it as one). In a CQ string ``content`` becomes an escaped CQ
+    string: :func:`normalize` of it gives the segments back. Lagrange's
+    documentation names the fields ``uin`` and ``name``; NapCat reads either
+    spelling (pass ``segment("node", uin=..., name=..., content=...)`` for Lagrange).
+    """
     body = content if isinstance(content, str) else normalize(content)
     return segment("node", user_id=str(user_id), nickname=nickname, content=body)
 
@@ -431,3 +445,33 @@ def json_card(data: str | dict[str, Any]) -> Segment:
                 f"json_card data is not JSON ({exc}); pass a dict of JSON values or a str"
             ) from None
     return segment("json", data=data)
+
+
+# Segments beyond the standard, as NapCat and Lagrange send and accept them
+# (NapCatQQ src/onebot/types/message.ts, Lagrange.Doc Segment/Extend).
+
+
+def file(file: str, name: str | None = None) -> Segment:
+    """A file sent as a message (NapCat, LLOneBot): a local path, URL or ``base64://``.
+
+    Received ``file`` segments also carry ``file_id``, ``file_size`` and
+    sometimes ``url``; Lagrange and go-cqhttp send files with
+    ``upload_group_file`` / ``upload_private_file`` instead.
+    """
+    return segment("file", file=file, name=name)
+
+
+def mface(emoji_id: str, emoji_package_id: int, key: str, summary: str | None = None) -> Segment:
+    """A QQ market face (商城表情): NapCat and Lagrange, as they report it on receive.
+
+    ``emoji_package_id`` stays a number: both declare it an integer (Lagrange
+    refuses a string), unlike the other values here.
+    """
+    return segment(
+        "mface", emoji_id=str(emoji_id), emoji_package_id=emoji_package_id, key=key, summary=summary
+    )
+
+
+def markdown(content: str) -> Segment:
+    """A markdown message (NapCat; QQ shows it only where the account may send markdown)."""
+    return segment("markdown", content=content)

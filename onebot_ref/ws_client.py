@@ -81,13 +81,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._bot import Receiver
 from ._calls import PendingCalls
 from ._hooks import Hooks
 from ._tls import client_context
 from ._ws_connection import Connection
 from ._ws_dial import MAX_SIZE, dial, transient
 from ._ws_protocol import Protocol
-from .api import OneBotApi, merge_params
+from .api import merge_params
 from .codec import (
     heartbeat_interval,
     inband_refusal,
@@ -106,7 +107,7 @@ from .errors import (
     NotConnected,
     ProtocolError,
 )
-from .registry import Handler, Registry
+from .registry import Registry, SendLimit
 
 __all__ = ["State", "WsClient"]
 
@@ -142,7 +143,7 @@ class Link:
         self.thread: threading.Thread | None = None
 
 
-class WsClient(OneBotApi):
+class WsClient(Receiver):
     """A bot connected to the implementation's WebSocket server.
 
     Args:
@@ -178,6 +179,8 @@ class WsClient(OneBotApi):
             error, and ``last_error`` is left as it was). Both run on the client's hook thread, in
             order (never on a thread that reads responses, so they may call the
             API); one that raises is logged.
+        send_limit: a :class:`SendLimit` on outgoing messages (rate and burst per
+            account and per chat); None, the default, sends at once.
         ssl_context: verify ``wss://`` servers with this ``ssl.SSLContext``.
         ca_file: trust the CA in this PEM file (the one that signed the server's certificate).
         verify: False accepts any certificate (a development certificate; logged loudly).
@@ -220,6 +223,7 @@ class WsClient(OneBotApi):
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str | None = None,
         verify: bool = True,
+        send_limit: SendLimit | None = None,
     ) -> None:
         if url is not None and (api_url or event_url):
             raise ConfigError("give either url (universal) or api_url/event_url (split), not both")
@@ -252,6 +256,8 @@ class WsClient(OneBotApi):
         )
         self.access_token = valid_token(access_token)
         self.registry = registry if registry is not None else Registry()
+        if send_limit is not None:
+            self.registry.send_limit = send_limit
         self._owns_registry = registry is None
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -288,10 +294,6 @@ class WsClient(OneBotApi):
         self._bad_frames = 0
 
     # -- the user's verbs ------------------------------------------------------
-
-    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
-        """Decorator: run the function for events named ``name`` (see :class:`Registry`)."""
-        return self.registry.on(name)
 
     @property
     def state(self) -> State:
@@ -333,7 +335,10 @@ class WsClient(OneBotApi):
         if self._api is None:
             raise NotConnected(self._why_not_connected())
         wait = self.timeout if timeout is None else timeout
-        return self._pending.call(self._send, action, sent, wait)
+        self.registry.before_send(action, sent)  # the send limit may wait
+        data = self._pending.call(self._send, action, sent, wait)
+        self.registry.after_send(action, data)
+        return data
 
     def run_forever(self) -> None:
         """Connect and serve until :meth:`close`, reconnecting after failures; then close.

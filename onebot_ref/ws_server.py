@@ -75,22 +75,24 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ._auth import check_token
+from ._bot import Receiver
 from ._calls import PendingCalls
 from ._hooks import Bot, Hook, Hooks
 from ._http_head import split_target
 from ._serve import Throttle, check_positive, warn_if_open
 from ._tls import check_address, host_port_arg, server_context, url_host
+from ._types import ClientRole
 from ._ws_connection import Connection
 from ._ws_listener import WebSocketServer
-from .api import OneBotApi, merge_params
+from .api import merge_params
 from .codec import heartbeat_interval, is_event, loads, onebot12_impl, valid_token
 from .errors import ConfigError, DecodeError, NotConnected, OneBotError
 from .framer import HandshakeError, Request
-from .registry import Handler, Registry
+from .registry import Handler, Registry, SendLimit
 
 __all__ = [
     "AmbiguousBot",
@@ -100,7 +102,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ROLES = {"universal": "Universal", "api": "API", "event": "Event"}
+ROLES: dict[str, ClientRole] = {"universal": "Universal", "api": "API", "event": "Event"}
 
 
 class AmbiguousBot(OneBotError, ValueError):
@@ -140,7 +142,9 @@ class Peer:
     call needs this very thread to read its response).
     """
 
-    def __init__(self, server: "WsServer", peer: str, self_id: str | None, role: str) -> None:
+    def __init__(
+        self, server: "WsServer", peer: str, self_id: str | None, role: ClientRole
+    ) -> None:
         self.server = server
         self.peer = peer
         self.self_id = self_id
@@ -252,7 +256,7 @@ class _Echo:
         pass
 
 
-class WsServer(OneBotApi):
+class WsServer(Receiver):
     """The reverse-WebSocket server: implementations connect to it.
 
     Args:
@@ -286,6 +290,8 @@ class WsServer(OneBotApi):
         certfile, keyfile: serve ``wss://`` with this certificate chain and key (PEM).
         on_connect: ``f(bot)`` when a bot (a self_id) gets its first connection.
         on_disconnect: ``f(bot)`` when a bot's last connection is gone, and at :meth:`close`.
+        send_limit: a :class:`SendLimit` on outgoing messages (rate and burst per
+            account and per chat); None, the default, sends at once.
 
     Raises:
         ConfigError: a host or port that cannot work, such as "0.0.0.0:8080" as the
@@ -316,6 +322,7 @@ class WsServer(OneBotApi):
         keyfile: str | None = None,
         on_connect: Hook | None = None,
         on_disconnect: Hook | None = None,
+        send_limit: SendLimit | None = None,
     ) -> None:
         check_address(host, port, type(self).__name__)
         check_positive(
@@ -335,6 +342,8 @@ class WsServer(OneBotApi):
         self.access_token = valid_token(access_token)
         self.own_registry = registry is None
         self.registry = registry if registry is not None else Registry()
+        if send_limit is not None:
+            self.registry.send_limit = send_limit
         self.timeout = timeout
         self.heartbeat_factor = heartbeat_factor
         self.echo = echo
@@ -386,10 +395,6 @@ class WsServer(OneBotApi):
         """The self_ids of the bots connected now, as strings."""
         with self._lock:
             return sorted(set(self._api) | set(self._event))
-
-    def on(self, name: str = "*") -> Callable[[Handler], Handler]:
-        """Decorator: handle events named ``name`` (see :class:`Registry`)."""
-        return self.registry.on(name)
 
     def add_handler(self, name: str, func: Handler) -> None:
         """Register ``func`` for ``name`` without the decorator."""
@@ -608,7 +613,10 @@ class WsServer(OneBotApi):
         merged = merge_params(params, kwargs)
         peer = self._route(self_id)
         wait = self.timeout if timeout is None else timeout
-        return peer.calls.call(peer.send_text, action, merged, wait)
+        self.registry.before_send(action, merged, peer.self_id)  # the send limit may wait
+        data = peer.calls.call(peer.send_text, action, merged, wait)
+        self.registry.after_send(action, data)
+        return data
 
     def call_for(
         self,

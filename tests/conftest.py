@@ -23,7 +23,9 @@ def load_vectors(kind: str | None = None) -> list[dict[str, Any]]:
     return [v for v in vectors if kind is None or v["kind"] == kind]
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "the condition") -> T:
+def wait_until(
+    predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "the condition"
+) -> T:
     """Poll ``predicate`` until it returns something true, and return that.
 
     The one wait of the suite: a bounded poll with a deadline, never a fixed
@@ -77,6 +79,15 @@ def unused_port() -> int:
                 continue  # taken: try another
         return port
     raise AssertionError(f"no free port below {low} after 100 tries")
+
+
+def echoed(data: Any, key: str = "action") -> Any:
+    """The action (or its ``params``) a test's implementation echoed back as its answer's data.
+
+    Our peers answer every call with ``{"action": ..., "params": ...}`` as data, which no
+    standard result type has (the API methods return TypedDicts): this reads it untyped.
+    """
+    return data[key]
 
 
 def served(server: Any) -> int:

@@ -82,7 +82,7 @@ class Peer:
             elif isinstance(event, wse.TextMessage):
                 self.texts.append(event.data)
 
-    def read(self, until: Callable[[], bool], timeout: float) -> bool:
+    def read(self, until: Callable[[], object], timeout: float) -> bool:
         """Read the client's frames until ``until()`` or EOF; False if the deadline passed first."""
         deadline = time.monotonic() + timeout
         while not until():
@@ -95,10 +95,10 @@ class Peer:
             except TimeoutError:
                 return False
             except OSError:
-                return until()
+                return bool(until())
             self._take(data)
             if not data:
-                return until()
+                return bool(until())
         return True
 
     def flood(self, head: bytes, chunk: bytes, *, cap: int, timeout: float) -> int:

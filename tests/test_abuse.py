@@ -14,6 +14,7 @@ import selectors
 import socket
 import threading
 import time
+from typing import Any, cast
 
 import pytest
 from conftest import FakeClock, upgrade_request, wait_until
@@ -28,11 +29,11 @@ from onebot_ref.ws_server import WsServer
 EVENT = b'{"post_type":"meta_event","meta_event_type":"heartbeat","self_id":1,"interval":0}'
 
 
-def http_event():
+def http_event() -> bytes:
     return f"POST / HTTP/1.1\r\nContent-Length: {len(EVENT)}\r\n\r\n".encode() + EVENT
 
 
-def closed_by_peer(sock, timeout):
+def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
     """True if the peer closes (EOF or reset) within ``timeout``; reads and drops any data."""
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
@@ -47,7 +48,7 @@ def closed_by_peer(sock, timeout):
     return False
 
 
-def trickle(sock, data, interval, stop_after):
+def trickle(sock: socket.socket, data: bytes, interval: float, stop_after: float) -> float:
     """Send ``data`` a byte at a time; return the seconds until the server cut us off."""
     started = time.monotonic()
     for byte in data:
@@ -68,7 +69,12 @@ def trickle(sock, data, interval, stop_after):
     return time.monotonic() - started
 
 
-def ws_handshake(port, self_id=None, target="/", extra=()):
+def ws_handshake(
+    port: int,
+    self_id: int | str | None = None,
+    target: str = "/",
+    extra: tuple[str, ...] | list[str] = (),
+) -> tuple[socket.socket, bytes]:
     """A raw reverse-WS client: connect, upgrade, return the socket and leftover bytes."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     self_id_header = [f"X-Self-ID: {self_id}"] if self_id is not None else []
@@ -83,7 +89,7 @@ def ws_handshake(port, self_id=None, target="/", extra=()):
     return sock, rest
 
 
-def good_fake(server):
+def good_fake(server: WsServer) -> FakeOneBot:
     """A well-behaved implementation on the same server, to prove it is still served."""
     fake = FakeOneBot(self_id=10001)
     fake.connect_reverse(server.url, reconnect_interval=0.05)
@@ -94,7 +100,7 @@ def good_fake(server):
 # --- slow and trickled requests ---------------------------------------------------------
 
 
-def test_ws_handshake_trickled_byte_by_byte_is_cut_off(no_thread_leak):
+def test_ws_handshake_trickled_byte_by_byte_is_cut_off(no_thread_leak: None) -> None:
     with WsServer(port=0, handshake_timeout=1.0) as server:
         fake = good_fake(server)
         try:
@@ -109,7 +115,7 @@ def test_ws_handshake_trickled_byte_by_byte_is_cut_off(no_thread_leak):
 
 
 @pytest.mark.parametrize("part", ["head", "body"])
-def test_http_request_trickled_byte_by_byte_is_cut_off(part, no_thread_leak):
+def test_http_request_trickled_byte_by_byte_is_cut_off(part: str, no_thread_leak: None) -> None:
     """Each byte comes within idle_timeout; request_timeout still ends the request."""
     with HttpServer(port=0, idle_timeout=0.5, request_timeout=1.0) as server:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -127,7 +133,9 @@ def test_http_request_trickled_byte_by_byte_is_cut_off(part, no_thread_leak):
             assert good.recv(100).startswith(b"HTTP/1.1 204 ")
 
 
-def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off(monkeypatch):
+def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """request_timeout counts per request: idle gaps between requests do not add up.
 
     The connection's own Clock runs on a fake clock, and the test plays the reaper
@@ -139,7 +147,7 @@ def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off(monkeypatch):
     clocks = []
     real = _http_handler.Clock
 
-    def clock(sock, idle, per_request):
+    def clock(sock: socket.socket, idle: float, per_request: float) -> Any:
         clocks.append(real(sock, idle, per_request, clock=now))
         return clocks[-1]
 
@@ -160,7 +168,7 @@ def test_a_slow_but_steady_keep_alive_connection_is_not_cut_off(monkeypatch):
             assert sock.recv(1000) == b""
 
 
-def test_oversized_heads_are_refused_and_the_servers_keep_serving():
+def test_oversized_heads_are_refused_and_the_servers_keep_serving() -> None:
     with WsServer(port=0, max_header=4096) as ws, HttpServer(port=0) as http:
         sock = socket.create_connection(("127.0.0.1", ws.port), timeout=10)
         sock.sendall(b"GET / HTTP/1.1\r\nX: " + b"a" * 100_000)
@@ -177,7 +185,7 @@ def test_oversized_heads_are_refused_and_the_servers_keep_serving():
 # --- floods ------------------------------------------------------------------------------
 
 
-def test_a_flood_of_silent_connections_is_reaped(no_thread_leak):
+def test_a_flood_of_silent_connections_is_reaped(no_thread_leak: None) -> None:
     flood = 200
     with (
         WsServer(port=0, handshake_timeout=1.0) as ws,
@@ -210,7 +218,7 @@ def test_a_flood_of_silent_connections_is_reaped(no_thread_leak):
             fake.close()
 
 
-def test_a_peer_that_stops_reading_is_dropped_and_others_unaffected(no_thread_leak):
+def test_a_peer_that_stops_reading_is_dropped_and_others_unaffected(no_thread_leak: None) -> None:
     with WsServer(port=0, send_timeout=0.5, timeout=5) as server:
         fake = good_fake(server)
         stuck, _ = ws_handshake(server.port, 20002)
@@ -230,7 +238,7 @@ def test_a_peer_that_stops_reading_is_dropped_and_others_unaffected(no_thread_le
 
 
 @pytest.mark.skipif(not hasattr(socket, "MSG_DONTWAIT"), reason="needs MSG_DONTWAIT")
-def test_a_ping_never_blocks_on_a_full_send_buffer(no_thread_leak):
+def test_a_ping_never_blocks_on_a_full_send_buffer(no_thread_leak: None) -> None:
     """The accept thread sends the pings; a peer that reads nothing must not stall it."""
     with WsServer(port=0, send_timeout=60, timeout=5) as server:
         stuck, _ = ws_handshake(server.port, 20002)
@@ -239,6 +247,7 @@ def test_a_ping_never_blocks_on_a_full_send_buffer(no_thread_leak):
             wait_until(lambda: "20002" in server.bots)
             (peer,) = [c for c in server._connections if c.self_id == "20002"]
             conn = peer.conn  # the socket's connection, under the bot's view of it
+            assert conn is not None  # connected
             try:  # fill both buffers; the peer reads none of it
                 while True:
                     conn.sock.send(bytes(65536), socket.MSG_DONTWAIT)
@@ -252,7 +261,7 @@ def test_a_ping_never_blocks_on_a_full_send_buffer(no_thread_leak):
             stuck.close()
 
 
-def test_half_open_connections_are_reaped_with_pings(no_thread_leak):
+def test_half_open_connections_are_reaped_with_pings(no_thread_leak: None) -> None:
     with WsServer(port=0, ping_interval=0.2) as server:
         fake = good_fake(server)  # websocket-client answers our pings
         silent, _ = ws_handshake(server.port, 20002)  # never answers anything
@@ -277,7 +286,7 @@ def test_half_open_connections_are_reaped_with_pings(no_thread_leak):
 class Responder(threading.Thread):
     """Answers every action on many raw client sockets, from one thread (selectors)."""
 
-    def __init__(self, socks):
+    def __init__(self, socks: list[tuple[socket.socket, bytes]]) -> None:
         super().__init__(name="test-responder", daemon=True)
         self.selector = selectors.DefaultSelector()
         for sock, rest in socks:
@@ -288,12 +297,13 @@ class Responder(threading.Thread):
         self.stop = threading.Event()
         self.answered = 0
 
-    def run(self):
+    def run(self) -> None:
         deadline = time.monotonic() + 120  # bounded, whatever happens
         while not self.stop.is_set() and time.monotonic() < deadline:
             for key, _ in self.selector.select(0.1):
+                sock = cast(socket.socket, key.fileobj)  # registered above
                 try:
-                    data = key.fileobj.recv(65536)
+                    data = sock.recv(65536)
                 except OSError:
                     data = b""
                 if not data:
@@ -301,10 +311,10 @@ class Responder(threading.Thread):
                     continue
                 key.data.feed(data)
                 while (message := key.data.next_message()) is not None:
-                    self.answer(key.fileobj, message)
+                    self.answer(sock, message)
         self.selector.close()
 
-    def answer(self, sock, message):
+    def answer(self, sock: socket.socket, message: Frame) -> None:
         if message.opcode == TEXT:
             request = codec.loads(message.payload)
             data = {"user_id": int(request["params"]["who"]), "nickname": "bot"}
@@ -320,13 +330,13 @@ class Responder(threading.Thread):
         self.answered += 1
 
 
-def many_bots(n):
-    got = {}
+def many_bots(n: int) -> None:
+    got: dict[str, int] = {}
     lock = threading.Lock()
     with WsServer(port=0, timeout=20) as server:
 
         @server.on("message")
-        def count(event):
+        def count(event: dict[str, Any]) -> None:
             with lock:
                 got[str(event["self_id"])] = got.get(str(event["self_id"]), 0) + 1
 
@@ -361,12 +371,12 @@ def many_bots(n):
                 sock.close()
 
 
-def test_many_bots_at_once(no_thread_leak):
+def test_many_bots_at_once(no_thread_leak: None) -> None:
     many_bots(int(os.environ.get("MANY_BOTS", "200")))
 
 
 @pytest.mark.soak
-def test_a_thousand_bots_at_once(no_thread_leak):
+def test_a_thousand_bots_at_once(no_thread_leak: None) -> None:
     many_bots(1000)
 
 
@@ -375,7 +385,7 @@ def test_a_thousand_bots_at_once(no_thread_leak):
 BIG = 4 * 1024 * 1024
 
 
-def until_closed(sock, timeout):
+def until_closed(sock: socket.socket, timeout: float) -> bytes:
     """Everything the peer sends until it closes (EOF or reset) or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     out = b""
@@ -391,14 +401,14 @@ def until_closed(sock, timeout):
     return out
 
 
-def served(port, request=None):
+def served(port: int, request: bytes | None = None) -> bool:
     """True if a new connection gets its event answered with 204."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request or http_event())
         return until_closed(sock, 0.5).startswith(b"HTTP/1.1 204 ")
 
 
-def test_stalled_bodies_without_the_token_are_refused_unread(no_thread_leak):
+def test_stalled_bodies_without_the_token_are_refused_unread(no_thread_leak: None) -> None:
     """300 peers stalling 4 MiB bodies held 1.2 GB: the token is now checked from the head."""
     peers = [("/", ""), ("/", "Authorization: Bearer wrong\r\n"), ("/?access_token=wrong", "")]
     with HttpServer(port=0, access_token="tok", max_size=BIG) as server:
@@ -422,7 +432,7 @@ def test_stalled_bodies_without_the_token_are_refused_unread(no_thread_leak):
                 sock.close()
 
 
-def test_connections_past_max_connections_get_503_and_service_resumes(no_thread_leak):
+def test_connections_past_max_connections_get_503_and_service_resumes(no_thread_leak: None) -> None:
     with HttpServer(port=0, max_connections=4) as server:
         held = []
         try:
@@ -446,12 +456,12 @@ def test_connections_past_max_connections_get_503_and_service_resumes(no_thread_
         wait_until(lambda: served(server.port), what="a new peer served once the others left")
 
 
-def test_blocked_handlers_pin_at_most_max_handlers_threads(no_thread_leak):
+def test_blocked_handlers_pin_at_most_max_handlers_threads(no_thread_leak: None) -> None:
     """With handlers blocked, 1,000 requests held 1,003 threads for ever, hung-up peers too."""
     release = threading.Event()
     running = []
 
-    def stuck(event):
+    def stuck(event: dict[str, Any]) -> None:
         running.append(event)
         release.wait(30)
 
@@ -479,7 +489,7 @@ def test_blocked_handlers_pin_at_most_max_handlers_threads(no_thread_leak):
         wait_until(lambda: threading.active_count() <= base, what="handler threads ended")
 
 
-def heads_from(socks, count, timeout):
+def heads_from(socks: list[socket.socket], count: int, timeout: float) -> list[bytes]:
     """The first response head from each socket, once ``count`` sockets have sent one."""
     received = {sock: b"" for sock in socks}
     deadline = time.monotonic() + timeout
@@ -491,11 +501,12 @@ def heads_from(socks, count, timeout):
             remaining = deadline - time.monotonic()
             assert remaining > 0, f"{answered} answers of the {count} expected"
             for key, _ in selector.select(remaining):
+                peer = cast(socket.socket, key.fileobj)  # registered above
                 try:
-                    chunk = key.fileobj.recv(65536)
+                    chunk = peer.recv(65536)
                 except OSError:
                     chunk = b""
                 if not chunk:
                     selector.unregister(key.fileobj)
-                received[key.fileobj] += chunk
+                received[peer] += chunk
     return [data for data in received.values() if b"\r\n\r\n" in data]

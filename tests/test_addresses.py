@@ -5,6 +5,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
     ("[::1]:8080", ("::1", 8080)),
     ("[::]:3001", ("::", 3001)),
 ])  # fmt: skip
-def test_host_port_parses(value, expected):
+def test_host_port_parses(value: str, expected: tuple[str, int]) -> None:
     assert split_host_port(value) == expected
 
 
@@ -44,7 +45,7 @@ def test_host_port_parses(value, expected):
     (":8080", "has no host"),
     ("ws://127.0.0.1:8080/", "is a URL"),
 ])  # fmt: skip
-def test_host_port_mistakes_are_named(value, words):
+def test_host_port_mistakes_are_named(value: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         split_host_port(value)
     assert words in str(info.value)
@@ -64,7 +65,7 @@ def test_host_port_mistakes_are_named(value, words):
     (["-m", "onebot_ref.ws_server", "--listen", "0.0.0.0"], "has no port"),
     ([str(ROOT / "examples" / "ws_reverse.py"), "--listen", "localhost:99999"], "out of range"),
 ])  # fmt: skip
-def test_cli_address_mistakes_are_usage_errors(argv, words):
+def test_cli_address_mistakes_are_usage_errors(argv: list[str], words: str) -> None:
     result = subprocess.run(
         [sys.executable, *argv], capture_output=True, text=True, timeout=30, env=ENV, cwd=ROOT,
         check=False,
@@ -80,7 +81,7 @@ def test_cli_address_mistakes_are_usage_errors(argv, words):
 # -- every server: the mistake named at construction, before anything is bound ------------------
 
 
-def held_port():
+def held_port() -> socket.socket:
     """A socket bound to a loopback port, so that binding that port again fails."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -89,7 +90,7 @@ def held_port():
 
 
 @pytest.mark.parametrize("server", [WsServer, HttpServer])
-def test_host_and_port_in_one_string(server):
+def test_host_and_port_in_one_string(server: type[WsServer] | type[HttpServer]) -> None:
     with held_port() as s:
         port = s.getsockname()[1]
         with pytest.raises(ConfigError) as info:
@@ -111,13 +112,15 @@ def test_host_and_port_in_one_string(server):
     ("127.0.0.1", "8080", "port '8080' is not an int"),
     (8080, 0, "host 8080 is not a string"),
 ])  # fmt: skip
-def test_server_address_mistakes(server, host, port, words):
+def test_server_address_mistakes(
+    server: type[WsServer] | type[HttpServer], host: Any, port: Any, words: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         server(host, port)
     assert words.format(server.__name__) in str(info.value)
 
 
-def test_fake_onebot_servers_check_their_host_too(no_thread_leak):
+def test_fake_onebot_servers_check_their_host_too(no_thread_leak: None) -> None:
     with FakeOneBot(host="127.0.0.1:3001") as fake:
         with pytest.raises(ConfigError, match=r"FakeWsServer\('127.0.0.1', 3001\)"):
             fake.start_ws_server()
@@ -125,7 +128,7 @@ def test_fake_onebot_servers_check_their_host_too(no_thread_leak):
             fake.start_http_api()
 
 
-def test_good_addresses_pass():
+def test_good_addresses_pass() -> None:
     for host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "", "fe80::1%1"):
         check_address(host, 0, "WsServer")
     check_address("127.0.0.1", 65535, "WsServer")

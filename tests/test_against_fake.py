@@ -8,10 +8,13 @@ implementations talking.
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from conftest import answers, requested, wait_until
 
+from onebot_ref import Flavor
 from onebot_ref import message as m
 from onebot_ref.errors import (
     ActionFailed,
@@ -27,15 +30,17 @@ from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 
-FLAVORS = ["spec", "go-cqhttp", "napcat"]
+FLAVORS: list[Flavor] = ["spec", "go-cqhttp", "napcat"]
 MODES = ["http-client", "http-server", "ws-client", "ws-server"]
 
 
 class Setup:
     """One transport of ours, wired to one FakeOneBot, with an echo handler."""
 
-    def __init__(self, fake, mode, token=None):
+    def __init__(self, fake: FakeOneBot, mode: str, token: str | None = None) -> None:
         self.fake, self.mode = fake, mode
+        # One of our four modes, chosen by mode: each test uses what its mode has.
+        self.bot: Any
         if mode == "http-client":
             self.bot = HttpClient(fake.start_http_api(), access_token=token, timeout=5)
         elif mode == "http-server":
@@ -55,17 +60,19 @@ class Setup:
             assert self.reverse.wait_connected()
             wait_until(lambda: self.bot.bots)
 
-    def close(self):
+    def close(self) -> None:
         self.bot.close()
         if self.mode == "http-server":
             self.bot.api.close()
 
 
 @pytest.fixture
-def setup(no_thread_leak):
-    made = []
+def setup(no_thread_leak: None) -> Iterator[Callable[..., Setup]]:
+    made: list[FakeOneBot | Setup] = []
 
-    def make(mode, flavor="spec", token=None, **fake_options):
+    def make(
+        mode: str, flavor: Flavor = "spec", token: str | None = None, **fake_options: Any
+    ) -> Setup:
         fake = FakeOneBot(flavor=flavor, access_token=token, **fake_options)
         made.append(fake)
         s = Setup(fake, mode, token)
@@ -79,7 +86,9 @@ def setup(no_thread_leak):
 
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("mode", MODES)
-def test_echo_and_calls_in_every_flavor(setup, mode, flavor):
+def test_echo_and_calls_in_every_flavor(
+    setup: Callable[..., Setup], mode: str, flavor: Flavor
+) -> None:
     s = setup(mode, flavor, token="tok")
     segments = [m.at(10001), m.text(" [CQ:face,id=1] & &#91;")]
     if mode == "http-client":
@@ -101,7 +110,9 @@ def test_echo_and_calls_in_every_flavor(setup, mode, flavor):
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
-def test_wrong_token_is_an_auth_error_in_the_client_modes(setup, flavor):
+def test_wrong_token_is_an_auth_error_in_the_client_modes(
+    setup: Callable[..., Setup], flavor: Flavor
+) -> None:
     with FakeOneBot(flavor=flavor, access_token="right") as fake:
         with (
             HttpClient(fake.start_http_api(), access_token="wrong") as http,
@@ -117,7 +128,7 @@ def test_wrong_token_is_an_auth_error_in_the_client_modes(setup, flavor):
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
-def test_wrong_token_keeps_the_fake_out_of_our_server(flavor, no_thread_leak):
+def test_wrong_token_keeps_the_fake_out_of_our_server(flavor: Flavor, no_thread_leak: None) -> None:
     with (
         WsServer(port=0, access_token="right") as server,
         FakeOneBot(flavor=flavor, access_token="wrong") as fake,
@@ -130,7 +141,7 @@ def test_wrong_token_keeps_the_fake_out_of_our_server(flavor, no_thread_leak):
 
 
 @pytest.mark.parametrize("mode", ["http-client", "ws-client", "ws-server"])
-def test_slow_or_dropped_responses_time_out(setup, mode):
+def test_slow_or_dropped_responses_time_out(setup: Callable[..., Setup], mode: str) -> None:
     s = setup(mode)
     s.fake.faults.delay = 1.0
     answered = answers(s.fake)
@@ -151,7 +162,9 @@ def test_slow_or_dropped_responses_time_out(setup, mode):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_connection_dropped_mid_call_fails_fast_then_recovers(setup, mode):
+def test_connection_dropped_mid_call_fails_fast_then_recovers(
+    setup: Callable[..., Setup], mode: str
+) -> None:
     s = setup(mode)
     s.fake.faults.close_mid_call = 1
     started = time.monotonic()
@@ -162,7 +175,7 @@ def test_connection_dropped_mid_call_fails_fast_then_recovers(setup, mode):
     assert s.bot.get_status()["online"] is True
 
 
-def _up(s):
+def _up(s: Setup) -> Any:
     try:
         return s.bot.get_status()["good"]
     except (NotConnected, ValueError, ApiTimeout):
@@ -170,12 +183,14 @@ def _up(s):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_pending_calls_from_many_threads_all_fail_fast(setup, mode):
+def test_pending_calls_from_many_threads_all_fail_fast(
+    setup: Callable[..., Setup], mode: str
+) -> None:
     s = setup(mode)
     s.fake.faults.delay = 0.3
     errors = []
 
-    def call():
+    def call() -> None:
         try:
             s.bot.call("get_status", timeout=20)
         except Exception as exc:
@@ -199,7 +214,9 @@ def test_pending_calls_from_many_threads_all_fail_fast(setup, mode):
 
 @pytest.mark.parametrize("echo", ["number", "omit", "mangle"])
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_echo_faults(setup, mode, echo, caplog):
+def test_echo_faults(
+    setup: Callable[..., Setup], mode: str, echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
     s = setup(mode)
     s.fake.faults.echo = echo
     if echo == "number":  # "7" back as 7: still matched
@@ -210,7 +227,7 @@ def test_echo_faults(setup, mode, echo, caplog):
         assert "matches no waiting call" in caplog.text
 
 
-def test_echo_less_failure_reaches_the_single_caller(setup):
+def test_echo_less_failure_reaches_the_single_caller(setup: Callable[..., Setup]) -> None:
     s = setup("ws-client", flavor="go-cqhttp")
     s.fake.faults.echo = "omit"
     with pytest.raises(ActionFailed, match="消息为空") as info:
@@ -219,9 +236,9 @@ def test_echo_less_failure_reaches_the_single_caller(setup):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_silent_heartbeats_mean_a_dead_link(setup, mode):
+def test_silent_heartbeats_mean_a_dead_link(setup: Callable[..., Setup], mode: str) -> None:
     s = setup(mode, heartbeat_interval=0.1)
-    beats = []
+    beats: list[dict[str, Any]] = []
     s.bot.on("meta_event.heartbeat")(beats.append)
     wait_until(lambda: len(beats) >= 2, 5, "heartbeats, which arm the watchdog")
     s.fake.faults.heartbeats = False
@@ -237,7 +254,9 @@ def test_silent_heartbeats_mean_a_dead_link(setup, mode):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_malformed_frame_closes_that_connection_only(setup, mode):
+def test_malformed_frame_closes_that_connection_only(
+    setup: Callable[..., Setup], mode: str
+) -> None:
     s = setup(mode)
     s.fake.faults.malformed = 1
     with pytest.raises((NotConnected, ApiTimeout)):
@@ -246,7 +265,7 @@ def test_malformed_frame_closes_that_connection_only(setup, mode):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_events_without_lifecycle_are_delivered(setup, mode):
+def test_events_without_lifecycle_are_delivered(setup: Callable[..., Setup], mode: str) -> None:
     s = setup(mode)
     s.fake.faults.lifecycle = False
     s.fake.restart(downtime=0.05) if mode == "ws-client" else s.reverse.drop()
@@ -256,7 +275,7 @@ def test_events_without_lifecycle_are_delivered(setup, mode):
 
 
 @pytest.mark.parametrize("mode", ["http-client", "ws-client"])
-def test_implementation_restart(setup, mode):
+def test_implementation_restart(setup: Callable[..., Setup], mode: str) -> None:
     s = setup(mode)
     s.fake.restart(downtime=0.2)
     wait_until(lambda: _up(s), timeout=10)
@@ -266,7 +285,9 @@ def test_implementation_restart(setup, mode):
 
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("mode", MODES)
-def test_a_non_ascii_token_works_in_every_mode(setup, mode, flavor):
+def test_a_non_ascii_token_works_in_every_mode(
+    setup: Callable[..., Setup], mode: str, flavor: Flavor
+) -> None:
     # 你 ends in the byte A0, which a latin-1 str.strip() would eat.
     s = setup(mode, flavor, token="令牌-你")
     if mode != "http-client":
@@ -286,7 +307,9 @@ NAPCAT_UNKNOWN = {
 
 
 @pytest.mark.parametrize("mode", NAPCAT_UNKNOWN)
-def test_napcat_unknown_action_is_api_not_available_in_every_transport(setup, mode):
+def test_napcat_unknown_action_is_api_not_available_in_every_transport(
+    setup: Callable[..., Setup], mode: str
+) -> None:
     s = setup(mode, "napcat")
     with pytest.raises(ApiNotAvailable) as caught:
         s.bot.call("no_such_action")
@@ -298,7 +321,9 @@ def test_napcat_unknown_action_is_api_not_available_in_every_transport(setup, mo
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_parameter_named_timeout_or_self_id_reaches_the_implementation(setup, mode):
+def test_a_parameter_named_timeout_or_self_id_reaches_the_implementation(
+    setup: Callable[..., Setup], mode: str
+) -> None:
     """Issue 14: call(action, {params}) carries what call's own keywords would shadow."""
     s = setup(mode)
     # get_status ignores what it does not know; FakeOneBot records every call as it came.

@@ -11,6 +11,8 @@ still delivers events and answers calls.
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import websocket
@@ -28,7 +30,7 @@ BOUND = 1024 * 1024  # max_pending_bytes: room for three such events, not four
 PUSHED = 24
 
 
-def big_event(n):
+def big_event(n: int) -> dict[str, Any]:
     return {
         "time": 1700000000,
         "self_id": 10001,
@@ -41,12 +43,16 @@ def big_event(n):
     }
 
 
-def drop_warnings(caplog):
+def drop_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.getMessage().startswith("dropped events: ")]
 
 
+# A registry whose one worker is held, its gate, and the message_ids it handled.
+Blocked = tuple[Registry, threading.Event, list[int]]
+
+
 @pytest.fixture
-def blocked():
+def blocked() -> Iterator[Blocked]:
     """One worker, held in its handler until the gate is set; closed (and freed) at the end."""
     registry, gate, handled = blocked_registry()
     yield registry, gate, handled
@@ -54,20 +60,20 @@ def blocked():
     registry.close()
 
 
-def blocked_registry():
+def blocked_registry() -> Blocked:
     registry = Registry(workers=1, max_pending_bytes=BOUND)
     gate = threading.Event()
-    handled = []
+    handled: list[int] = []
 
     @registry.on("message")
-    def handler(event):
+    def handler(event: dict[str, Any]) -> None:
         assert gate.wait(10)
         handled.append(event["message_id"])
 
     return registry, gate, handled
 
 
-def check_bounded(registry, caplog):
+def check_bounded(registry: Registry, caplog: pytest.LogCaptureFixture) -> int:
     """Every pushed event was received; what was kept fits the bound; one warning said so."""
     wait_until(lambda: registry.received == PUSHED)
     assert 0 < registry.pending_bytes <= BOUND
@@ -79,7 +85,9 @@ def check_bounded(registry, caplog):
     return kept
 
 
-def test_ws_server_keeps_big_events_within_max_pending_bytes(blocked, caplog):
+def test_ws_server_keeps_big_events_within_max_pending_bytes(
+    blocked: Blocked, caplog: pytest.LogCaptureFixture
+) -> None:
     registry, gate, handled = blocked
     with WsServer(port=0, registry=registry, timeout=5) as server:
         ws = websocket.create_connection(server.url, header=["X-Self-ID: 10001"], timeout=10)
@@ -115,13 +123,15 @@ def test_ws_server_keeps_big_events_within_max_pending_bytes(blocked, caplog):
             ws.close()
 
 
-def answer_one_call(ws):
+def answer_one_call(ws: websocket.WebSocket) -> None:
     request = json.loads(ws.recv())
     ws.send(json.dumps({"status": "ok", "retcode": 0, "data": {"online": True},
                         "echo": request["echo"]}))  # fmt: skip
 
 
-def test_ws_client_keeps_big_events_within_max_pending_bytes(blocked, caplog):
+def test_ws_client_keeps_big_events_within_max_pending_bytes(
+    blocked: Blocked, caplog: pytest.LogCaptureFixture
+) -> None:
     registry, gate, handled = blocked
     with FakeOneBot() as fake:
         fake.faults.lifecycle = False  # only our events reach the registry

@@ -2,6 +2,7 @@
 
 import json
 import threading
+from typing import Any
 
 import pytest
 
@@ -12,19 +13,25 @@ from onebot_ref.errors import ActionFailed, ApiTimeout, EncodeError, NotConnecte
 class Peer:
     """Collects what call() sends, so a test can answer it from another thread."""
 
-    def __init__(self):
-        self.sent = []
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
         self.arrived = threading.Event()
 
-    def send(self, data):
+    def send(self, data: bytes) -> None:
         self.sent.append(json.loads(data))
         self.arrived.set()
 
 
-def start_call(pending, peer, action="get_status", timeout=5.0, **params):
-    box = {}
+def start_call(
+    pending: PendingCalls,
+    peer: Peer,
+    action: str = "get_status",
+    timeout: float = 5.0,
+    **params: Any,
+) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
 
-    def run():
+    def run() -> None:
         try:
             box["result"] = pending.call(peer.send, action, params, timeout)
         except Exception as exc:
@@ -35,7 +42,7 @@ def start_call(pending, peer, action="get_status", timeout=5.0, **params):
     return thread, box
 
 
-def test_call_sends_a_string_echo_and_returns_data():
+def test_call_sends_a_string_echo_and_returns_data() -> None:
     pending, peer = PendingCalls(), Peer()
     thread, box = start_call(pending, peer, "send_private_msg", user_id=1, message="hi")
     assert peer.arrived.wait(5)
@@ -51,7 +58,7 @@ def test_call_sends_a_string_echo_and_returns_data():
     assert len(pending) == 0
 
 
-def test_out_of_order_responses_reach_the_right_callers():
+def test_out_of_order_responses_reach_the_right_callers() -> None:
     pending = PendingCalls()
     peers = [Peer() for _ in range(5)]
     calls = [start_call(pending, p, f"a{n}") for n, p in enumerate(peers)]
@@ -65,7 +72,7 @@ def test_out_of_order_responses_reach_the_right_callers():
         assert box == {"result": n}
 
 
-def test_numeric_echo_from_the_implementation_still_matches():
+def test_numeric_echo_from_the_implementation_still_matches() -> None:
     pending, peer = PendingCalls(), Peer()
     thread, box = start_call(pending, peer)
     assert peer.arrived.wait(5)
@@ -76,14 +83,14 @@ def test_numeric_echo_from_the_implementation_still_matches():
 
 
 @pytest.mark.parametrize("echo", ["nope", {"seq": 1}, 99999])
-def test_unknown_echo_is_counted_and_logged(echo, caplog):
+def test_unknown_echo_is_counted_and_logged(echo: object, caplog: pytest.LogCaptureFixture) -> None:
     pending = PendingCalls()
     assert not pending.resolve({"status": "ok", "retcode": 0, "echo": echo})
     assert pending.unmatched == 1
     assert "matches no waiting call" in caplog.text
 
 
-def test_duplicate_response_is_unmatched_after_the_first():
+def test_duplicate_response_is_unmatched_after_the_first() -> None:
     pending, peer = PendingCalls(), Peer()
     thread, _box = start_call(pending, peer)
     assert peer.arrived.wait(5)
@@ -93,7 +100,7 @@ def test_duplicate_response_is_unmatched_after_the_first():
     assert not pending.resolve(resp)
 
 
-def test_stream_action_resolves_on_the_final_frame():
+def test_stream_action_resolves_on_the_final_frame() -> None:
     pending, peer = PendingCalls(), Peer()
     thread, box = start_call(pending, peer, "download_file_stream")
     assert peer.arrived.wait(5)
@@ -120,7 +127,7 @@ def test_stream_action_resolves_on_the_final_frame():
     assert box == {"result": {"type": "response", "size": 3}}
 
 
-def test_echo_less_failure_goes_to_the_only_call_in_flight():
+def test_echo_less_failure_goes_to_the_only_call_in_flight() -> None:
     pending, peer = PendingCalls(), Peer()
     thread, box = start_call(pending, peer, "send_msg")
     assert peer.arrived.wait(5)
@@ -130,7 +137,7 @@ def test_echo_less_failure_goes_to_the_only_call_in_flight():
     assert box["error"].message == "消息为空"
 
 
-def test_echo_less_success_is_not_guessed():
+def test_echo_less_success_is_not_guessed() -> None:
     pending, peer = PendingCalls(), Peer()
     thread, box = start_call(pending, peer, timeout=0.3)
     assert peer.arrived.wait(5)
@@ -139,7 +146,7 @@ def test_echo_less_success_is_not_guessed():
     assert isinstance(box["error"], ApiTimeout)
 
 
-def test_timeout_says_the_action_may_have_run():
+def test_timeout_says_the_action_may_have_run() -> None:
     pending, peer = PendingCalls(), Peer()
     with pytest.raises(ApiTimeout, match="may still have carried it out") as info:
         pending.call(peer.send, "send_group_msg", {}, 0.05)
@@ -149,7 +156,7 @@ def test_timeout_says_the_action_may_have_run():
     assert len(pending) == 0
 
 
-def test_fail_all_wakes_every_waiter_at_once():
+def test_fail_all_wakes_every_waiter_at_once() -> None:
     pending = PendingCalls()
     peers = [Peer() for _ in range(4)]
     calls = [start_call(pending, p, timeout=30) for p in peers]
@@ -162,10 +169,10 @@ def test_fail_all_wakes_every_waiter_at_once():
         assert isinstance(box["error"], NotConnected)
 
 
-def test_send_failure_propagates_and_leaves_nothing_pending():
+def test_send_failure_propagates_and_leaves_nothing_pending() -> None:
     pending = PendingCalls()
 
-    def broken(data):
+    def broken(data: bytes) -> None:
         raise NotConnected("not connected")
 
     with pytest.raises(NotConnected):
@@ -173,9 +180,9 @@ def test_send_failure_propagates_and_leaves_nothing_pending():
     assert len(pending) == 0
 
 
-def test_a_call_that_cannot_be_encoded_sends_nothing_and_leaves_nothing_pending():
+def test_a_call_that_cannot_be_encoded_sends_nothing_and_leaves_nothing_pending() -> None:
     pending = PendingCalls()
-    sent = []
+    sent: list[bytes] = []
     with pytest.raises(EncodeError, match=r"^send_msg: message is 123"):
         pending.call(sent.append, "send_msg", {"message": 123}, 5)
     with pytest.raises(EncodeError, match=r"^get_status: x is nan"):

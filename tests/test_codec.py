@@ -2,6 +2,7 @@
 
 import json
 import re
+from typing import Any, cast
 
 import pytest
 from conftest import load_vectors
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("both_paths")
 # -- dumps / loads ---------------------------------------------------------------
 
 
-def test_dumps_is_compact_utf8_and_keeps_big_ids():
+def test_dumps_is_compact_utf8_and_keeps_big_ids() -> None:
     obj = {"nickname": "小明😀", "user_id": 144115218731218202, "neg": -2147483648, "s": "123"}
     data = codec.dumps(obj)
     assert data == json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
@@ -34,18 +35,18 @@ def test_dumps_is_compact_utf8_and_keeps_big_ids():
     assert codec.loads(data)["user_id"] == 144115218731218202
 
 
-def test_loads_accepts_str_bytes_and_whitespace():
+def test_loads_accepts_str_bytes_and_whitespace() -> None:
     assert codec.loads('  {"a":1}\n') == {"a": 1}
     assert codec.loads(b'{"a":1}\r\n') == {"a": 1}
     assert codec.loads(bytearray(b"[1]")) == [1]
 
 
-def test_loads_retries_with_raw_control_characters():
+def test_loads_retries_with_raw_control_characters() -> None:
     # NapCat's raw_info carries raw \x11 / \x10 inside strings.
     assert codec.loads('{"raw_info":"a\x11b\x10"}') == {"raw_info": "a\x11b\x10"}
 
 
-def test_loads_go_html_escapes():
+def test_loads_go_html_escapes() -> None:
     assert codec.loads(r'{"url":"a\u0026b\u003c"}') == {"url": "a&b<"}
 
 
@@ -53,25 +54,25 @@ def test_loads_go_html_escapes():
     "bad",
     [b"", b"{", b"authorization failed", b'{"a":1}x', b"\xff\xfe{}", b"[" * 100000],
 )
-def test_loads_raises_decode_error_with_a_useful_message(bad):
+def test_loads_raises_decode_error_with_a_useful_message(bad: bytes) -> None:
     with pytest.raises(DecodeError) as info:
         codec.loads(bad)
     assert isinstance(info.value, ValueError)
     assert str(info.value)
 
 
-def test_loads_error_has_offset_and_excerpt():
+def test_loads_error_has_offset_and_excerpt() -> None:
     with pytest.raises(DecodeError, match=r"offset 9 .*near"):
         codec.loads('{"a": 1, oops}')
 
 
-def test_loads_huge_int_is_a_decode_error_not_a_bare_value_error():
+def test_loads_huge_int_is_a_decode_error_not_a_bare_value_error() -> None:
     with pytest.raises(DecodeError):
         codec.loads("1" * 10000)
 
 
 @given(st.binary(max_size=200))
-def test_loads_only_ever_raises_decode_error(data):
+def test_loads_only_ever_raises_decode_error(data: bytes) -> None:
     try:
         codec.loads(data)
     except DecodeError:
@@ -81,7 +82,7 @@ def test_loads_only_ever_raises_decode_error(data):
 @pytest.mark.parametrize(
     "vector", [v for v in load_vectors() if "raw_text" in v], ids=lambda v: v["id"]
 )
-def test_every_raw_text_vector_decodes_to_its_payload(vector):
+def test_every_raw_text_vector_decodes_to_its_payload(vector: dict[str, Any]) -> None:
     assert codec.loads(vector["raw_text"].encode("utf-8")) == vector["payload"]
 
 
@@ -124,18 +125,18 @@ EXPECTED_NAMES = {
 }
 
 
-def test_expected_names_cover_every_event_vector():
+def test_expected_names_cover_every_event_vector() -> None:
     assert {v["id"] for v in load_vectors("event")} == set(EXPECTED_NAMES)
 
 
 @pytest.mark.parametrize("vector", load_vectors("event"), ids=lambda v: v["id"])
-def test_event_vectors(vector):
+def test_event_vectors(vector: dict[str, Any]) -> None:
     event = vector["payload"]
     assert codec.is_event(event)
     assert codec.event_name(event) == EXPECTED_NAMES[vector["id"]]
 
 
-def test_event_name_tolerates_missing_and_odd_keys():
+def test_event_name_tolerates_missing_and_odd_keys() -> None:
     assert codec.event_name({}) == ""
     assert codec.event_name({"post_type": None}) == ""
     assert codec.event_name({"post_type": "notice"}) == "notice"
@@ -148,7 +149,7 @@ def test_event_name_tolerates_missing_and_odd_keys():
     )
 
 
-def test_is_event_tells_events_from_responses():
+def test_is_event_tells_events_from_responses() -> None:
     assert not codec.is_event({"status": "ok", "retcode": 0, "data": None})
     assert not codec.is_event("authorization failed")
     assert not codec.is_event([{"post_type": "x"}])
@@ -157,7 +158,8 @@ def test_is_event_tells_events_from_responses():
 # -- responses ---------------------------------------------------------------------
 
 # What each response vector must do: unwrap to data, or raise this error class.
-EXPECTED_OUTCOMES = {
+# An id's outcome: "ok", "http", or (the exception, its retcode, a text in its message).
+EXPECTED_OUTCOMES: dict[str, Any] = {
     "gocq-api-resp-invalid-flag-001": (ActionFailed, 100, "无效的flag"),
     "gocq-api-resp-mojibake-001": "ok",
     "gocq-api-resp-retcode151-001": (ActionFailed, 100, "retcode 151"),
@@ -179,12 +181,12 @@ EXPECTED_OUTCOMES = {
 }
 
 
-def test_expected_outcomes_cover_every_response_vector():
+def test_expected_outcomes_cover_every_response_vector() -> None:
     assert {v["id"] for v in load_vectors("api_response")} == set(EXPECTED_OUTCOMES)
 
 
 @pytest.mark.parametrize("vector", load_vectors("api_response"), ids=lambda v: v["id"])
-def test_response_vectors(vector):
+def test_response_vectors(vector: dict[str, Any]) -> None:
     resp, expected = vector["payload"], EXPECTED_OUTCOMES[vector["id"]]
     if expected == "ok":
         assert codec.unwrap_response(resp, "get_x") == resp.get("data")
@@ -204,7 +206,7 @@ def test_response_vectors(vector):
             assert info.value.action == "get_x"
 
 
-def test_async_counts_as_accepted_and_judged_by_status_not_retcode():
+def test_async_counts_as_accepted_and_judged_by_status_not_retcode() -> None:
     assert codec.unwrap_response({"status": "async", "retcode": 1, "data": None}, "a") is None
     with pytest.raises(ActionFailed):
         codec.unwrap_response({"status": "failed", "retcode": 0, "data": None}, "a")
@@ -213,7 +215,7 @@ def test_async_counts_as_accepted_and_judged_by_status_not_retcode():
     assert codec.unwrap_response({"status": "ok", "retcode": 0}, "a") is None
 
 
-def test_error_text_prefers_wording_then_message_then_msg():
+def test_error_text_prefers_wording_then_message_then_msg() -> None:
     resp = {
         "status": "failed",
         "retcode": 100,
@@ -232,7 +234,7 @@ def test_error_text_prefers_wording_then_message_then_msg():
 
 
 @pytest.mark.parametrize("resp", [None, [], "authorization failed", 3])
-def test_unwrap_rejects_non_objects_with_a_onebot_error(resp):
+def test_unwrap_rejects_non_objects_with_a_onebot_error(resp: object) -> None:
     with pytest.raises(DecodeError):
         codec.unwrap_response(resp, "a")
 
@@ -248,18 +250,18 @@ def test_unwrap_rejects_non_objects_with_a_onebot_error(resp):
         (500, ActionFailed, 1500),
     ],
 )
-def test_http_error_mapping(status, cls, retcode):
+def test_http_error_mapping(status: int, cls: type[OneBotError], retcode: int | None) -> None:
     err = codec.http_error(status, "send_msg", b"")
     assert type(err) is cls
     assert isinstance(err, OneBotError)
     if retcode is not None:
-        assert err.retcode == retcode
+        assert cast(ActionFailed, err).retcode == retcode
     if cls is AuthError:
-        assert err.status == status
+        assert cast(AuthError, err).status == status
         assert "token" in str(err)
 
 
-def test_action_request_shape():
+def test_action_request_shape() -> None:
     assert codec.action_request("get_status", None, "1") == {
         "action": "get_status",
         "params": {},
@@ -275,7 +277,7 @@ HMAC_BODY = (
 )
 
 
-def test_hmac_vector_from_the_spec_digest():
+def test_hmac_vector_from_the_spec_digest() -> None:
     expected = "sha1=7758adebaa151001028d0affd2ec057493c8c679"
     assert codec.sign(HMAC_BODY, "my-secret") == expected
     assert codec.check_signature(HMAC_BODY, "my-secret", expected)
@@ -304,11 +306,11 @@ def test_hmac_vector_from_the_spec_digest():
         ("Basic abc", "Basic abc"),
     ],
 )
-def test_parse_authorization(header, token):
+def test_parse_authorization(header: str | None, token: str | None) -> None:
     assert codec.parse_authorization(header) == token
 
 
-def test_handshake_vectors_authorization_headers():
+def test_handshake_vectors_authorization_headers() -> None:
     seen = {}
     for vector in load_vectors("handshake"):
         headers = vector["payload"].get("headers", {})
@@ -320,7 +322,7 @@ def test_handshake_vectors_authorization_headers():
     assert seen["misc-coolq-http-api-headers-001"] == "s3cr3t"
 
 
-def test_token_matches_and_mask():
+def test_token_matches_and_mask() -> None:
     assert codec.token_matches("s3cr3t", "s3cr3t")
     assert not codec.token_matches("s3cr3t", "s3cr3T")
     assert not codec.token_matches("s3cr3t", None)
@@ -351,7 +353,9 @@ def test_token_matches_and_mask():
         ({"text": "a\ud800b"}, "text", "text holds a lone surrogate '\\ud800'"),
     ],
 )
-def test_dumps_refuses_what_json_cannot_carry_and_names_where(value, path, says):
+def test_dumps_refuses_what_json_cannot_carry_and_names_where(
+    value: object, path: str, says: str
+) -> None:
     with pytest.raises(EncodeError) as info:
         codec.dumps(value)
     assert info.value.path == path
@@ -359,14 +363,14 @@ def test_dumps_refuses_what_json_cannot_carry_and_names_where(value, path, says)
     assert isinstance(info.value, OneBotError | TypeError) and isinstance(info.value, ValueError)
 
 
-def test_dumps_refuses_a_value_that_contains_itself():
-    loop: list = []
+def test_dumps_refuses_a_value_that_contains_itself() -> None:
+    loop: list[object] = []
     loop.append(loop)
     with pytest.raises(EncodeError, match="nested too deeply"):
         codec.dumps({"a": loop})
 
 
-def test_dumps_writes_tuples_as_arrays_and_enum_values_as_json_does():
+def test_dumps_writes_tuples_as_arrays_and_enum_values_as_json_does() -> None:
     import enum
 
     class Color(enum.IntEnum):
@@ -375,7 +379,7 @@ def test_dumps_writes_tuples_as_arrays_and_enum_values_as_json_does():
     assert codec.dumps({"t": (1, "a"), "c": Color.RED, "f": 1.5}) == b'{"t":[1,"a"],"c":1,"f":1.5}'
 
 
-def test_encode_request_is_the_http_body_without_echo_and_the_ws_frame_with_one():
+def test_encode_request_is_the_http_body_without_echo_and_the_ws_frame_with_one() -> None:
     params = {"user_id": 1, "message": [{"type": "text", "data": {"text": "hi"}}]}
     assert codec.encode_request("send_msg", params) == codec.dumps(params)
     frame = json.loads(codec.encode_request("send_msg", params, "7"))
@@ -383,7 +387,9 @@ def test_encode_request_is_the_http_body_without_echo_and_the_ws_frame_with_one(
 
 
 @pytest.mark.parametrize("echo", [None, "7"])
-def test_encode_request_names_the_action_and_the_parameter_alike_in_both_shapes(echo):
+def test_encode_request_names_the_action_and_the_parameter_alike_in_both_shapes(
+    echo: str | None,
+) -> None:
     with pytest.raises(EncodeError) as info:
         codec.encode_request("set_x", {"ok": 1, "weight": float("nan")}, echo)
     assert str(info.value).startswith("set_x: weight is nan")
@@ -404,7 +410,7 @@ TOKENS = ["s3cr3t", "令牌你", "café", "Ünïcødé-令", "emoji😀", "a b"]
 
 
 @pytest.mark.parametrize("token", TOKENS)
-def test_a_token_matches_from_the_header_and_from_the_query(token):
+def test_a_token_matches_from_the_header_and_from_the_query(token: str) -> None:
     assert codec.token_matches(token, as_header(token))  # header: bytes as latin-1
     assert codec.token_matches(token, token)  # query: already decoded from UTF-8
     assert codec.parse_authorization("Bearer " + as_header(token)) == as_header(token)
@@ -412,11 +418,11 @@ def test_a_token_matches_from_the_header_and_from_the_query(token):
     assert not codec.token_matches(token, token[:-1])
 
 
-def test_a_token_sent_as_latin1_by_an_old_client_still_matches():
+def test_a_token_sent_as_latin1_by_an_old_client_still_matches() -> None:
     assert codec.token_matches("café", "café")  # E9 on the wire, read as latin-1
 
 
-def test_parse_authorization_trims_only_http_whitespace():
+def test_parse_authorization_trims_only_http_whitespace() -> None:
     # 你 is E4 BD A0: read as latin-1 it ends in U+00A0, which str.strip() would eat.
     assert codec.parse_authorization(f"Bearer {as_header('你')}\t ") == as_header("你")
     assert codec.parse_authorization(as_header("…") + "\x85") == as_header("…") + "\x85"
@@ -436,7 +442,7 @@ def test_parse_authorization_trims_only_http_whitespace():
         ("ideographic\u3000", "whitespace"),
     ],
 )
-def test_valid_token_refuses_what_cannot_travel(token, says):
+def test_valid_token_refuses_what_cannot_travel(token: str, says: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(says)) as caught:
         codec.valid_token(token)
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, OneBotError)
@@ -445,11 +451,11 @@ def test_valid_token_refuses_what_cannot_travel(token, says):
 
 
 @pytest.mark.parametrize("token", [None, *TOKENS])
-def test_valid_token_passes_what_can_travel(token):
+def test_valid_token_passes_what_can_travel(token: str | None) -> None:
     assert codec.valid_token(token) == token
 
 
-def test_valid_token_refuses_a_non_string():
+def test_valid_token_refuses_a_non_string() -> None:
     with pytest.raises(ConfigError, match="must be a str"):
         codec.valid_token(b"bytes")  # type: ignore[arg-type]
 
@@ -457,7 +463,7 @@ def test_valid_token_refuses_a_non_string():
 # -- redaction, and telling a WebSocket port ----------------------------------------
 
 
-def test_redact_covers_query_tokens_and_url_passwords():
+def test_redact_covers_query_tokens_and_url_passwords() -> None:
     assert codec.redact("http://h/x?a=1&access_token=%E4%BD%A0#top") == (
         "http://h/x?a=1&access_token=***#top"
     )
@@ -482,7 +488,9 @@ def test_redact_covers_query_tokens_and_url_passwords():
         (404, {}, b"", False),
     ],
 )
-def test_is_websocket_refusal(status, headers, body, refusal):
+def test_is_websocket_refusal(
+    status: int, headers: dict[str, str], body: bytes, refusal: bool
+) -> None:
     from requests.structures import CaseInsensitiveDict
 
     assert codec.is_websocket_refusal(status, CaseInsensitiveDict(headers), body) is refusal
@@ -492,14 +500,14 @@ def test_is_websocket_refusal(status, headers, body, refusal):
     "text",
     ["不支持的Api get_x", "不支持的API get_x", "不支持的api get_x"],  # NapCat: HTTP, WS, old
 )
-def test_napcat_unknown_action_texts_are_api_not_available(text):
+def test_napcat_unknown_action_texts_are_api_not_available(text: str) -> None:
     resp = {"status": "failed", "retcode": 200, "data": None, "message": text, "wording": text}
     with pytest.raises(ApiNotAvailable) as caught:
         codec.unwrap_response(resp, "get_x")
     assert caught.value.retcode == 200 and caught.value.response is resp
 
 
-def test_napcat_handler_errors_with_retcode_200_stay_action_failed():
+def test_napcat_handler_errors_with_retcode_200_stay_action_failed() -> None:
     resp = {"status": "failed", "retcode": 200, "data": None, "message": "Error Handle"}
     with pytest.raises(ActionFailed) as caught:
         codec.unwrap_response(resp, "send_msg")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import IO
 
 import pytest
 from conftest import unused_port, wait_until
@@ -22,7 +23,7 @@ ROOT = pathlib.Path(__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
 
 
-def run(*args, timeout=60):
+def run(*args: str | pathlib.Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args],
         capture_output=True,
@@ -35,7 +36,7 @@ def run(*args, timeout=60):
 
 
 @pytest.mark.parametrize("mode", ["http-client", "http-server", "ws-client", "ws-server"])
-def test_each_demo_mode_echoes_offline(mode):
+def test_each_demo_mode_echoes_offline(mode: str) -> None:
     result = run("-m", "onebot_ref.demo", mode)
     assert result.returncode == 0, result.stderr
     assert "ok: echoed 2 messages" in result.stdout
@@ -44,7 +45,7 @@ def test_each_demo_mode_echoes_offline(mode):
     assert "Traceback" not in result.stderr
 
 
-def test_demo_all_prints_a_summary():
+def test_demo_all_prints_a_summary() -> None:
     result = run(
         "-m", "onebot_ref.demo", "all", "--flavor", "go-cqhttp", "--token", "t", "--secret", "s"
     )
@@ -54,7 +55,7 @@ def test_demo_all_prints_a_summary():
     assert "mode          echoed" in result.stdout
 
 
-def test_demo_usage_errors_are_clear():
+def test_demo_usage_errors_are_clear() -> None:
     result = run("-m", "onebot_ref.demo", "ws-server", "--url", "ws://x")
     assert result.returncode != 0
     assert "--listen" in result.stderr
@@ -62,7 +63,7 @@ def test_demo_usage_errors_are_clear():
     assert result.returncode == 2
 
 
-def test_demo_client_mode_against_nothing_fails_with_a_message():
+def test_demo_client_mode_against_nothing_fails_with_a_message() -> None:
     port = unused_port()  # nothing listens here
     result = run("-m", "onebot_ref.demo", "http-client", "--url", f"http://127.0.0.1:{port}")
     assert result.returncode == 1
@@ -84,7 +85,7 @@ def as_in_a_terminal() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX-only here")
-def test_demo_listen_serves_a_real_peer_and_stops_on_ctrl_c():
+def test_demo_listen_serves_a_real_peer_and_stops_on_ctrl_c() -> None:
     port = unused_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "onebot_ref.demo", "ws-server", "--listen", f"127.0.0.1:{port}"],
@@ -96,6 +97,7 @@ def test_demo_listen_serves_a_real_peer_and_stops_on_ctrl_c():
         preexec_fn=as_in_a_terminal,  # noqa: PLW1509
     )
     try:
+        assert proc.stdout is not None  # PIPE
         assert "running" in proc.stdout.readline()
         with FakeOneBot() as fake:
             assert fake.connect_reverse(f"ws://127.0.0.1:{port}/").wait_connected(timeout=10)
@@ -118,7 +120,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 @pytest.mark.parametrize(
     "path", [p for p in EXAMPLES if not p.name.startswith("test_")], ids=lambda p: p.name
 )
-def test_every_example_runs_offline(path):
+def test_every_example_runs_offline(path: pathlib.Path) -> None:
     result = run(str(path))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -126,13 +128,13 @@ def test_every_example_runs_offline(path):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "http-server"])
-def test_echo_bot_example_in_other_modes(mode):
+def test_echo_bot_example_in_other_modes(mode: str) -> None:
     result = run(str(ROOT / "examples" / "echo_bot.py"), mode)
     assert result.returncode == 0, result.stderr
     assert f"{mode} -> pong" in result.stdout
 
 
-def test_example_pytest_file_passes():
+def test_example_pytest_file_passes() -> None:
     result = run(
         "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "examples" / "test_my_bot.py")
     )
@@ -141,6 +143,13 @@ def test_example_pytest_file_passes():
 
 
 # -- live: the demo and the examples against a peer the test plays -----------------------------
+
+
+def found(pattern: str, text: str) -> re.Match[str]:
+    """``re.search``, failing the test with the text when the pattern is not in it."""
+    match = re.search(pattern, text)
+    assert match, f"no {pattern!r} in {text!r}"
+    return match
 
 
 class Live:
@@ -162,7 +171,7 @@ class Live:
             reader.start()
 
     @staticmethod
-    def _read(stream, lines: list[str]) -> None:
+    def _read(stream: IO[str], lines: list[str]) -> None:
         for text in stream:
             lines.append(text)
 
@@ -210,10 +219,10 @@ EVENT = {
 
 
 @pytest.mark.parametrize("verbose", [False, True])
-def test_demo_ws_server_live_prints_the_transcript(verbose):
+def test_demo_ws_server_live_prints_the_transcript(verbose: bool) -> None:
     argv = ["-m", "onebot_ref.demo", "ws-server", "--listen", "127.0.0.1:0"]
     with Live(*argv, *(["--verbose"] if verbose else [])) as demo:
-        url = re.search(r"ws://\S+/", demo.wait_for("running at")).group()
+        url = found(r"ws://\S+/", demo.wait_for("running at")).group()
         # websockets plays the implementation: an event in, the bot's call out, our answer in.
         headers = {"X-Self-ID": "10001", "X-Client-Role": "Universal"}
         with connect(url, additional_headers=headers, open_timeout=10) as ws:
@@ -240,9 +249,9 @@ def test_demo_ws_server_live_prints_the_transcript(verbose):
         assert "DEBUG" not in err
 
 
-def test_demo_http_server_live_prints_the_transcript():
+def test_demo_http_server_live_prints_the_transcript() -> None:
     with Live("-m", "onebot_ref.demo", "http-server", "--listen", "127.0.0.1:0") as demo:
-        url = re.search(r"http://(\S+?):(\d+)/", demo.wait_for("running at"))
+        url = found(r"http://(\S+?):(\d+)/", demo.wait_for("running at"))
         conn = http.client.HTTPConnection(url.group(1), int(url.group(2)), timeout=10)
         body = json.dumps(EVENT).encode()
         conn.request("POST", "/", body, {"Content-Type": "application/json", "X-Self-ID": "10001"})
@@ -257,7 +266,7 @@ def test_demo_http_server_live_prints_the_transcript():
     assert 'bot → onebot  [http-server]  {"reply":"transcript?","at_sender":false' in out
 
 
-def test_demo_ws_client_live_prints_the_transcript(no_thread_leak):
+def test_demo_ws_client_live_prints_the_transcript(no_thread_leak: None) -> None:
     with FakeOneBot() as fake, Live("-m", "onebot_ref.demo", "ws-client", "--url",
                                     fake.start_ws_server()) as demo:  # fmt: skip
         demo.wait_for("running at")
@@ -274,7 +283,7 @@ def test_demo_ws_client_live_prints_the_transcript(no_thread_leak):
     )
 
 
-def test_demo_http_client_live_prints_the_transcript(no_thread_leak):
+def test_demo_http_client_live_prints_the_transcript(no_thread_leak: None) -> None:
     with FakeOneBot() as fake:
         result = run("-m", "onebot_ref.demo", "http-client", "--url", fake.start_http_api())
     assert result.returncode == 0, result.stderr
@@ -284,7 +293,7 @@ def test_demo_http_client_live_prints_the_transcript(no_thread_leak):
     )
 
 
-def test_demo_ws_client_waits_for_an_implementation_that_starts_late(no_thread_leak):
+def test_demo_ws_client_waits_for_an_implementation_that_starts_late(no_thread_leak: None) -> None:
     port = unused_port()
     url = f"ws://127.0.0.1:{port}/"
     with Live("-m", "onebot_ref.demo", "ws-client", "--url", url) as demo:
@@ -299,25 +308,25 @@ def test_demo_ws_client_waits_for_an_implementation_that_starts_late(no_thread_l
 
 
 def docstring(path: pathlib.Path) -> str:
-    return " ".join(ast.get_docstring(ast.parse(path.read_text("utf-8"))).split())
+    return " ".join((ast.get_docstring(ast.parse(path.read_text("utf-8"))) or "").split())
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_says_what_it_does_on_help(path):
+def test_every_example_says_what_it_does_on_help(path: pathlib.Path) -> None:
     result = run(str(path), "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: ")
     assert docstring(path)[:60] in " ".join(result.stdout.split())
 
 
-def test_example_test_file_runs_its_tests_as_a_script():
+def test_example_test_file_runs_its_tests_as_a_script() -> None:
     result = run(str(ROOT / "examples" / "test_my_bot.py"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
 
 
 @pytest.mark.parametrize("name", ["ws_forward.py", "ws_reverse.py", "http_post.py"])
-def test_live_example_serves_then_stops_cleanly_on_ctrl_c(name, no_thread_leak):
+def test_live_example_serves_then_stops_cleanly_on_ctrl_c(name: str, no_thread_leak: None) -> None:
     path = str(ROOT / "examples" / name)
     with FakeOneBot() as fake:
         if name == "ws_forward.py":
@@ -326,7 +335,7 @@ def test_live_example_serves_then_stops_cleanly_on_ctrl_c(name, no_thread_leak):
             example = Live(path, "--listen", f"127.0.0.1:{unused_port()}")
         with example:
             ready = example.wait_for("echoing messages")
-            url = re.search(r"(ws|http)://\S+/", ready)
+            url = found(r"(ws|http)://\S+/", ready)
             if name == "ws_reverse.py":
                 assert fake.connect_reverse(url.group()).wait_connected(timeout=10)
             elif name == "http_post.py":
@@ -339,7 +348,7 @@ def test_live_example_serves_then_stops_cleanly_on_ctrl_c(name, no_thread_leak):
     assert out.rstrip().endswith("stopped")
 
 
-def test_ctrl_c_stops_the_demo_even_when_the_suite_runs_as_a_background_job():
+def test_ctrl_c_stops_the_demo_even_when_the_suite_runs_as_a_background_job() -> None:
     """The suite started by ``pytest &`` (SIGINT ignored, and inherited): Ctrl+C still works."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the shell does to `pytest &`
     try:

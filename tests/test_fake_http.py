@@ -3,17 +3,19 @@
 import http.client
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 import requests
 
-from onebot_ref import codec
+from onebot_ref import Flavor, codec
 from onebot_ref.api import STANDARD_ACTIONS
 from onebot_ref.testing import FakeOneBot
 
 # Plausible arguments for every standard action against the fake's world.
-ARGS = {
+ARGS: dict[str, dict[str, Any]] = {
     "send_private_msg": {"user_id": 20001, "message": "hi"},
     "send_group_msg": {"group_id": 30001, "message": [{"type": "text", "data": {"text": "hi"}}]},
     "send_msg": {"group_id": 30001, "message": "hi"},
@@ -56,25 +58,32 @@ ARGS = {
 
 
 @pytest.fixture
-def fake(no_thread_leak):
+def fake(no_thread_leak: None) -> Iterator[FakeOneBot]:
     with FakeOneBot(access_token="tok") as fake:
         yield fake
 
 
-def post(url, action, token="tok", **params):
+def post(url: str, action: str, token: str = "tok", **params: Any) -> requests.Response:
     return requests.post(
         f"{url}/{action}", json=params, headers={"Authorization": f"Bearer {token}"}, timeout=5
     )
 
 
-def test_every_standard_action_answers_plausibly(fake):
+def test_every_standard_action_answers_plausibly(fake: FakeOneBot) -> None:
     url = fake.start_http_api()
     assert set(ARGS) == set(STANDARD_ACTIONS)
     message_id = post(url, "send_private_msg", user_id=20001, message="x").json()["data"][
         "message_id"
     ]
+    # Request flags must be ones the world issued (as on a real implementation).
+    flags = {
+        "set_friend_add_request": fake.world.request_friend(20003)["flag"],
+        "set_group_add_request": fake.world.request_join(30001, 20003)["flag"],
+    }
     for action in STANDARD_ACTIONS:
         params = {k: (message_id if v == "FROM_SEND" else v) for k, v in ARGS[action].items()}
+        if action in flags:
+            params["flag"] = flags[action]
         if action in ("delete_msg", "set_group_leave"):
             continue  # run last: they remove what other actions read
         resp = post(url, action, **params)
@@ -88,7 +97,7 @@ def test_every_standard_action_answers_plausibly(fake):
     assert [a for a, _ in fake.calls][-2:] == ["delete_msg", "get_msg"]
 
 
-def test_world_state_changes_are_visible(fake):
+def test_world_state_changes_are_visible(fake: FakeOneBot) -> None:
     url = fake.start_http_api()
     post(url, "set_group_card", group_id=30001, user_id=20001, card="卡片")
     member = post(url, "get_group_member_info", group_id=30001, user_id=20001).json()["data"]
@@ -106,7 +115,7 @@ def test_world_state_changes_are_visible(fake):
     assert fake.sent[-1]["text"] == "你好"
 
 
-def test_failures_look_real(fake):
+def test_failures_look_real(fake: FakeOneBot) -> None:
     url = fake.start_http_api()
     empty = post(url, "send_private_msg", user_id=1, message="").json()
     assert (empty["status"], empty["retcode"]) == ("failed", 100)
@@ -120,7 +129,9 @@ def test_failures_look_real(fake):
     ("flavor", "missing", "wrong"),
     [("spec", 401, 403), ("go-cqhttp", 401, 403), ("napcat", 403, 403)],
 )
-def test_auth_statuses_per_flavor(no_thread_leak, flavor, missing, wrong):
+def test_auth_statuses_per_flavor(
+    no_thread_leak: None, flavor: Flavor, missing: int, wrong: int
+) -> None:
     with FakeOneBot(flavor=flavor, access_token="tok") as fake:
         url = fake.start_http_api()
         assert requests.post(f"{url}/get_status", json={}, timeout=5).status_code == missing
@@ -141,7 +152,9 @@ def test_auth_statuses_per_flavor(no_thread_leak, flavor, missing, wrong):
     ("flavor", "status", "retcode"),
     [("spec", 404, None), ("go-cqhttp", 200, 404), ("napcat", 200, 200)],
 )
-def test_unknown_action_per_flavor(no_thread_leak, flavor, status, retcode):
+def test_unknown_action_per_flavor(
+    no_thread_leak: None, flavor: Flavor, status: int, retcode: int | None
+) -> None:
     with FakeOneBot(flavor=flavor) as fake:
         url = fake.start_http_api()
         resp = requests.post(f"{url}/no_such_action", json={}, timeout=5)
@@ -150,7 +163,7 @@ def test_unknown_action_per_flavor(no_thread_leak, flavor, status, retcode):
             assert resp.json()["retcode"] == retcode
 
 
-def test_params_from_query_form_and_json_with_coercion(fake):
+def test_params_from_query_form_and_json_with_coercion(fake: FakeOneBot) -> None:
     url = fake.start_http_api()
     form = requests.post(
         f"{url}/send_private_msg?access_token=tok",
@@ -169,13 +182,13 @@ def test_params_from_query_form_and_json_with_coercion(fake):
     assert fake.sent[-1]["user_id"] == 20001
 
 
-def test_body_errors_over_http_client(fake):
+def test_body_errors_over_http_client(fake: FakeOneBot) -> None:
     url = fake.start_http_api()
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     headers = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
 
-    def status(body, path="/get_status", **extra):
+    def status(body: bytes, path: str = "/get_status", **extra: str) -> tuple[int, bytes]:
         conn.request("POST", path, body=body, headers={**headers, **extra})
         resp = conn.getresponse()
         return resp.status, resp.read()
@@ -188,13 +201,13 @@ def test_body_errors_over_http_client(fake):
     conn.close()
 
 
-def test_go_cqhttp_breaks_on_a_trailing_slash(no_thread_leak):
+def test_go_cqhttp_breaks_on_a_trailing_slash(no_thread_leak: None) -> None:
     with FakeOneBot(flavor="go-cqhttp") as fake:
         url = fake.start_http_api()
         assert requests.post(f"{url}/get_status/", json={}, timeout=5).json()["retcode"] == 404
 
 
-def test_faults_over_http(fake):
+def test_faults_over_http(fake: FakeOneBot) -> None:
     url = fake.start_http_api()
     fake.faults.drop = 1
     with pytest.raises(requests.ConnectionError):
@@ -214,10 +227,10 @@ def test_faults_over_http(fake):
 
 class Bot(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    seen: list
+    seen: list[tuple[dict[str, str], bytes]]
     answer: bytes = b""
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.seen.append((dict(self.headers), body))
         status = 200 if self.answer else 204
@@ -226,15 +239,23 @@ class Bot(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.answer)
 
-    def log_message(self, *args):
+    def log_message(self, *args: Any) -> None:
         pass
 
 
+# The stdlib server playing the bot, and what it was POSTed (headers, body).
+class BotHTTPServer(ThreadingHTTPServer):
+    RequestHandlerClass: type[Bot]  # a test sets the answer on it
+
+
+BotServer = tuple[BotHTTPServer, list[tuple[dict[str, str], bytes]]]
+
+
 @pytest.fixture
-def bot_server():
-    seen = []
+def bot_server() -> Iterator[BotServer]:
+    seen: list[tuple[dict[str, str], bytes]] = []
     handler = type("H", (Bot,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = BotHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield server, seen
@@ -244,7 +265,9 @@ def bot_server():
 
 
 @pytest.mark.parametrize("flavor", ["spec", "go-cqhttp", "napcat"])
-def test_http_post_signs_and_applies_quick_reply(bot_server, flavor, no_thread_leak):
+def test_http_post_signs_and_applies_quick_reply(
+    bot_server: BotServer, flavor: Flavor, no_thread_leak: None
+) -> None:
     server, seen = bot_server
     server.RequestHandlerClass.answer = codec.dumps({"reply": "pong", "at_sender": False})
     with FakeOneBot(flavor=flavor) as fake:
@@ -262,7 +285,9 @@ def test_http_post_signs_and_applies_quick_reply(bot_server, flavor, no_thread_l
         assert isinstance(event["message"], list) == (flavor == "napcat")
 
 
-def test_http_post_at_sender_default_true_in_spec(bot_server, no_thread_leak):
+def test_http_post_at_sender_default_true_in_spec(
+    bot_server: BotServer, no_thread_leak: None
+) -> None:
     server, _ = bot_server
     server.RequestHandlerClass.answer = codec.dumps({"reply": "hi"})
     with FakeOneBot() as fake:
@@ -271,7 +296,7 @@ def test_http_post_at_sender_default_true_in_spec(bot_server, no_thread_leak):
         assert fake.sent[0]["message"][0] == {"type": "at", "data": {"qq": "20002"}}
 
 
-def test_http_post_204_means_no_operation(bot_server, no_thread_leak):
+def test_http_post_204_means_no_operation(bot_server: BotServer, no_thread_leak: None) -> None:
     server, seen = bot_server
     server.RequestHandlerClass.answer = b""
     with FakeOneBot() as fake:
@@ -281,30 +306,34 @@ def test_http_post_204_means_no_operation(bot_server, no_thread_leak):
         assert fake.post_log == [(204, None)]
 
 
-def test_wait_for_sent_times_out_clearly():
+def test_wait_for_sent_times_out_clearly() -> None:
     with FakeOneBot() as fake, pytest.raises(TimeoutError, match="0 of 1"):
         fake.wait_for_sent(1, timeout=0.05)
 
 
-def test_unknown_flavor_is_refused():
+def test_unknown_flavor_is_refused() -> None:
     with pytest.raises(ValueError, match="flavor"):
-        FakeOneBot(flavor="mirai")
+        FakeOneBot(flavor="mirai")  # type: ignore[arg-type]  # not a Flavor: the point
 
 
-def test_the_world_stays_bounded(monkeypatch):
+def test_the_world_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A long-running fake forgets its oldest messages, calls and sends (KEEP of each)."""
     from onebot_ref.testing import _world as fake_world
 
     monkeypatch.setattr(fake_world, "KEEP", 50)
     world = fake_world.World()
+
+    def handle(action: str, params: dict[str, Any]) -> dict[str, Any]:
+        answer = world.handle(action, params)
+        assert answer is not None  # None: an action the world does not know
+        return answer
+
     ids = [
-        world.handle("send_private_msg", {"user_id": 20001, "message": f"m{n}"})["data"][
-            "message_id"
-        ]
+        handle("send_private_msg", {"user_id": 20001, "message": f"m{n}"})["data"]["message_id"]
         for n in range(120)
     ]
     assert world.sent_total == 120 and len(world.wait_for_sent(120, timeout=1)) <= 50
     assert world.sent[-1]["text"] == "m119"
     assert len(world.messages) <= 50 and len(world.calls) <= 50
-    assert world.handle("get_msg", {"message_id": ids[-1]})["status"] == "ok"
-    assert world.handle("get_msg", {"message_id": ids[0]})["retcode"] == 100  # forgotten
+    assert handle("get_msg", {"message_id": ids[-1]})["status"] == "ok"
+    assert handle("get_msg", {"message_id": ids[0]})["retcode"] == 100  # forgotten

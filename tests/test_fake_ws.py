@@ -3,50 +3,54 @@
 import json
 import queue
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from conftest import wait_until
-from websockets.sync.server import serve
+from websockets.sync.server import ServerConnection, serve
 
+from onebot_ref import Flavor
 from onebot_ref.testing import FakeOneBot
 
 
 class Bot:
     """A reverse-WS server written with websockets: records handshakes and frames."""
 
-    def __init__(self):
-        self.handshakes = queue.Queue()
-        self.frames = queue.Queue()
-        self.sockets = []
+    def __init__(self) -> None:
+        self.handshakes: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.frames: queue.Queue[tuple[str | None, Any]] = queue.Queue()
+        self.sockets: list[ServerConnection] = []
         self.server = serve(self.handler, "127.0.0.1", 0)
         self.thread = threading.Thread(target=self.server.serve_forever)
         self.thread.start()
         self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/onebot/v11/ws"
 
-    def handler(self, ws):
+    def handler(self, ws: ServerConnection) -> None:
+        assert ws.request is not None  # past the handshake
         self.sockets.append(ws)
         self.handshakes.put((ws.request.path, ws.request.headers))
         for message in ws:
             self.frames.put((ws.request.headers.get("X-Client-Role"), json.loads(message)))
 
-    def ws(self, n=0):
+    def ws(self, n: int = 0) -> ServerConnection:
         """The n-th connection, once its handler runs (the fake may see 101 before that)."""
         wait_until(lambda: len(self.sockets) > n, 5, f"connection {n}'s handler running")
         return self.sockets[n]
 
-    def next(self, skip_heartbeats=True):
+    def next(self, skip_heartbeats: bool = True) -> Any:
         while True:
             _role, frame = self.frames.get(timeout=5)
             if not (skip_heartbeats and frame.get("meta_event_type") == "heartbeat"):
                 return frame
 
-    def close(self):
+    def close(self) -> None:
         self.server.shutdown()
         self.thread.join(5)
 
 
 @pytest.fixture
-def bot():
+def bot() -> Iterator[Bot]:
     bot = Bot()
     yield bot
     bot.close()
@@ -61,7 +65,9 @@ def bot():
         ("go-cqhttp", None, None, "X-Client-Role"),
     ],
 )
-def test_reverse_handshake_headers_per_flavor(bot, flavor, token, authorization, role_header):
+def test_reverse_handshake_headers_per_flavor(
+    bot: Bot, flavor: Flavor, token: str | None, authorization: str | None, role_header: str
+) -> None:
     with FakeOneBot(flavor=flavor, access_token=token) as fake:
         fake.connect_reverse(bot.url)
         path, headers = bot.handshakes.get(timeout=5)
@@ -72,7 +78,7 @@ def test_reverse_handshake_headers_per_flavor(bot, flavor, token, authorization,
         assert role_header in [name for name, _ in headers.raw_items()]
 
 
-def test_reverse_universal_lifecycle_events_and_actions(bot):
+def test_reverse_universal_lifecycle_events_and_actions(bot: Bot) -> None:
     with FakeOneBot(heartbeat_interval=0.1) as fake:
         client = fake.connect_reverse(bot.url)
         assert client.wait_connected()
@@ -94,7 +100,7 @@ def test_reverse_universal_lifecycle_events_and_actions(bot):
         assert ("onebot → bot", "ws-server", event) in fake.transcript
 
 
-def test_reverse_split_roles_and_reconnect(bot):
+def test_reverse_split_roles_and_reconnect(bot: Bot) -> None:
     with FakeOneBot(flavor="go-cqhttp") as fake:
         client = fake.connect_reverse(api_url=bot.url, event_url=bot.url, reconnect_interval=0.1)
         assert client.wait_connected(2)
@@ -106,7 +112,7 @@ def test_reverse_split_roles_and_reconnect(bot):
         assert client.attempts >= 4
 
 
-def test_reverse_faults_echo_and_drop(bot):
+def test_reverse_faults_echo_and_drop(bot: Bot) -> None:
     with FakeOneBot() as fake:
         client = fake.connect_reverse(bot.url)
         assert client.wait_connected()
@@ -131,12 +137,14 @@ from websockets.sync.client import connect  # noqa: E402
 
 
 @pytest.fixture
-def forward(no_thread_leak):
+def forward(no_thread_leak: None) -> Iterator[tuple[FakeOneBot, str]]:
     with FakeOneBot(access_token="tok") as fake:
         yield fake, fake.start_ws_server()
 
 
-def test_forward_universal_lifecycle_then_actions_and_events(forward):
+def test_forward_universal_lifecycle_then_actions_and_events(
+    forward: tuple[FakeOneBot, str],
+) -> None:
     fake, url = forward
     with connect(url, additional_headers={"Authorization": "Bearer tok"}) as ws:
         hello = json.loads(ws.recv(timeout=5))
@@ -157,7 +165,9 @@ def test_forward_universal_lifecycle_then_actions_and_events(forward):
         assert fake.sent[0]["text"] == "hi"
 
 
-def test_forward_api_path_gets_no_lifecycle_and_event_path_no_answers(forward):
+def test_forward_api_path_gets_no_lifecycle_and_event_path_no_answers(
+    forward: tuple[FakeOneBot, str],
+) -> None:
     fake, url = forward
     headers = {"Authorization": "Bearer tok"}
     with (
@@ -175,7 +185,9 @@ def test_forward_api_path_gets_no_lifecycle_and_event_path_no_answers(forward):
 
 
 @pytest.mark.parametrize(("flavor", "status"), [("spec", 401), ("go-cqhttp", 401)])
-def test_forward_auth_refused_before_upgrade(no_thread_leak, flavor, status):
+def test_forward_auth_refused_before_upgrade(
+    no_thread_leak: None, flavor: Flavor, status: int
+) -> None:
     with FakeOneBot(flavor=flavor, access_token="tok") as fake:
         url = fake.start_ws_server()
         with pytest.raises(InvalidStatus) as info:
@@ -188,7 +200,7 @@ def test_forward_auth_refused_before_upgrade(no_thread_leak, flavor, status):
             assert json.loads(ws.recv(timeout=5))["post_type"] == "meta_event"
 
 
-def test_forward_napcat_refuses_in_band_with_1403(no_thread_leak):
+def test_forward_napcat_refuses_in_band_with_1403(no_thread_leak: None) -> None:
     with FakeOneBot(flavor="napcat", access_token="tok") as fake:
         url = fake.start_ws_server()
         with connect(url, additional_headers={"Authorization": "Token tok"}, open_timeout=5) as ws:
@@ -198,7 +210,7 @@ def test_forward_napcat_refuses_in_band_with_1403(no_thread_leak):
                 ws.recv(timeout=5)
 
 
-def test_forward_heartbeats_stop_while_socket_stays_open(no_thread_leak):
+def test_forward_heartbeats_stop_while_socket_stays_open(no_thread_leak: None) -> None:
     with FakeOneBot(heartbeat_interval=0.05) as fake:
         url = fake.start_ws_server()
         with connect(url) as ws:
@@ -214,7 +226,7 @@ def test_forward_heartbeats_stop_while_socket_stays_open(no_thread_leak):
             assert json.loads(ws.recv(timeout=5))["echo"] == "alive"
 
 
-def test_forward_malformed_frame_and_mid_call_close(forward):
+def test_forward_malformed_frame_and_mid_call_close(forward: tuple[FakeOneBot, str]) -> None:
     fake, url = forward
     with connect(url, additional_headers={"Authorization": "Bearer tok"}) as ws:
         ws.recv(timeout=5)
@@ -222,7 +234,8 @@ def test_forward_malformed_frame_and_mid_call_close(forward):
         ws.send(json.dumps({"action": "get_status", "echo": "1"}))
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=5)
-        assert info.value.rcvd is None or info.value.sent.code == 1002
+        sent = info.value.sent
+        assert info.value.rcvd is None or (sent is not None and sent.code == 1002)
     with connect(url, additional_headers={"Authorization": "Bearer tok"}) as ws:
         ws.recv(timeout=5)
         fake.faults.close_mid_call = 1

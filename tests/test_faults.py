@@ -14,10 +14,13 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 from conftest import answers, requested, wait_until
 
+from onebot_ref.api import OneBotApi
 from onebot_ref.errors import ApiTimeout, NetworkError, NotConnected
 from onebot_ref.http_client import HttpClient
 from onebot_ref.http_server import HttpServer
@@ -29,8 +32,9 @@ from onebot_ref.ws_server import WsServer
 class Counting:
     """A bot of ours in ``mode``, counting each event's text as its handler sees it."""
 
-    def __init__(self, fake, mode):
-        self.fake, self.mode, self.seen = fake, mode, Counter()
+    def __init__(self, fake: FakeOneBot, mode: str) -> None:
+        self.fake, self.mode, self.seen = fake, mode, Counter[str]()
+        self.bot: HttpServer | WsClient | WsServer
         self._lock = threading.Lock()
         if mode == "http-server":
             self.bot = HttpServer(port=0).start()
@@ -46,21 +50,21 @@ class Counting:
             self.bot.start()
         self.wait_up()
 
-    def count(self, event):
+    def count(self, event: dict[str, Any]) -> None:
         with self._lock:
             self.seen[event["raw_message"]] += 1
 
-    def up(self):
+    def up(self) -> bool:
         if self.mode == "http-server":
             return True
         if self.mode == "ws-client":
-            return self.bot.connected and bool(self.fake.event_connections())
-        return bool(self.bot.bots) and bool(self.fake.event_connections())
+            return cast(WsClient, self.bot).connected and bool(self.fake.event_connections())
+        return bool(cast(WsServer, self.bot).bots) and bool(self.fake.event_connections())
 
-    def wait_up(self):
+    def wait_up(self) -> None:
         wait_until(self.up, 10, f"{self.mode} connected")
 
-    def fault(self, kind):
+    def fault(self, kind: str) -> None:
         if kind == "drop":
             if self.mode == "ws-server":
                 self.reverse.drop()
@@ -72,9 +76,9 @@ class Counting:
         if self.mode != "http-server":
             wait_until(lambda: not self.up() or kind == "restart", 5, "the drop noticed")
 
-    def push(self, texts):
+    def push(self, texts: list[str]) -> list[str]:
         """Push each text; return those the implementation got rid of (its "ack")."""
-        acked = []
+        acked: list[str] = []
         for text in texts:
             conns = self.fake.event_connections()
             before = len(self.fake.post_log)
@@ -86,13 +90,15 @@ class Counting:
                 acked.append(text)
         return acked
 
-    def close(self):
+    def close(self) -> None:
         self.bot.close()
 
 
 @pytest.mark.parametrize("kind", ["drop", "restart"])
 @pytest.mark.parametrize("mode", ["http-server", "ws-client", "ws-server"])
-def test_acknowledged_events_are_delivered_exactly_once(mode, kind, no_thread_leak):
+def test_acknowledged_events_are_delivered_exactly_once(
+    mode: str, kind: str, no_thread_leak: None
+) -> None:
     fake = FakeOneBot()
     bot = Counting(fake, mode)
     try:
@@ -118,7 +124,7 @@ def test_acknowledged_events_are_delivered_exactly_once(mode, kind, no_thread_le
 # --- no reconnect storm -----------------------------------------------------------------
 
 
-def backed_off(times, initial, cap):
+def backed_off(times: list[float], initial: float, cap: float) -> tuple[bool, list[float]]:
     """Whether each pause between ``times`` lasted half its ceiling at least; and the pauses.
 
     The ceiling starts at ``initial`` (or above: the first failure doubles it) and doubles up
@@ -128,19 +134,19 @@ def backed_off(times, initial, cap):
     return all(gap >= 0.5 * min(cap, initial * 2**n) for n, gap in enumerate(gaps)), gaps
 
 
-def count_connects(client):
-    attempts = []
+def count_connects(client: WsClient) -> list[float]:
+    attempts: list[float] = []
     real = client._connect
 
-    def counting(url):
+    def counting(url: str) -> Any:
         attempts.append(time.monotonic())
         return real(url)
 
-    client._connect = counting
+    client._connect = counting  # type: ignore[method-assign]  # a spy in its place
     return attempts
 
 
-def test_no_reconnect_storm_while_the_implementation_is_down(no_thread_leak):
+def test_no_reconnect_storm_while_the_implementation_is_down(no_thread_leak: None) -> None:
     fake = FakeOneBot()
     client = WsClient(fake.start_ws_server(), timeout=5)
     client.backoff_initial = 0.05
@@ -151,7 +157,7 @@ def test_no_reconnect_storm_while_the_implementation_is_down(no_thread_leak):
         fake.ws_server.close()  # down from now on
         started = time.monotonic()
 
-        def dials():
+        def dials() -> list[float]:
             return [t for t in attempts if t >= started]
 
         wait_until(lambda: len(dials()) >= 5, 10, "five dials")
@@ -165,13 +171,13 @@ def test_no_reconnect_storm_while_the_implementation_is_down(no_thread_leak):
         fake.close()
 
 
-def test_no_reconnect_storm_against_a_peer_that_accepts_and_hangs_up(no_thread_leak):
+def test_no_reconnect_storm_against_a_peer_that_accepts_and_hangs_up(no_thread_leak: None) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
     accepted = []
     stop = threading.Event()
 
-    def serve():
+    def serve() -> None:
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
@@ -202,10 +208,12 @@ def test_no_reconnect_storm_against_a_peer_that_accepts_and_hangs_up(no_thread_l
 # --- pending calls fail fast -------------------------------------------------------------
 
 
-def _calls_in_flight(bot, n=3, timeout=30):
-    results = []
+def _calls_in_flight(
+    bot: OneBotApi, n: int = 3, timeout: float = 30
+) -> tuple[list[threading.Thread], list[tuple[object, float]]]:
+    results: list[tuple[object, float]] = []
 
-    def call():
+    def call() -> None:
         started = time.monotonic()
         try:
             bot.call("get_status", timeout=timeout)
@@ -220,7 +228,9 @@ def _calls_in_flight(bot, n=3, timeout=30):
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_calls_in_flight_when_the_implementation_restarts_fail_fast(mode, no_thread_leak):
+def test_calls_in_flight_when_the_implementation_restarts_fail_fast(
+    mode: str, no_thread_leak: None
+) -> None:
     fake = FakeOneBot()
     bot = Counting(fake, mode)
     try:
@@ -240,7 +250,7 @@ def test_calls_in_flight_when_the_implementation_restarts_fail_fast(mode, no_thr
         fake.close()
 
 
-def _ok(bot):
+def _ok(bot: OneBotApi) -> bool:
     try:
         return bot.get_status()["good"]
     except (NotConnected, ApiTimeout, ValueError):
@@ -248,8 +258,12 @@ def _ok(bot):
 
 
 @pytest.mark.parametrize("mode", ["http-client", "ws-client", "ws-server"])
-def test_silent_but_connected_times_out_on_time_and_recovers(mode, no_thread_leak):
+def test_silent_but_connected_times_out_on_time_and_recovers(
+    mode: str, no_thread_leak: None
+) -> None:
     fake = FakeOneBot()
+    bot: OneBotApi
+    closer: Callable[[], object]
     if mode == "http-client":
         bot = HttpClient(fake.start_http_api(), timeout=5)
         closer = bot.close
@@ -275,7 +289,7 @@ def test_silent_but_connected_times_out_on_time_and_recovers(mode, no_thread_lea
 
 
 @pytest.mark.parametrize("mode", ["ws-client", "ws-server"])
-def test_a_storm_of_faults_leaves_no_thread_behind(mode, no_thread_leak):
+def test_a_storm_of_faults_leaves_no_thread_behind(mode: str, no_thread_leak: None) -> None:
     """Every fault in turn on one bot, then close(): the thread count is back."""
     fake = FakeOneBot(heartbeat_interval=0.2)
     bot = Counting(fake, mode)

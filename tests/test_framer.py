@@ -2,6 +2,7 @@
 
 import os
 import tracemalloc
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -49,7 +50,7 @@ BINARY_256 = H("827e0100") + bytes(256)
 BINARY_64K = H("827f0000000000010000") + bytes(65536)
 
 
-def test_rfc_section_5_7_examples_decode():
+def test_rfc_section_5_7_examples_decode() -> None:
     assert decode_frame(UNMASKED_HELLO, mask=False) == (Frame(TEXT, b"Hello"), 7)
     assert decode_frame(MASKED_HELLO, mask=True) == (Frame(TEXT, b"Hello"), 11)
     assert decode_frame(FRAGMENT_1, mask=False) == (Frame(TEXT, b"Hel", fin=False), 5)
@@ -60,7 +61,7 @@ def test_rfc_section_5_7_examples_decode():
     assert decode_frame(BINARY_64K, mask=False) == (Frame(BINARY, bytes(65536)), 65546)
 
 
-def test_rfc_section_5_7_examples_encode():
+def test_rfc_section_5_7_examples_encode() -> None:
     assert encode_frame(Frame(TEXT, b"Hello"), mask=False) == UNMASKED_HELLO
     assert encode_frame(Frame(TEXT, b"Hel", fin=False), mask=False) == FRAGMENT_1
     assert encode_frame(Frame(CONTINUATION, b"lo"), mask=False) == FRAGMENT_2
@@ -69,18 +70,18 @@ def test_rfc_section_5_7_examples_encode():
     assert encode_frame(Frame(BINARY, bytes(65536)), mask=False) == BINARY_64K
 
 
-def test_masked_encoding_uses_a_fresh_key_and_decodes_back():
+def test_masked_encoding_uses_a_fresh_key_and_decodes_back() -> None:
     wires = [encode_frame(Frame(TEXT, b"Hello"), mask=True) for _ in range(8)]
     assert all(w[:2] == H("8185") and len(w) == 11 for w in wires)
     assert len({w[2:6] for w in wires}) > 1  # 8 equal random keys: chance 2**-224
     assert decode_frame(wires[0], mask=True) == (Frame(TEXT, b"Hello"), 11)
 
 
-def test_accept_key_rfc_section_1_3():
+def test_accept_key_rfc_section_1_3() -> None:
     assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
-def test_apply_mask_matches_the_definition_and_is_its_own_inverse():
+def test_apply_mask_matches_the_definition_and_is_its_own_inverse() -> None:
     key = H("37fa213d")
     for n in (0, 1, 3, 4, 5, 127, 1000, 4099, 16384, 16385, 40003):
         data = os.urandom(n)
@@ -111,61 +112,63 @@ def test_apply_mask_matches_the_definition_and_is_its_own_inverse():
         "masked-empty",
     ],
 )
-def test_every_truncation_returns_none(wire, mask):
+def test_every_truncation_returns_none(wire: bytes, mask: bool) -> None:
     for cut in range(len(wire)):
         assert decode_frame(wire[:cut], mask=mask) is None, cut
-    _, consumed = decode_frame(wire + b"\x81", mask=mask)
+    decoded = decode_frame(wire + b"\x81", mask=mask)
+    assert decoded is not None
+    _, consumed = decoded
     assert consumed == len(wire)
 
 
 @pytest.mark.parametrize("length", [0, 125, 126, 65535, 65536, 8 * 2**20])
 @pytest.mark.parametrize("mask", [True, False])
-def test_round_trip(length, mask):
+def test_round_trip(length: int, mask: bool) -> None:
     payload = os.urandom(length)
     wire = encode_frame(Frame(BINARY, payload), mask=mask)
     assert decode_frame(wire, mask=mask) == (Frame(BINARY, payload), len(wire))
 
 
-def close_code(data, mask=True, max_size=None):
+def close_code(data: bytes, mask: bool = True, max_size: int | None = None) -> int:
     with pytest.raises(ProtocolError) as info:
         decode_frame(data, mask=mask, max_size=max_size)
     return info.value.close_code
 
 
 @pytest.mark.parametrize("rsv", [0x40, 0x20, 0x10])
-def test_rsv_bits_without_extension_are_1002(rsv):
+def test_rsv_bits_without_extension_are_1002(rsv: int) -> None:
     assert close_code(bytes([0x81 | rsv, 0x80]) + bytes(4)) == 1002
 
 
 @pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF])
-def test_reserved_opcodes_are_1002(opcode):
+def test_reserved_opcodes_are_1002(opcode: int) -> None:
     assert close_code(bytes([0x80 | opcode, 0x80]) + bytes(4)) == 1002
 
 
-def test_masking_must_match_the_side():
+def test_masking_must_match_the_side() -> None:
     assert close_code(UNMASKED_HELLO, mask=True) == 1002  # a client frame without a mask
     assert close_code(MASKED_HELLO, mask=False) == 1002  # a server frame with one
 
 
-def test_control_frames_must_be_final_and_short():
+def test_control_frames_must_be_final_and_short() -> None:
     assert close_code(bytes([PING, 0x80]) + bytes(4)) == 1002
     assert close_code(bytes([0x80 | PING, 0x80 | 126, 0, 126]) + bytes(4 + 126)) == 1002
     with pytest.raises(ValueError):
         encode_frame(Frame(PING, bytes(126)), mask=False)
 
 
-def test_64_bit_length_with_the_top_bit_set_is_1002():
+def test_64_bit_length_with_the_top_bit_set_is_1002() -> None:
     assert close_code(H("82ff") + b"\x80" + bytes(7)) == 1002
 
 
-def test_oversized_frame_is_1009_from_the_header_alone():
+def test_oversized_frame_is_1009_from_the_header_alone() -> None:
     header_only = H("82ff") + (2**40).to_bytes(8, "big")  # no mask key, no payload yet
     assert close_code(header_only, max_size=2**20) == 1009
     assert close_code(H("82fe") + (1001).to_bytes(2, "big"), max_size=1000) == 1009
     assert decode_frame(H("82fe") + (1000).to_bytes(2, "big"), mask=True, max_size=1000) is None
 
 
-def test_assembler_joins_fragments_around_control_frames():
+def test_assembler_joins_fragments_around_control_frames() -> None:
     assembler = MessageAssembler()
     assert assembler.add(Frame(TEXT, b"Hel", fin=False)) is None
     assert assembler.add(Frame(PING, b"p")) == Frame(PING, b"p")
@@ -175,7 +178,7 @@ def test_assembler_joins_fragments_around_control_frames():
     assert assembler.add(Frame(BINARY, b"\xff")) == Frame(BINARY, b"\xff")
 
 
-def test_assembler_sequence_errors_are_1002():
+def test_assembler_sequence_errors_are_1002() -> None:
     with pytest.raises(ProtocolError) as info:
         MessageAssembler().add(Frame(CONTINUATION, b"x"))
     assert info.value.close_code == 1002
@@ -186,7 +189,7 @@ def test_assembler_sequence_errors_are_1002():
     assert info.value.close_code == 1002
 
 
-def test_invalid_utf8_fails_fast_with_1007():
+def test_invalid_utf8_fails_fast_with_1007() -> None:
     assembler = MessageAssembler()
     with pytest.raises(ProtocolError) as info:
         assembler.add(Frame(TEXT, b"ok \xff", fin=False))  # before the message ends
@@ -196,7 +199,7 @@ def test_invalid_utf8_fails_fast_with_1007():
     assert info.value.close_code == 1007
 
 
-def test_a_character_split_across_fragments_is_valid():
+def test_a_character_split_across_fragments_is_valid() -> None:
     raw = "你好".encode()
     assembler = MessageAssembler()
     assert assembler.add(Frame(TEXT, raw[:2], fin=False)) is None
@@ -204,7 +207,7 @@ def test_a_character_split_across_fragments_is_valid():
     assert assembler.add(Frame(CONTINUATION, raw[4:])) == Frame(TEXT, raw)
 
 
-def test_reader_byte_by_byte_with_interleaved_ping():
+def test_reader_byte_by_byte_with_interleaved_ping() -> None:
     wire = (
         encode_frame(Frame(TEXT, b"Hel", fin=False), mask=True)
         + encode_frame(Frame(PING, b"!"), mask=True)
@@ -221,7 +224,7 @@ def test_reader_byte_by_byte_with_interleaved_ping():
     assert reader.buffered == 0
 
 
-def test_reader_limit_counts_every_fragment():
+def test_reader_limit_counts_every_fragment() -> None:
     reader = MessageReader(mask=False, max_message=10)
     reader.feed(encode_frame(Frame(BINARY, bytes(6), fin=False), mask=False))
     assert reader.next_message() is None
@@ -231,7 +234,7 @@ def test_reader_limit_counts_every_fragment():
     assert info.value.close_code == 1009
 
 
-def test_fragments_per_message_are_bounded_with_1009():
+def test_fragments_per_message_are_bounded_with_1009() -> None:
     assembler = MessageAssembler(max_fragments=3)
     assert assembler.add(Frame(TEXT, b"a", fin=False)) is None
     assert assembler.add(Frame(CONTINUATION, b"", fin=False)) is None
@@ -245,7 +248,7 @@ def test_fragments_per_message_are_bounded_with_1009():
     assert info.value.close_code == 1009
 
 
-def test_endless_empty_continuations_end_in_1009_with_memory_bounded():
+def test_endless_empty_continuations_end_in_1009_with_memory_bounded() -> None:
     reader = MessageReader(mask=False)
     reader.feed(encode_frame(Frame(TEXT, b"{", fin=False), mask=False))
     empties = bytes(2 * 4096)  # 4,096 empty, non-final continuation frames (00 00)
@@ -264,7 +267,7 @@ def test_endless_empty_continuations_end_in_1009_with_memory_bounded():
 
 @given(st.binary(max_size=300), st.booleans())
 @settings(max_examples=300, deadline=None)
-def test_random_bytes_only_raise_protocol_error(data, mask):
+def test_random_bytes_only_raise_protocol_error(data: bytes, mask: bool) -> None:
     try:
         decode_frame(data, mask=mask, max_size=1000)
     except ProtocolError:
@@ -281,7 +284,7 @@ def test_random_bytes_only_raise_protocol_error(data, mask):
         assert exc.close_code in (1002, 1007, 1009)
 
 
-def test_close_payloads():
+def test_close_payloads() -> None:
     assert parse_close(b"") == (1005, "")
     assert parse_close(encode_close(1000, "bye")) == (1000, "bye")
     assert parse_close(encode_close(4999)) == (4999, "")
@@ -291,13 +294,13 @@ def test_close_payloads():
 
 
 @pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
-def test_close_codes_that_may_not_be_sent_are_1002(code):
+def test_close_codes_that_may_not_be_sent_are_1002(code: int) -> None:
     with pytest.raises(ProtocolError) as info:
         parse_close(code.to_bytes(2, "big"))
     assert info.value.close_code == 1002
 
 
-def test_close_payload_errors():
+def test_close_payload_errors() -> None:
     with pytest.raises(ProtocolError) as info:
         parse_close(b"\x03")
     assert info.value.close_code == 1002
@@ -319,10 +322,12 @@ HANDSHAKE = (
 )
 
 
-def test_parse_handshake_needs_the_blank_line():
+def test_parse_handshake_needs_the_blank_line() -> None:
     for cut in range(len(HANDSHAKE)):
         assert parse_handshake(HANDSHAKE[:cut]) is None, cut
-    request, consumed = parse_handshake(HANDSHAKE + H("8180"))
+    parsed = parse_handshake(HANDSHAKE + H("8180"))
+    assert parsed is not None
+    request, consumed = parsed
     assert consumed == len(HANDSHAKE)
     assert request.path == "/onebot/v11/ws" and request.query == {"access_token": "x"}
     assert request.headers["x-self-id"] == "3332627962"
@@ -330,7 +335,7 @@ def test_parse_handshake_needs_the_blank_line():
     assert check_request(request) == "dGhlIHNhbXBsZSBub25jZQ=="
 
 
-def handshake_status(**changes):
+def handshake_status(**changes: Any) -> int:
     headers = {
         "host": "h",
         "upgrade": "websocket",
@@ -350,7 +355,7 @@ def handshake_status(**changes):
     return info.value.status
 
 
-def test_handshake_checks():
+def test_handshake_checks() -> None:
     assert handshake_status(method="POST") == 400
     assert handshake_status(host=None) == 400
     assert handshake_status(upgrade=None) == 426
@@ -361,7 +366,7 @@ def test_handshake_checks():
     assert handshake_status(sec_websocket_key="not base64!") == 400
 
 
-def test_malformed_and_oversized_heads():
+def test_malformed_and_oversized_heads() -> None:
     with pytest.raises(HandshakeError) as info:
         parse_handshake(b"GET /\r\n\r\n")
     assert info.value.status == 400
@@ -384,23 +389,25 @@ def test_malformed_and_oversized_heads():
         (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),  # over MAX_FIELDS
     ],
 )
-def test_the_handshake_is_read_with_the_http_servers_rules(head, status):
+def test_the_handshake_is_read_with_the_http_servers_rules(head: bytes, status: int) -> None:
     """One head reader (http_head) for the HTTP server and every WebSocket handshake."""
     with pytest.raises(HandshakeError) as info:
         parse_handshake(head, max_size=16384)
     assert info.value.status == status
 
 
-def test_an_http_1_0_upgrade_is_refused():
+def test_an_http_1_0_upgrade_is_refused() -> None:
     """RFC 6455 section 4.1: "The method of the request MUST be GET, and the HTTP version MUST be at least 1.1"."""
-    request, _ = parse_handshake(HANDSHAKE.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+    parsed = parse_handshake(HANDSHAKE.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+    assert parsed is not None
+    request, _ = parsed
     assert request.version == (1, 0)
     with pytest.raises(HandshakeError) as info:
         check_request(request)
     assert info.value.status == 400 and "HTTP/1.1" in str(info.value)
 
 
-def test_responses():
+def test_responses() -> None:
     ok = handshake_response("dGhlIHNhbXBsZSBub25jZQ==")
     assert ok.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in ok
@@ -412,5 +419,5 @@ def test_responses():
     assert body == b"wrong token\n" and b"Content-Length: 12" in head
 
 
-def test_close_opcode_constant():
+def test_close_opcode_constant() -> None:
     assert decode_frame(bytes([0x80 | CLOSE, 0x80]) + bytes(4), mask=True) == (Frame(CLOSE, b""), 6)

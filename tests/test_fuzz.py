@@ -17,6 +17,8 @@ import os
 import socket
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -50,14 +52,19 @@ QUICK = settings(max_examples=150, deadline=None, suppress_health_check=list(Hea
 LONG = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 MAX_MESSAGE = 4096
 
+F = TypeVar("F", bound=Callable[..., None])
 
-def long_run(test):
+
+def long_run(test: F) -> F:
     """Mark a ``LONG`` test ``fuzz``, with time for its examples: setup.cfg's 60 s is per
     test, and 5,000 HTTP exchanges take about that long on their own."""
-    return pytest.mark.fuzz(pytest.mark.timeout(60 + FUZZ_EXAMPLES / 10)(test))
+    marked: F = pytest.mark.fuzz(pytest.mark.timeout(60 + FUZZ_EXAMPLES / 10)(test))
+    return marked
 
 
-def both(prop, strategy):
+def both(
+    prop: Callable[..., None], strategy: st.SearchStrategy[Any]
+) -> tuple[Callable[..., None], Callable[..., None]]:
     """``prop`` at the default size, plus a ``fuzz``-marked copy with many more examples."""
     return QUICK(given(strategy)(prop)), long_run(LONG(given(strategy)(prop)))
 
@@ -72,7 +79,7 @@ LENGTHS = st.one_of(
 
 
 @st.composite
-def frame_headers(draw):
+def frame_headers(draw: st.DrawFn) -> bytes:
     """A frame header with any bits and any announced length, and some payload bytes."""
     first = draw(st.integers(0, 255))
     masked = draw(st.booleans())
@@ -92,7 +99,7 @@ def frame_headers(draw):
 
 
 @st.composite
-def valid_frames(draw):
+def valid_frames(draw: st.DrawFn) -> Frame:
     opcode = draw(st.sampled_from([CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG]))
     if opcode >= CLOSE:
         payload = (
@@ -110,7 +117,7 @@ def valid_frames(draw):
 
 
 @st.composite
-def frame_streams(draw):
+def frame_streams(draw: st.DrawFn) -> list[bytes]:
     """Client frames on the wire, perhaps mutated, cut into arbitrary chunks."""
     wire = b"".join(encode_frame(f, mask=True) for f in draw(st.lists(valid_frames(), max_size=8)))
     if wire and draw(st.booleans()):
@@ -124,7 +131,7 @@ def frame_streams(draw):
     return [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
 
 
-def _decode_frame_property(data):
+def _decode_frame_property(data: bytes) -> None:
     for mask in (True, False):
         for max_size in (None, MAX_MESSAGE):
             try:
@@ -143,7 +150,7 @@ test_decode_frame_headers, test_decode_frame_headers_long = both(
 )
 
 
-def _reader_property(chunks):
+def _reader_property(chunks: list[bytes]) -> None:
     reader = MessageReader(mask=True, max_message=MAX_MESSAGE)
     biggest_chunk = max((len(c) for c in chunks), default=0)
     try:
@@ -167,7 +174,7 @@ test_message_reader_streams, test_message_reader_streams_long = both(
 
 @pytest.mark.parametrize("length", [2**31, 2**53, 2**62, 2**63 - 1])
 @pytest.mark.parametrize("max_size", [None, MAX_MESSAGE])
-def test_a_huge_length_header_allocates_nothing(length, max_size):
+def test_a_huge_length_header_allocates_nothing(length: int, max_size: int | None) -> None:
     head = bytes([0x82, 0x80 | 127]) + length.to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"x" * 100
     tracemalloc.start()
     try:
@@ -202,7 +209,7 @@ TARGETS = st.one_of(
 
 
 @st.composite
-def request_heads(draw):
+def request_heads(draw: st.DrawFn) -> bytes:
     method = draw(st.sampled_from(["GET", "POST", "get", "", "G ET"]))
     version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2", "FOO"]))
     lines = [f"{method} {draw(TARGETS)} {version}"]
@@ -215,7 +222,7 @@ def request_heads(draw):
     return raw + draw(st.binary(max_size=20))
 
 
-def _handshake_property(data):
+def _handshake_property(data: bytes) -> None:
     try:
         parsed = parse_handshake(data, max_size=512)
     except HandshakeError as exc:
@@ -238,7 +245,7 @@ test_handshake_heads, test_handshake_heads_long = both(_handshake_property, requ
 
 
 @pytest.mark.parametrize("target", ["http://[::1", "//[x", "//[:::::]", "http://x]/"])
-def test_a_target_that_is_no_url_is_a_400(target):
+def test_a_target_that_is_no_url_is_a_400(target: str) -> None:
     """Found by this fuzzer: urlsplit() raised ValueError out of Request.path."""
     with pytest.raises(HandshakeError) as info:
         parse_handshake(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -253,7 +260,9 @@ DISPUTED_TARGETS = [
 
 
 @pytest.mark.parametrize("target", DISPUTED_TARGETS)
-def test_one_target_rule_for_the_handshake_and_the_http_server(http_target, target):
+def test_one_target_rule_for_the_handshake_and_the_http_server(
+    http_target: "HttpTarget", target: str
+) -> None:
     """Issue 18: both servers refuse the same targets, whichever Python parses them."""
     with pytest.raises(HandshakeError) as info:
         parse_handshake(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -274,7 +283,7 @@ TARGET_TEXT = st.lists(
 
 @given(TARGET_TEXT)
 @QUICK
-def test_an_accepted_target_reads_the_same_to_urlsplit(target):
+def test_an_accepted_target_reads_the_same_to_urlsplit(target: str) -> None:
     """What :func:`split_target` accepts, ``urllib.parse`` reads alike on every Python."""
     try:
         path, query = split_target(target)
@@ -287,7 +296,7 @@ def test_an_accepted_target_reads_the_same_to_urlsplit(target):
         assert (parts.path or "/") == path
 
 
-def test_handshake_head_size_is_bounded_however_it_is_fed():
+def test_handshake_head_size_is_bounded_however_it_is_fed() -> None:
     """431 at the limit, whether the head arrives at once or byte by byte."""
     head = b"GET / HTTP/1.1\r\nX: " + b"a" * 1000
     data = bytearray()
@@ -320,7 +329,7 @@ JSON_VALUES = st.recursive(
 
 
 @st.composite
-def json_texts(draw):
+def json_texts(draw: st.DrawFn) -> str:
     """Valid JSON, then perhaps mangled: truncated, spliced, deeply nested, huge numbers."""
     text = codec.dumps(draw(JSON_VALUES)).decode()
     how = draw(st.sampled_from(["keep", "cut", "splice", "nest", "number", "control"]))
@@ -343,7 +352,7 @@ def json_texts(draw):
     return text
 
 
-def _loads_property(text):
+def _loads_property(text: str) -> None:
     for data in (text, text.encode("utf-8", "surrogatepass")):
         try:
             codec.loads(data)
@@ -361,7 +370,7 @@ CQ_ALPHABET = st.sampled_from(
 
 @given(st.lists(CQ_ALPHABET, max_size=30).map("".join))
 @QUICK
-def test_cq_shaped_strings_parse_and_round_trip(string):
+def test_cq_shaped_strings_parse_and_round_trip(string: str) -> None:
     segments = m.parse_cq(string)
     assert all(isinstance(s["type"], str) and isinstance(s["data"], dict) for s in segments)
     # Rendering what we parsed and parsing again is stable (no segment appears or vanishes).
@@ -370,7 +379,7 @@ def test_cq_shaped_strings_parse_and_round_trip(string):
 
 @given(JSON_VALUES)
 @QUICK
-def test_any_json_as_a_message_is_a_decode_error_or_segments(value):
+def test_any_json_as_a_message_is_a_decode_error_or_segments(value: Any) -> None:
     """A ``message`` field off the wire can be any JSON value."""
     try:
         segments = m.normalize(value)
@@ -387,7 +396,7 @@ ALLOWED_STATUSES = {100, 200, 204, 400, 401, 403, 404, 405, 408, 411, 413, 414, 
 
 
 @st.composite
-def http_requests(draw):
+def http_requests(draw: st.DrawFn) -> bytes:
     method = draw(st.sampled_from(["POST", "GET", "PUT", "BREW", "post", ""]))
     target = draw(
         st.one_of(
@@ -422,16 +431,19 @@ def http_requests(draw):
 
 
 class _Errors(logging.Handler):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(logging.ERROR)
-        self.records = []
+        self.records: list[logging.LogRecord] = []
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
 
+HttpTarget = tuple[HttpServer, _Errors]
+
+
 @pytest.fixture(scope="module")
-def http_target():
+def http_target() -> Iterator[HttpTarget]:
     server = HttpServer(port=0, idle_timeout=2, request_timeout=3).start()
     server.on("message")(lambda event: {"reply": "ok"})
     errors = _Errors()
@@ -443,7 +455,7 @@ def http_target():
         server.close()
 
 
-def exchange(port, data, timeout=10.0):
+def exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """Send ``data``, half-close, and read until the server closes (bounded by ``timeout``)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         try:
@@ -462,7 +474,7 @@ def exchange(port, data, timeout=10.0):
         return out
 
 
-def _http_property(http_target, data):
+def _http_property(http_target: HttpTarget, data: bytes) -> None:
     server, errors = http_target
     started = time.monotonic()
     reply = exchange(server.port, data)
@@ -479,7 +491,7 @@ test_http_post_requests_long = long_run(LONG(given(data=http_requests())(_http_p
 
 
 @pytest.mark.parametrize("target", ["http://[::1", "http://x]/", "http://[:::::]/"])
-def test_http_target_that_is_no_url_is_a_400(http_target, target):
+def test_http_target_that_is_no_url_is_a_400(http_target: HttpTarget, target: str) -> None:
     """Found by this fuzzer: urlsplit() raised ValueError out of do_POST (no response)."""
     server, errors = http_target
     reply = exchange(
@@ -488,7 +500,7 @@ def test_http_target_that_is_no_url_is_a_400(http_target, target):
     assert reply.startswith(b"HTTP/1.1 400 ") and not errors.records
 
 
-def test_the_http_server_still_serves_after_the_fuzzing(http_target):
+def test_the_http_server_still_serves_after_the_fuzzing(http_target: HttpTarget) -> None:
     server, _ = http_target
     event = codec.dumps({"post_type": "message", "message_type": "private", "self_id": 1})
     head = f"POST / HTTP/1.1\r\nContent-Length: {len(event)}\r\nContent-Type: application/json\r\n"

@@ -4,10 +4,12 @@ import logging
 import threading
 import time
 
+import pytest
+
 from onebot_ref._hooks import Hooks
 
 
-def test_no_hook_no_thread_then_one_thread_in_order(no_thread_leak):
+def test_no_hook_no_thread_then_one_thread_in_order(no_thread_leak: None) -> None:
     hooks = Hooks("test-hooks")
     hooks.run(None, "ignored")
     assert "test-hooks" not in [t.name for t in threading.enumerate()]
@@ -20,7 +22,9 @@ def test_no_hook_no_thread_then_one_thread_in_order(no_thread_leak):
     assert len(ran) == 50
 
 
-def test_a_hook_that_raises_is_logged_and_the_next_one_runs(caplog, no_thread_leak):
+def test_a_hook_that_raises_is_logged_and_the_next_one_runs(
+    caplog: pytest.LogCaptureFixture, no_thread_leak: None
+) -> None:
     hooks = Hooks("test-hooks")
     ran: list[str] = []
 
@@ -36,7 +40,7 @@ def test_a_hook_that_raises_is_logged_and_the_next_one_runs(caplog, no_thread_le
     assert "broken failed" in record.getMessage() and record.exc_info is not None
 
 
-def test_close_waits_only_until_its_deadline(caplog):
+def test_close_waits_only_until_its_deadline(caplog: pytest.LogCaptureFixture) -> None:
     hooks = Hooks("test-hooks")
     release = threading.Event()
     hooks.run(release.wait, 10)
@@ -48,7 +52,7 @@ def test_close_waits_only_until_its_deadline(caplog):
     release.set()
 
 
-def test_close_from_inside_a_hook_returns_at_once(no_thread_leak):
+def test_close_from_inside_a_hook_returns_at_once(no_thread_leak: None) -> None:
     hooks = Hooks("test-hooks")
     done = threading.Event()
 
@@ -60,11 +64,11 @@ def test_close_from_inside_a_hook_returns_at_once(no_thread_leak):
     assert done.wait(5)
 
 
-def test_the_queue_is_bounded_while_a_hook_is_stuck(caplog):
+def test_the_queue_is_bounded_while_a_hook_is_stuck(caplog: pytest.LogCaptureFixture) -> None:
     hooks = Hooks("test-hooks", limit=3)
     release = threading.Event()
     started = threading.Event()
-    hooks.run(lambda: (started.set(), release.wait(10)))
+    hooks.run(lambda: (started.set(), release.wait(10)))  # type: ignore[func-returns-value]  # two steps in a lambda
     assert started.wait(5)
     with caplog.at_level(logging.WARNING, logger="onebot_ref._hooks"):
         for _ in range(10):

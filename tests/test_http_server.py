@@ -28,7 +28,7 @@ SIGNED_BODY = (
 )
 SIGNATURE = "sha1=7758adebaa151001028d0affd2ec057493c8c679"
 
-MESSAGE = {
+MESSAGE: dict[str, Any] = {
     "time": 1700000000,
     "self_id": 10001,
     "post_type": "message",
@@ -139,7 +139,9 @@ def test_a_malformed_x_self_id_is_400_with_the_reason(
 
 
 @pytest.mark.parametrize("vector", load_vectors("event"), ids=lambda v: v["id"])
-def test_real_world_events_reach_handlers_unchanged(server: HttpServer, vector: dict) -> None:
+def test_real_world_events_reach_handlers_unchanged(
+    server: HttpServer, vector: dict[str, Any]
+) -> None:
     seen: list[dict[str, Any]] = []
     server.on()(seen.append)
     body = json.dumps(vector["payload"], ensure_ascii=False).encode()

@@ -4,6 +4,7 @@ import ast
 import importlib
 import pathlib
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,7 +13,8 @@ import onebot_ref
 PACKAGE = pathlib.Path(onebot_ref.__file__).parent
 PURE = [
     "errors", "codec", "message", "registry", "api", "framer",
-    "_dedup", "_calls", "_http_head", "_auth", "_ws_protocol",
+    "_dedup", "_calls", "_http_head", "_auth", "_ws_protocol", "_types",
+    "_commands", "_conversation", "_limiter",
 ]  # fmt: skip
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 MODULES = sorted(  # dotted names under onebot_ref: "ws_server", "testing", "testing._fake"...
@@ -22,7 +24,7 @@ MODULES = sorted(  # dotted names under onebot_ref: "ws_server", "testing", "tes
 )
 
 
-def imports_of(path):
+def imports_of(path: pathlib.Path) -> Iterator[tuple[str, int]]:
     tree = ast.parse(path.read_text("utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -33,7 +35,7 @@ def imports_of(path):
 
 
 @pytest.mark.parametrize("name", [m for m in PURE if (PACKAGE / f"{m}.py").exists()])
-def test_pure_modules_import_only_the_stdlib_and_each_other(name):
+def test_pure_modules_import_only_the_stdlib_and_each_other(name: str) -> None:
     for module, level in imports_of(PACKAGE / f"{name}.py"):
         top = module.split(".")[0]
         if level:  # relative import: must stay inside the pure core
@@ -45,14 +47,14 @@ def test_pure_modules_import_only_the_stdlib_and_each_other(name):
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_every_module_has_an_all_that_exists(name):
+def test_every_module_has_an_all_that_exists(name: str) -> None:
     module = importlib.import_module(f"onebot_ref.{name}")
     assert module.__doc__, f"{name} has no docstring"
     for export in getattr(module, "__all__", []):
         assert hasattr(module, export), f"{name}.__all__ lists missing {export}"
 
 
-def test_package_all_is_importable():
+def test_package_all_is_importable() -> None:
     for name in onebot_ref.__all__:
         assert hasattr(onebot_ref, name)
 
@@ -66,7 +68,7 @@ def test_package_all_is_importable():
     ],
     ids=lambda p: p.relative_to(PACKAGE).as_posix(),
 )
-def test_library_never_prints(path):
+def test_library_never_prints(path: pathlib.Path) -> None:
     # A command-line main() may print, as it may configure logging; library code never does.
     tree = ast.parse(path.read_text("utf-8"))
     mains = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "main"]
@@ -80,7 +82,7 @@ def test_library_never_prints(path):
     assert not calls, f"{path.name} calls print() outside main()"
 
 
-def test_no_module_installs_logging_handlers():
+def test_no_module_installs_logging_handlers() -> None:
     # Only a command-line main() may configure logging; library code never does.
     for path in SOURCES:
         tree = ast.parse(path.read_text("utf-8"))
@@ -91,15 +93,16 @@ def test_no_module_installs_logging_handlers():
                 assert id(node) in allowed, f"{path.name} configures logging outside main()"
 
 
-def test_readme_code_blocks_compile_and_import_what_exists():
+def test_readme_code_blocks_compile_and_import_what_exists() -> None:
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text("utf-8")
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
     assert len(blocks) >= 8
     for block in blocks:
         tree = ast.parse(block)  # a syntax error fails here
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module.startswith("onebot_ref"):
-                module = importlib.import_module(node.module)
+            # node.module is None for "from . import x": no module of ours by name
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("onebot_ref"):
+                module = importlib.import_module(node.module or "")
                 for alias in node.names:
                     assert hasattr(module, alias.name), f"README imports missing {alias.name}"
 
@@ -115,7 +118,7 @@ WS_LAYERS = [
 ]
 
 
-def _ours(path):
+def _ours(path: pathlib.Path) -> Iterator[str]:
     """The package's modules that ``path`` imports, however it spells the import."""
     for node in ast.walk(ast.parse(path.read_text("utf-8"))):
         if isinstance(node, ast.ImportFrom):
@@ -137,7 +140,7 @@ def _ours(path):
 @pytest.mark.parametrize(
     ("rank", "name"), [(r, n) for r, names in enumerate(WS_LAYERS) for n in names]
 )
-def test_websocket_layers_import_only_downwards(rank, name):
+def test_websocket_layers_import_only_downwards(rank: int, name: str) -> None:
     above = {n for names in WS_LAYERS[rank:] for n in names} - {name}
     wrong = sorted(set(_ours(PACKAGE / f"{name}.py")) & above)
     assert not wrong, f"{name} imports {wrong}, a layer at or above its own"

@@ -1,5 +1,7 @@
 """message: CQ escaping, parsing, rendering and builders."""
 
+from typing import Any
+
 import pytest
 from conftest import load_vectors
 from hypothesis import example, given
@@ -11,14 +13,14 @@ from onebot_ref.errors import DecodeError, EncodeError
 # -- escaping (spec message/string.md, ONEBOT11.md §7.3) ----------------------------
 
 
-def test_escape_examples_from_the_spec():
+def test_escape_examples_from_the_spec() -> None:
     assert m.escape("- [x] use &data") == "- &#91;x&#93; use &amp;data"
     assert m.escape("a,b") == "a,b"
     assert m.escape("a,b", comma=True) == "a&#44;b"
     assert m.escape("&#91;") == "&amp;#91;"
 
 
-def test_unescape_amp_last():
+def test_unescape_amp_last() -> None:
     # The classic bug: unescaping &amp; first turns "&amp;#91;" into "[".
     assert m.unescape("&amp;#91;x&amp;#93;") == "&#91;x&#93;"
     assert m.unescape("&#91;x&#93;&#44;&amp;") == "[x],&"
@@ -30,7 +32,7 @@ def test_unescape_amp_last():
 @example("&#91;")
 @example("&amp;#91;")
 @example("[CQ:at,qq=1]")
-def test_escape_unescape_round_trip(text):
+def test_escape_unescape_round_trip(text: str) -> None:
     assert m.unescape(m.escape(text)) == text
     assert m.unescape(m.escape(text, comma=True)) == text
     assert "[" not in m.escape(text) and "]" not in m.escape(text)
@@ -45,11 +47,11 @@ def test_escape_unescape_round_trip(text):
     [v for v in load_vectors("cq_string") if "expected_segments" in v],
     ids=lambda v: v["id"],
 )
-def test_cq_vectors(vector):
+def test_cq_vectors(vector: dict[str, Any]) -> None:
     assert m.parse_cq(vector["payload"]) == vector["expected_segments"]
 
 
-def test_json_card_vector_unescapes_to_valid_json():
+def test_json_card_vector_unescapes_to_valid_json() -> None:
     import json
 
     (vector,) = [v for v in load_vectors("cq_string") if v["id"] == "cq-json-music-card-001"]
@@ -83,11 +85,11 @@ def test_json_card_vector_unescapes_to_valid_json():
         ("[CQ:my-ext.type_1,k_1=v]", [{"type": "my-ext.type_1", "data": {"k_1": "v"}}]),
     ],
 )
-def test_parse_cq_tolerant_cases(string, segments):
+def test_parse_cq_tolerant_cases(string: str, segments: list[m.Segment]) -> None:
     assert m.parse_cq(string) == segments
 
 
-def test_parse_never_turns_escaped_text_into_a_segment():
+def test_parse_never_turns_escaped_text_into_a_segment() -> None:
     # go-cqhttp#2147: text that looks like CQ code must round trip as text.
     looks_like_code = "[CQ:image,file=http://evil/x.png]"
     rendered = m.to_cq([m.text(looks_like_code)])
@@ -97,7 +99,7 @@ def test_parse_never_turns_escaped_text_into_a_segment():
 # -- rendering ------------------------------------------------------------------------
 
 
-def test_to_cq_examples():
+def test_to_cq_examples() -> None:
     assert m.to_cq([m.text("- [x] use &data")]) == "- &#91;x&#93; use &amp;data"
     share = {"type": "share", "data": {"title": "a,b", "url": "http://h/?a=1&b=2"}}
     assert m.to_cq([share]) == "[CQ:share,title=a&#44;b,url=http://h/?a=1&amp;b=2]"
@@ -108,7 +110,7 @@ def test_to_cq_examples():
     assert m.to_cq("already [CQ:face,id=1]") == "already [CQ:face,id=1]"
 
 
-def test_to_cq_nested_node_content():
+def test_to_cq_nested_node_content() -> None:
     node = m.custom_node(10001, "小明", [m.text("hi, [you]"), m.face(1)])
     rendered = m.to_cq([node])
     assert m.parse_cq(rendered) == [
@@ -137,8 +139,8 @@ _other_seg = st.builds(
 )
 
 
-def _canonical(segments):
-    out = []
+def _canonical(segments: list[m.Segment]) -> list[m.Segment]:
+    out: list[m.Segment] = []
     for seg in segments:
         if seg["type"] == "text" and out and out[-1]["type"] == "text":
             out[-1] = m.text(out[-1]["data"]["text"] + seg["data"]["text"])
@@ -151,12 +153,12 @@ def _canonical(segments):
 @example([m.text("&amp;#91;")])
 @example([m.text("[CQ:at,qq=1]"), m.at(1)])
 @example([{"type": "json", "data": {"data": '{"a":[1,2],"b":"&#44;"}'}}])
-def test_round_trip_property(segments):
+def test_round_trip_property(segments: list[m.Segment]) -> None:
     assert m.parse_cq(m.to_cq(segments)) == segments
 
 
 @given(st.text(max_size=200))
-def test_parse_cq_never_raises_and_keeps_all_text(string):
+def test_parse_cq_never_raises_and_keeps_all_text(string: str) -> None:
     segments = m.parse_cq(string)
     assert all(isinstance(s["data"], dict) for s in segments)
     if "[CQ:" not in string:
@@ -166,7 +168,7 @@ def test_parse_cq_never_raises_and_keeps_all_text(string):
 # -- normalize / plain_text / builders -------------------------------------------------
 
 
-def test_normalize_forms():
+def test_normalize_forms() -> None:
     assert m.normalize("hi[CQ:face,id=1]") == [m.text("hi"), m.face(1)]
     assert m.normalize(m.at(1)) == [m.at(1)]
     assert m.normalize(["a", m.face(2)]) == [m.text("a"), m.face(2)]
@@ -182,12 +184,12 @@ def test_normalize_forms():
     assert m.normalize([{"type": "face", "data": None}]) == [{"type": "face", "data": None}]
 
 
-def test_plain_text():
+def test_plain_text() -> None:
     assert m.plain_text("hi [CQ:at,qq=1] &#91;x&#93;") == "hi  [x]"
     assert m.plain_text([m.image("a.png"), {"type": "text", "data": None}]) == ""
 
 
-def test_builders_send_string_values():
+def test_builders_send_string_values() -> None:
     assert m.at(2351200988) == {"type": "at", "data": {"qq": "2351200988"}}
     assert m.image("base64://AAAA", flash=True, timeout=5)["data"] == {
         "file": "base64://AAAA",
@@ -243,7 +245,7 @@ STANDARD_SEGMENT_TYPES = {
 }
 
 
-def test_a_builder_for_every_standard_segment_type():
+def test_a_builder_for_every_standard_segment_type() -> None:
     built = {
         m.text("x")["type"],
         m.face(1)["type"],
@@ -285,7 +287,7 @@ def test_a_builder_for_every_standard_segment_type():
         [],
     ],
 )
-def test_validate_accepts_every_message_shape_the_builders_make(message):
+def test_validate_accepts_every_message_shape_the_builders_make(message: Any) -> None:
     m.validate(message)
 
 
@@ -307,7 +309,9 @@ def test_validate_accepts_every_message_shape_the_builders_make(message):
         ),
     ],
 )
-def test_validate_refuses_what_is_not_a_message_and_names_the_part(message, path, says):
+def test_validate_refuses_what_is_not_a_message_and_names_the_part(
+    message: Any, path: str, says: str
+) -> None:
     with pytest.raises(EncodeError) as info:
         m.validate(message)
     assert info.value.path == path
@@ -316,6 +320,59 @@ def test_validate_refuses_what_is_not_a_message_and_names_the_part(message, path
 
 
 @pytest.mark.parametrize("data", [{"ratio": float("nan")}, {"tags": {"a"}}])
-def test_json_card_refuses_data_that_is_not_json(data):
+def test_json_card_refuses_data_that_is_not_json(data: dict[str, Any]) -> None:
     with pytest.raises(EncodeError, match="json_card data is not JSON"):
         m.json_card(data)
+
+
+# -- segments beyond the standard (issue 16): NapCat's and Lagrange's shapes ---------------
+
+
+def test_extension_builders_make_the_shapes_napcat_and_lagrange_use() -> None:
+    assert m.file("/tmp/报告.pdf", name="报告.pdf") == {
+        "type": "file",
+        "data": {"file": "/tmp/报告.pdf", "name": "报告.pdf"},
+    }
+    assert m.file("base64://aGk=") == {"type": "file", "data": {"file": "base64://aGk="}}
+    # NapCat and Lagrange declare emoji_package_id an integer.
+    assert m.mface("abc", 231189, "k3y", summary="[哈哈]") == {
+        "type": "mface",
+        "data": {"emoji_id": "abc", "emoji_package_id": 231189, "key": "k3y", "summary": "[哈哈]"},
+    }
+    assert m.markdown("# 标题\n*粗*") == {"type": "markdown", "data": {"content": "# 标题\n*粗*"}}
+    assert m.forward("7453") == {"type": "forward", "data": {"id": "7453"}}
+    assert m.json_card({"app": "com.tencent.x"})["data"] == {"data": '{"app":"com.tencent.x"}'}
+
+
+@pytest.mark.parametrize(
+    "seg",
+    [
+        m.file("C:\\a,b [1].txt", name="a,b [1].txt"),
+        m.mface("e,1", 7, "k&y", summary="[表情]"),
+        m.markdown("a, [b] & c\n"),
+        m.forward("fwd,1"),
+        m.json_card({"k": "a,b[]&"}),
+        m.node(5),
+    ],
+)
+def test_extension_segments_survive_a_cq_round_trip(seg: dict[str, object]) -> None:
+    rendered = m.to_cq([seg])
+    (back,) = m.parse_cq(rendered)
+    # CQ values are strings: the mface package id comes back as "7", and renders the same.
+    assert back["type"] == seg["type"]
+    assert back["data"] == {k: str(v) for k, v in seg["data"].items()}  # type: ignore[attr-defined]
+    assert m.to_cq([back]) == rendered
+
+
+def test_nested_custom_nodes_survive_a_cq_round_trip() -> None:
+    inner = m.custom_node(20002, "Alice", [m.text("内层, [x]"), m.mface("e", 1, "k")])
+    outer = m.custom_node(20001, "小明", [m.text("外层 & "), inner, m.face(1)])
+    m.validate([outer])
+    (back,) = m.parse_cq(m.to_cq([outer]))
+    content = m.normalize(back["data"]["content"])
+    assert [s["type"] for s in content] == ["text", "node", "face"]
+    assert content[0] == m.text("外层 & ")
+    nested = m.normalize(content[1]["data"]["content"])
+    assert nested[0] == m.text("内层, [x]")
+    assert nested[1]["type"] == "mface" and nested[1]["data"]["emoji_package_id"] == "1"
+    assert content[1]["data"]["nickname"] == "Alice"

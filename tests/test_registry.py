@@ -4,6 +4,7 @@ import json
 import logging
 import threading
 import time
+from typing import Any
 
 import pytest
 from conftest import FakeClock, load_vectors
@@ -21,22 +22,23 @@ GROUP_MSG = {
 }
 
 
-def test_on_returns_the_function_unchanged():
+def test_on_returns_the_function_unchanged() -> None:
     reg = Registry()
 
-    def handler(event):
+    def handler(event: dict[str, Any]) -> None:
         return None
 
     assert reg.on("message")(handler) is handler
     assert reg.handlers == {"message": [handler]}
 
 
-def test_most_specific_first_then_registration_order():
+def test_most_specific_first_then_registration_order() -> None:
     reg = Registry()
-    calls = []
+    calls: list[str] = []
     for name in ["*", "message", "message.group", "message.group.normal", "message.private"]:
         for n in (1, 2):
-            reg.add(name, lambda e, name=name, n=n: calls.append(f"{name}#{n}"))
+            # mypy cannot type a lambda whose defaults bind the loop's values
+            reg.add(name, lambda e, name=name, n=n: calls.append(f"{name}#{n}"))  # type: ignore[misc]
     reg.dispatch(GROUP_MSG)
     assert calls == [
         "message.group.normal#1",
@@ -50,16 +52,18 @@ def test_most_specific_first_then_registration_order():
     ]
 
 
-def test_a_raising_handler_is_logged_and_the_others_still_run(caplog):
+def test_a_raising_handler_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     reg = Registry()
     ran = []
 
     @reg.on("message")
-    def boom(event):
+    def boom(event: dict[str, Any]) -> None:
         raise RuntimeError("kaput")
 
     @reg.on("*")
-    def fine(event):
+    def fine(event: dict[str, Any]) -> None:
         ran.append(event)
 
     with caplog.at_level(logging.ERROR, logger="onebot_ref.registry"):
@@ -69,7 +73,7 @@ def test_a_raising_handler_is_logged_and_the_others_still_run(caplog):
     assert "kaput" in caplog.text and "Traceback" in caplog.text
 
 
-def test_non_none_results_are_collected_in_order():
+def test_non_none_results_are_collected_in_order() -> None:
     reg = Registry()
     reg.add("message.group", lambda e: {"reply": "a"})
     reg.add("message", lambda e: None)
@@ -79,17 +83,17 @@ def test_non_none_results_are_collected_in_order():
 
 
 @pytest.mark.parametrize("vector", load_vectors("event"), ids=lambda v: v["id"])
-def test_every_real_event_reaches_the_catch_all(vector):
+def test_every_real_event_reaches_the_catch_all(vector: dict[str, Any]) -> None:
     reg = Registry()
-    seen = []
+    seen: list[dict[str, Any]] = []
     reg.add("*", seen.append)
     reg.dispatch(vector["payload"])
     assert seen == [vector["payload"]]
 
 
-def test_unknown_kinds_and_garbage_are_delivered_not_raised():
+def test_unknown_kinds_and_garbage_are_delivered_not_raised() -> None:
     reg = Registry()
-    seen = []
+    seen: list[dict[str, Any]] = []
     reg.add("*", seen.append)
     reg.add("notice.bot_offline", seen.append)
     reg.dispatch({"post_type": "notice", "notice_type": "bot_offline", "message": "x"})
@@ -98,13 +102,13 @@ def test_unknown_kinds_and_garbage_are_delivered_not_raised():
     assert len(seen) == 4
 
 
-def test_submit_runs_handlers_off_the_calling_thread(no_thread_leak):
+def test_submit_runs_handlers_off_the_calling_thread(no_thread_leak: None) -> None:
     reg = Registry(workers=2)
     done = threading.Event()
     where = []
 
     @reg.on("message")
-    def handler(event):
+    def handler(event: dict[str, Any]) -> None:
         where.append(threading.current_thread().name)
         done.set()
 
@@ -115,7 +119,7 @@ def test_submit_runs_handlers_off_the_calling_thread(no_thread_leak):
     reg.close()
 
 
-def test_a_handler_can_block_on_another_thread_without_deadlock(no_thread_leak):
+def test_a_handler_can_block_on_another_thread_without_deadlock(no_thread_leak: None) -> None:
     # What a blocking API call inside a handler looks like: it waits for a
     # response that the (still free) receiving thread delivers.
     reg = Registry(workers=1)
@@ -123,7 +127,7 @@ def test_a_handler_can_block_on_another_thread_without_deadlock(no_thread_leak):
     finished = threading.Event()
 
     @reg.on("message")
-    def handler(event):
+    def handler(event: dict[str, Any]) -> None:
         assert response.wait(5)
         finished.set()
 
@@ -133,7 +137,9 @@ def test_a_handler_can_block_on_another_thread_without_deadlock(no_thread_leak):
     reg.close()
 
 
-def test_bounded_queue_drops_and_counts(no_thread_leak, caplog):
+def test_bounded_queue_drops_and_counts(
+    no_thread_leak: None, caplog: pytest.LogCaptureFixture
+) -> None:
     reg = Registry(workers=1, max_pending=3)
     gate = threading.Event()
     reg.add("*", lambda e: gate.wait(5))
@@ -147,9 +153,9 @@ def test_bounded_queue_drops_and_counts(no_thread_leak, caplog):
     reg.close()
 
 
-def test_close_stops_workers_and_later_submits_are_dropped(no_thread_leak):
+def test_close_stops_workers_and_later_submits_are_dropped(no_thread_leak: None) -> None:
     reg = Registry(workers=4)
-    handled = []
+    handled: list[dict[str, Any]] = []
     reg.add("*", handled.append)
     for n in range(20):
         reg.submit({"post_type": "x", "n": n})
@@ -159,7 +165,7 @@ def test_close_stops_workers_and_later_submits_are_dropped(no_thread_leak):
     assert reg.dropped == 1
 
 
-def test_close_is_bounded_when_a_handler_hangs(caplog):
+def test_close_is_bounded_when_a_handler_hangs(caplog: pytest.LogCaptureFixture) -> None:
     reg = Registry(workers=1)
     gate = threading.Event()
     reg.add("*", lambda e: gate.wait(10))
@@ -171,7 +177,7 @@ def test_close_is_bounded_when_a_handler_hangs(caplog):
     gate.set()
 
 
-def test_slow_handler_is_reported(caplog):
+def test_slow_handler_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     reg = Registry(slow_handler=0.0)
     reg.add("*", lambda e: None)
     with caplog.at_level(logging.WARNING, logger="onebot_ref.registry"):
@@ -180,8 +186,8 @@ def test_slow_handler_is_reported(caplog):
 
 
 def test_max_pending_bytes_counts_events_until_handled_and_measures_unsized_ones(
-    no_thread_leak,
-):
+    no_thread_leak: None,
+) -> None:
     reg = Registry(workers=1, max_pending_bytes=10_000)
     gate = threading.Event()
     reg.add("*", lambda e: gate.wait(5))
@@ -201,14 +207,16 @@ def test_max_pending_bytes_counts_events_until_handled_and_measures_unsized_ones
     reg.close()
 
 
-def test_an_event_larger_than_max_pending_bytes_is_dropped_even_when_idle(no_thread_leak, caplog):
+def test_an_event_larger_than_max_pending_bytes_is_dropped_even_when_idle(
+    no_thread_leak: None, caplog: pytest.LogCaptureFixture
+) -> None:
     reg = Registry(workers=1, max_pending_bytes=100)
     assert not reg.submit({"post_type": "x"}, size=101)
     assert "this one has 101 (max_pending_bytes=100)" in caplog.text
     reg.close()
 
 
-def test_a_raising_handler_still_gives_its_bytes_back(no_thread_leak):
+def test_a_raising_handler_still_gives_its_bytes_back(no_thread_leak: None) -> None:
     reg = Registry(workers=2, max_pending_bytes=1000)
     reg.add("*", lambda e: 1 / 0)
     for _ in range(20):
@@ -219,7 +227,9 @@ def test_a_raising_handler_still_gives_its_bytes_back(no_thread_leak):
     reg.close()
 
 
-def test_drops_are_logged_once_per_interval_with_the_count_since(no_thread_leak, caplog):
+def test_drops_are_logged_once_per_interval_with_the_count_since(
+    no_thread_leak: None, caplog: pytest.LogCaptureFixture
+) -> None:
     reg = Registry(workers=1, max_pending=1)
     gate = threading.Event()
     reg.add("*", lambda e: gate.wait(5))
@@ -239,14 +249,16 @@ def test_drops_are_logged_once_per_interval_with_the_count_since(no_thread_leak,
     reg.close()
 
 
-def test_drop_warnings_keep_their_interval_exactly(no_thread_leak, caplog):
+def test_drop_warnings_keep_their_interval_exactly(
+    no_thread_leak: None, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = FakeClock()
     reg = Registry(workers=1, max_pending=1, clock=clock)
     gate = threading.Event()
     reg.add("*", lambda e: gate.wait(5))
     dropped = [reg.submit({"post_type": "x"}) for _ in range(5)].count(False)  # 3 or 4
 
-    def warnings():
+    def warnings() -> list[str]:
         return [r.getMessage() for r in caplog.records if "dropped events" in r.getMessage()]
 
     assert len(warnings()) == 1  # the first drop, at once

@@ -16,6 +16,8 @@ import logging
 import pathlib
 import socket
 import traceback
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import requests
@@ -23,7 +25,7 @@ import websocket
 from conftest import unused_port, upgrade_request, wait_until
 
 import onebot_ref
-from onebot_ref import codec, doctor
+from onebot_ref import Flavor, codec, doctor
 from onebot_ref.errors import AuthError, NetworkError, ProtocolError
 from onebot_ref.framer import HandshakeError, MessageReader, parse_handshake
 from onebot_ref.http_client import HttpClient
@@ -39,7 +41,7 @@ RAW = (TOKEN, SECRET, WRONG)
 PACKAGE = pathlib.Path(onebot_ref.__file__).parent  # the package under test, wherever it is
 
 
-def http(port, data, timeout=10.0):
+def http(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """One raw HTTP exchange; returns everything the server sent before closing."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
@@ -53,16 +55,21 @@ def http(port, data, timeout=10.0):
         return out
 
 
-def post(port, target="/", headers=(), body=b'{"post_type":"meta_event","self_id":1}'):
+def post(
+    port: int,
+    target: str = "/",
+    headers: Sequence[str] = (),
+    body: bytes = b'{"post_type":"meta_event","self_id":1}',
+) -> bytes:
     head = [f"POST {target} HTTP/1.1", f"Content-Length: {len(body)}", *headers]
     return http(port, ("\r\n".join(head) + "\r\n\r\n").encode() + body)
 
 
-def handshake(port, target="/", headers=()):
+def handshake(port: int, target: str = "/", headers: Sequence[str] = ()) -> bytes:
     return http(port, upgrade_request(target, ["X-Self-ID: 10001", *headers]))
 
 
-def assert_nothing_leaked(caplog):
+def assert_nothing_leaked(caplog: pytest.LogCaptureFixture) -> None:
     assert caplog.records, "expected some log records"
     for record in caplog.records:
         text = record.getMessage()
@@ -75,7 +82,7 @@ def assert_nothing_leaked(caplog):
 # --- constant-time comparison ------------------------------------------------------
 
 
-def test_no_credential_is_compared_with_eq():
+def test_no_credential_is_compared_with_eq() -> None:
     """Source scan: no ``==``/``!=``/``in`` touches a name that holds a token or secret."""
     suspicious = ("token", "secret", "signature", "presented")
     found = []
@@ -92,15 +99,15 @@ def test_no_credential_is_compared_with_eq():
     assert not found, f"credentials compared without hmac.compare_digest at {found}"
 
 
-def test_every_server_path_compares_in_constant_time(monkeypatch):
-    calls = []
+def test_every_server_path_compares_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
     real = hmac.compare_digest
 
-    def spy(a, b):
+    def spy(a: Any, b: Any) -> bool:
         calls.append(len(a))
         return real(a, b)
 
-    monkeypatch.setattr(codec.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # the module codec calls it through
     with HttpServer(port=0, access_token=TOKEN, secret=SECRET) as server:
         assert post(server.port, headers=[f"Authorization: Bearer {WRONG}"]).startswith(
             b"HTTP/1.1 403"
@@ -110,8 +117,8 @@ def test_every_server_path_compares_in_constant_time(monkeypatch):
         sig = f"X-Signature: {codec.sign(body, WRONG)}"
         reply = post(server.port, f"/?access_token={TOKEN}", [sig], body)
         assert reply.startswith(b"HTTP/1.1 403") and len(calls) == 3  # token, then signature
-    with WsServer(port=0, access_token=TOKEN) as server:
-        assert handshake(server.port, headers=[f"Authorization: Token {WRONG}"]).startswith(
+    with WsServer(port=0, access_token=TOKEN) as ws_server:
+        assert handshake(ws_server.port, headers=[f"Authorization: Token {WRONG}"]).startswith(
             b"HTTP/1.1 403"
         )
         assert len(calls) == 4
@@ -122,7 +129,7 @@ def test_every_server_path_compares_in_constant_time(monkeypatch):
 # --- never logged ------------------------------------------------------------------------
 
 
-def test_http_server_logs_no_credential(caplog):
+def test_http_server_logs_no_credential(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     body = b'{"post_type":"meta_event","self_id":1}'
     good_sig = f"X-Signature: {codec.sign(body, SECRET)}"
@@ -143,7 +150,7 @@ def test_http_server_logs_no_credential(caplog):
     assert "access_token=***" in caplog.text  # the request lines are still logged
 
 
-def test_ws_server_logs_no_credential(caplog):
+def test_ws_server_logs_no_credential(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with WsServer(port=0, access_token=TOKEN) as server:
         replies = [
@@ -160,17 +167,17 @@ def test_ws_server_logs_no_credential(caplog):
 
 
 @pytest.mark.parametrize("flavor", ["spec", "go-cqhttp", "napcat"])
-def test_client_modes_log_no_credential(flavor, caplog):
+def test_client_modes_log_no_credential(flavor: Flavor, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with FakeOneBot(flavor=flavor, access_token=TOKEN) as fake:
         with HttpClient(fake.start_http_api(), access_token=WRONG) as client:
             with pytest.raises(AuthError) as info:
                 client.get_status()
             assert WRONG not in str(info.value)
-        client = WsClient(fake.start_ws_server(), access_token=WRONG, token_in_query=True)
+        ws_client = WsClient(fake.start_ws_server(), access_token=WRONG, token_in_query=True)
         with pytest.raises(AuthError) as info:
-            client.start()
-        client.close()
+            ws_client.start()
+        ws_client.close()
         assert WRONG not in str(info.value)
         # The reverse side: the fake dials our server with its (right or wrong) token.
         with WsServer(port=0, access_token=WRONG) as server:
@@ -182,12 +189,12 @@ def test_client_modes_log_no_credential(flavor, caplog):
     assert_nothing_leaked(caplog)
 
 
-def _shown(exc):
+def _shown(exc: BaseException) -> str:
     """Everything a traceback of ``exc`` prints, its chain included."""
     return "".join(traceback.format_exception(exc))
 
 
-def test_http_client_errors_and_logs_quote_no_token(caplog):
+def test_http_client_errors_and_logs_quote_no_token(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with HttpClient(f"http://127.0.0.1:{unused_port()}/?access_token={TOKEN}") as client:
         with pytest.raises(NetworkError) as refused:
@@ -205,12 +212,13 @@ def test_http_client_errors_and_logs_quote_no_token(caplog):
     assert_nothing_leaked(caplog)  # urllib3 logs each request line at DEBUG, too
 
 
-def test_fake_http_api_logs_no_token(caplog):
+def test_fake_http_api_logs_no_token(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, "onebot_ref")
     with FakeOneBot(access_token=TOKEN) as fake:
         url = fake.start_http_api()
         assert requests.get(f"{url}/get_status?access_token={TOKEN}", timeout=5).ok
         assert requests.get(f"{url}/get_status?access_token={WRONG}", timeout=5).status_code == 403
+        assert fake.http_api is not None  # started above
         http(
             fake.http_api.port,
             f"GET /?access_token={TOKEN} HTTP/1.1 x\r\n\r\n".encode(),
@@ -219,7 +227,7 @@ def test_fake_http_api_logs_no_token(caplog):
     assert "access_token=***" in caplog.text  # the stdlib request lines are still logged
 
 
-def test_ws_client_errors_quote_no_token():
+def test_ws_client_errors_quote_no_token() -> None:
     client = WsClient(f"ws://127.0.0.1:{unused_port()}/?access_token={TOKEN}", reconnect=False)
     with pytest.raises(NetworkError) as caught:
         client.start()
@@ -230,7 +238,9 @@ def test_ws_client_errors_quote_no_token():
 
 @pytest.mark.parametrize("mode", ["--http", "--ws"])
 @pytest.mark.parametrize("json_out", [[], ["--json"]])
-def test_doctor_reports_quote_no_token(mode, json_out, capsys):
+def test_doctor_reports_quote_no_token(
+    mode: str, json_out: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     scheme = "http" if mode == "--http" else "ws"
     url = f"{scheme}://127.0.0.1:{unused_port()}/?access_token={TOKEN}"
     assert doctor.main([mode, url, "--timeout", "1", *json_out]) == 1
@@ -238,7 +248,7 @@ def test_doctor_reports_quote_no_token(mode, json_out, capsys):
     assert TOKEN not in out and "access_token=***" in out
 
 
-def test_redact():
+def test_redact() -> None:
     assert (
         codec.redact("POST /?access_token=abc&x=1 HTTP/1.1")
         == "POST /?access_token=***&x=1 HTTP/1.1"
@@ -251,28 +261,32 @@ def test_redact():
 
 
 @pytest.mark.parametrize("cls", [HttpServer, WsServer, FakeOneBot])
-def test_servers_bind_loopback_by_default(cls):
+def test_servers_bind_loopback_by_default(cls: type) -> None:
     assert inspect.signature(cls).parameters["host"].default == "127.0.0.1"
 
 
 WILDCARD = "all interfaces"
 
 
-def _ws_warnings(caplog, host, **options):
+def _ws_warnings(
+    caplog: pytest.LogCaptureFixture, host: str, **options: Any
+) -> list[logging.LogRecord]:
     caplog.clear()
     with caplog.at_level(logging.WARNING, "onebot_ref"), WsServer(host, 0, **options):
         pass
     return [r for r in caplog.records if WILDCARD in r.getMessage()]
 
 
-def _http_warnings(caplog, host, **options):
+def _http_warnings(
+    caplog: pytest.LogCaptureFixture, host: str, **options: Any
+) -> list[logging.LogRecord]:
     caplog.clear()
     with caplog.at_level(logging.WARNING, "onebot_ref"), HttpServer(host, 0, **options):
         pass
     return [r for r in caplog.records if WILDCARD in r.getMessage()]
 
 
-def test_wildcard_bind_without_credentials_warns(caplog):
+def test_wildcard_bind_without_credentials_warns(caplog: pytest.LogCaptureFixture) -> None:
     assert _http_warnings(caplog, "0.0.0.0")
     assert not _http_warnings(caplog, "0.0.0.0", secret=SECRET)
     assert not _http_warnings(caplog, "0.0.0.0", access_token=TOKEN)
@@ -283,7 +297,7 @@ def test_wildcard_bind_without_credentials_warns(caplog):
     assert not any(TOKEN in r.getMessage() for r in caplog.records)
 
 
-def test_ipv6_wildcard_bind_warns(caplog):
+def test_ipv6_wildcard_bind_warns(caplog: pytest.LogCaptureFixture) -> None:
     assert _ws_warnings(caplog, "::")  # WsServer binds "::" (IPv6, and IPv4 where it can)
     assert not _ws_warnings(caplog, "::", access_token=TOKEN)
 
@@ -291,7 +305,7 @@ def test_ipv6_wildcard_bind_warns(caplog):
 # --- a limit on every read path ---------------------------------------------------------
 
 
-def test_http_server_refuses_huge_bodies_and_heads_without_reading_them():
+def test_http_server_refuses_huge_bodies_and_heads_without_reading_them() -> None:
     with HttpServer(port=0, max_size=1000) as server:
         head = f"POST / HTTP/1.1\r\nContent-Length: {2**63}\r\n\r\n".encode()
         assert http(server.port, head + b"x" * 100).startswith(b"HTTP/1.1 413 ")
@@ -303,17 +317,18 @@ def test_http_server_refuses_huge_bodies_and_heads_without_reading_them():
         assert http(server.port, target).startswith(b"HTTP/1.1 414 ")
 
 
-def test_fake_http_api_refuses_huge_bodies():
+def test_fake_http_api_refuses_huge_bodies() -> None:
     with FakeOneBot() as fake:
         port = int(fake.start_http_api().rsplit(":", 1)[1])
         head = f"POST /get_status HTTP/1.1\r\nContent-Length: {2**63}\r\n\r\n".encode()
         assert http(port, head).startswith(b"HTTP/1.1 413 ")
 
 
-def _announce_huge_frame(port, target="/"):
+def _announce_huge_frame(port: int, target: str = "/") -> int:
     """Handshake, then a frame header announcing 2**62 bytes; returns the close code."""
     ws = websocket.create_connection(f"ws://127.0.0.1:{port}{target}", timeout=10)
     try:
+        assert ws.sock is not None  # connected
         ws.sock.sendall(bytes([0x82, 0xFF]) + (2**62).to_bytes(8, "big") + b"\0\0\0\0" + b"x" * 10)
         ws.settimeout(10)
         while True:  # skip the fake's lifecycle event
@@ -324,7 +339,7 @@ def _announce_huge_frame(port, target="/"):
         ws.shutdown()
 
 
-def test_ws_servers_refuse_huge_frames_from_the_header():
+def test_ws_servers_refuse_huge_frames_from_the_header() -> None:
     with WsServer(port=0, max_size=1 << 20) as server:
         assert _announce_huge_frame(server.port) == 1009
     with FakeOneBot() as fake:  # its forward server reuses ws_server's Connection
@@ -332,7 +347,7 @@ def test_ws_servers_refuse_huge_frames_from_the_header():
         assert _announce_huge_frame(port) == 1009
 
 
-def test_framer_limits_hold_before_buffering():
+def test_framer_limits_hold_before_buffering() -> None:
     reader = MessageReader(mask=True, max_message=100)
     reader.feed(bytes([0x82, 0xFF]) + (2**40).to_bytes(8, "big") + b"\0\0\0\0")
     with pytest.raises(ProtocolError) as info:

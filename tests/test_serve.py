@@ -10,7 +10,9 @@ from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_server import WsServer
 
 
-def test_close_wakes_the_accept_loop_at_once(monkeypatch: pytest.MonkeyPatch, no_thread_leak: None):
+def test_close_wakes_the_accept_loop_at_once(
+    monkeypatch: pytest.MonkeyPatch, no_thread_leak: None
+) -> None:
     """close() shuts the listening socket down, which wakes accept() (on Linux) at once.
 
     The accept loop also wakes every TICK for housekeeping; made 30 s here, a close

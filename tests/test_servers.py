@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,7 +34,10 @@ from onebot_ref.http_server import HttpServer
 from onebot_ref.testing import FakeOneBot
 from onebot_ref.ws_server import Bot, WsServer
 
-SERVERS = {"HttpServer": HttpServer, "WsServer": WsServer}
+SERVERS: dict[str, Callable[..., HttpServer | WsServer]] = {
+    "HttpServer": HttpServer,
+    "WsServer": WsServer,
+}
 ACCEPT_THREAD = {"HttpServer": "onebot-http-server-{}", "WsServer": "onebot-ws-{}"}
 
 

@@ -15,6 +15,7 @@ import resource
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ from onebot_ref.ws_server import WsServer
 SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 
 
-def rss_kib():
+def rss_kib() -> int:
     """Resident memory now (Linux), else the peak so far (getrusage)."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
@@ -43,11 +44,12 @@ def rss_kib():
 
 @pytest.mark.soak
 @pytest.mark.timeout(SECONDS + 60)
-def test_mixed_traffic_soak():
+def test_mixed_traffic_soak() -> None:
     fake = FakeOneBot(heartbeat_interval=1.0)
     fake.max_transcript = 1000
     http_client = HttpClient(fake.start_http_api(), timeout=5)
-    http_server = HttpServer(port=0, api=HttpClient(fake.start_http_api(), timeout=5)).start()
+    http_api = HttpClient(fake.start_http_api(), timeout=5)
+    http_server = HttpServer(port=0, api=http_api).start()
     fake.add_http_post(http_server.url)
     ws_client = WsClient(fake.start_ws_server(), timeout=5)
     ws_client.backoff_initial = 0.05
@@ -56,16 +58,16 @@ def test_mixed_traffic_soak():
     counts = {"events": 0, "calls": 0, "errors": 0, "drops": 0}
     lock = threading.Lock()
 
-    def seen(event):
+    def seen(event: dict[str, Any]) -> None:
         with lock:
             counts["events"] += 1
 
-    for bot in (http_server, ws_client, ws_server):
-        bot.on("message")(seen)
+    for receiver in (http_server, ws_client, ws_server):
+        receiver.on("message")(seen)
     ws_client.start()
     assert reverse.wait_connected()
 
-    samples = []
+    samples: list[tuple[float, int, int]] = []
     started = time.monotonic()
     warm = started + min(10.0, SECONDS / 5)
     next_sample, next_drop, i = warm, started + 5, 0
@@ -96,7 +98,7 @@ def test_mixed_traffic_soak():
         ws_client.close()
         ws_server.close()
         http_server.close()
-        http_server.api.close()
+        http_api.close()
         http_client.close()
         fake.close()
 

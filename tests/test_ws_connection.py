@@ -28,13 +28,13 @@ class Wire:
         other.join(5)  # it returned at once: its frame is ours to write now
 
 
-def test_a_frame_taken_along_that_fails_is_not_the_senders_failure():
+def test_a_frame_taken_along_that_fails_is_not_the_senders_failure() -> None:
     ours, peer = socket.socketpair()
     with ours, peer:
         conn = Connection(
             ours, Protocol(client=False, max_size=1 << 20), on_message=lambda opcode, payload: None
         )
-        conn.io = Wire(conn, ours)  # type: ignore[assignment]
+        conn.io = wire = Wire(conn, ours)  # type: ignore[assignment]
         conn.send_text(b'{"reply":1}')  # went out: no NotConnected for another's frame
-        assert conn.io.writes == 2 and peer.recv(100).endswith(b'{"reply":1}')
+        assert wire.writes == 2 and peer.recv(100).endswith(b'{"reply":1}')
         assert not conn.open  # the failed write still shut the connection down

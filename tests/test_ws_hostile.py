@@ -67,8 +67,10 @@ def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[threading.ExceptHookA
 class OneConnection:
     """A WsClient serving one connection (``reconnect=False``) on a thread of its own."""
 
-    def __init__(self, url: str, on_message: Callable[[Any], object] | None, **options: Any):
-        self.reasons: list[Exception] = []  # why the connection ended (on_disconnect)
+    def __init__(
+        self, url: str, on_message: Callable[[Any], object] | None, **options: Any
+    ) -> None:
+        self.reasons: list[Exception | None] = []  # why the connection ended (on_disconnect)
         self.client = WsClient(
             url,
             reconnect=False,
@@ -94,7 +96,9 @@ class OneConnection:
 def one_connection() -> Iterator[Callable[..., OneConnection]]:
     made: list[OneConnection] = []
 
-    def start(url: str, on_message: Callable[[Any], object] | None = None, **kw: Any):
+    def start(
+        url: str, on_message: Callable[[Any], object] | None = None, **kw: Any
+    ) -> OneConnection:
         made.append(OneConnection(url, on_message, **kw))
         return made[-1]
 
@@ -108,8 +112,8 @@ def one_connection() -> Iterator[Callable[..., OneConnection]]:
 
 @pytest.mark.parametrize("opcode", [PING, PONG, CLOSE])
 def test_client_refuses_a_control_frame_announcing_a_terabyte_from_its_header(
-    opcode, one_connection
-):
+    opcode: int, one_connection: Callable[..., OneConnection]
+) -> None:
     # 2**40 bytes announced, then zeros streamed for as long as the client reads them.
     head = bytes([0x80 | opcode, 127]) + (2**40).to_bytes(8, "big")
     with RawServer(lambda peer: peer.flood(head, bytes(65536), cap=64 * MiB, timeout=5)) as impl:
@@ -125,7 +129,7 @@ def test_client_refuses_a_control_frame_announcing_a_terabyte_from_its_header(
     assert "125 bytes" in str(reason)
 
 
-def test_server_refuses_a_control_frame_announcing_a_terabyte_from_its_header():
+def test_server_refuses_a_control_frame_announcing_a_terabyte_from_its_header() -> None:
     head = bytes([0x80 | PING, 0x80 | 127]) + (2**40).to_bytes(8, "big") + bytes(4)  # masked
     with WsServer(port=0, timeout=5) as server:
         peer = Peer.dial(server.port, [(b"X-Self-ID", b"1")])
@@ -146,7 +150,9 @@ MASKED_START = bytes([0x01, 0x81]) + bytes(4) + b"{"  # a zero key leaves the pa
 MASKED_EMPTY = bytes([0x00, 0x80, 0, 0, 0, 0]) * 10923  # 00 80 + key, 10,923 frames
 
 
-def test_client_closes_1009_on_endless_empty_continuations(one_connection):
+def test_client_closes_1009_on_endless_empty_continuations(
+    one_connection: Callable[..., OneConnection],
+) -> None:
     with RawServer(
         lambda p: p.flood(UNMASKED_START, UNMASKED_EMPTY, cap=256 * MiB, timeout=5)
     ) as impl:
@@ -160,7 +166,7 @@ def test_client_closes_1009_on_endless_empty_continuations(one_connection):
     assert "frames" in str(reason)
 
 
-def test_server_closes_1009_on_endless_empty_continuations():
+def test_server_closes_1009_on_endless_empty_continuations() -> None:
     with WsServer(port=0, timeout=5) as server:
         peer = Peer.dial(server.port, [(b"X-Self-ID", b"1")])
         try:
@@ -200,7 +206,9 @@ def assert_linear(small: float, large: float) -> None:
     assert ratio < 3 * factor, f"{factor}x the fragments took {ratio:.1f}x as long"
 
 
-def test_client_joins_many_fragments_in_linear_time(one_connection):
+def test_client_joins_many_fragments_in_linear_time(
+    one_connection: Callable[..., OneConnection],
+) -> None:
     arrived = threading.Event()
 
     def script(peer: Peer) -> tuple[float, float]:
@@ -214,7 +222,7 @@ def test_client_joins_many_fragments_in_linear_time(one_connection):
     assert_linear(*times)
 
 
-def test_server_joins_many_fragments_in_linear_time():
+def test_server_joins_many_fragments_in_linear_time() -> None:
     arrived = threading.Event()
     with WsServer(port=0, timeout=5) as server:
         server.on("message")(lambda event: arrived.set())
@@ -226,7 +234,9 @@ def test_server_joins_many_fragments_in_linear_time():
     assert_linear(*times)
 
 
-def test_client_closes_1007_on_text_that_is_not_utf8(one_connection):
+def test_client_closes_1007_on_text_that_is_not_utf8(
+    one_connection: Callable[..., OneConnection],
+) -> None:
     """RFC 6455 section 8.1: invalid UTF-8 in a text message MUST fail the connection."""
 
     def script(peer: Peer) -> None:
@@ -263,8 +273,10 @@ INTERVALS = [  # a heartbeat's interval (ms) -> the watchdog's seconds (None: no
 
 
 @pytest.mark.parametrize(("interval", "seconds"), INTERVALS)
-def test_server_takes_any_heartbeat_interval(interval, seconds, thread_errors):
-    seen: queue.Queue = queue.Queue()
+def test_server_takes_any_heartbeat_interval(
+    interval: Any, seconds: float | None, thread_errors: list[threading.ExceptHookArgs]
+) -> None:
+    seen: queue.Queue[Any] = queue.Queue()
     with WsServer(port=0, timeout=5) as server:
         server.on("message")(seen.put)
         peer = Peer.dial(server.port, [(b"X-Self-ID", b"10001")])
@@ -281,8 +293,13 @@ def test_server_takes_any_heartbeat_interval(interval, seconds, thread_errors):
 
 
 @pytest.mark.parametrize(("interval", "seconds"), INTERVALS)
-def test_client_takes_any_heartbeat_interval(interval, seconds, one_connection, thread_errors):
-    seen: queue.Queue = queue.Queue()
+def test_client_takes_any_heartbeat_interval(
+    interval: Any,
+    seconds: float | None,
+    one_connection: Callable[..., OneConnection],
+    thread_errors: list[threading.ExceptHookArgs],
+) -> None:
+    seen: queue.Queue[Any] = queue.Queue()
 
     def script(peer: Peer) -> None:
         peer.send_text(heartbeat(interval))
@@ -311,7 +328,9 @@ def unexpected(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if "unexpected" in r.getMessage()]
 
 
-def test_server_closes_1011_on_an_unexpected_error_and_serves_on(thread_errors, caplog):
+def test_server_closes_1011_on_an_unexpected_error_and_serves_on(
+    thread_errors: list[threading.ExceptHookArgs], caplog: pytest.LogCaptureFixture
+) -> None:
     registry = BrokenRegistry()
     try:
         with WsServer(port=0, timeout=5, registry=registry) as server:
@@ -331,7 +350,11 @@ def test_server_closes_1011_on_an_unexpected_error_and_serves_on(thread_errors, 
     assert record.exc_info is not None  # the traceback goes to the log, once
 
 
-def test_client_closes_1011_on_an_unexpected_error(one_connection, thread_errors, caplog):
+def test_client_closes_1011_on_an_unexpected_error(
+    one_connection: Callable[..., OneConnection],
+    thread_errors: list[threading.ExceptHookArgs],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     registry = BrokenRegistry()
 
     def script(peer: Peer) -> None:

@@ -51,7 +51,7 @@ def sent(proto: Protocol) -> list[Frame]:
 # -- messages ---------------------------------------------------------------------------
 
 
-def test_a_text_message_in_any_split_is_one_event():
+def test_a_text_message_in_any_split_is_one_event() -> None:
     data = from_client(TEXT, "你好".encode())
     for cut in range(len(data) + 1):
         proto = server()
@@ -60,7 +60,7 @@ def test_a_text_message_in_any_split_is_one_event():
         assert proto.state is State.OPEN and sent(proto) == []
 
 
-def test_fragments_with_a_ping_between_them():
+def test_fragments_with_a_ping_between_them() -> None:
     """Section 5.4: control frames may be injected between the fragments of a message."""
     proto = server()
     data = (
@@ -72,13 +72,13 @@ def test_fragments_with_a_ping_between_them():
     assert sent(proto) == [Frame(PONG, b"p")]  # answered at once, mid-message
 
 
-def test_binary_messages_and_pongs_are_events():
+def test_binary_messages_and_pongs_are_events() -> None:
     proto = client()
     events = proto.receive_data(from_server(BINARY, b"\x00\xff") + from_server(PONG, b"x"))
     assert events == [Message(BINARY, b"\x00\xff"), Pong(b"x")]
 
 
-def test_client_masks_and_server_does_not():
+def test_client_masks_and_server_does_not() -> None:
     c, s = client(), server()
     c.send_text(b"hi")
     s.send_text(b"hi")
@@ -88,7 +88,7 @@ def test_client_masks_and_server_does_not():
     assert c.receive_data(s_bytes) == [Message(TEXT, b"hi")]
 
 
-def test_pending_counts_the_queued_bytes():
+def test_pending_counts_the_queued_bytes() -> None:
     proto = server()
     proto.send_text(b"x" * 200)
     proto.send_binary(b"y")
@@ -127,7 +127,7 @@ def test_pending_counts_the_queued_bytes():
         "over-max-size",
     ],
 )
-def test_a_violation_fails_with_its_code_and_nothing_after_is_read(data, code):
+def test_a_violation_fails_with_its_code_and_nothing_after_is_read(data: bytes, code: int) -> None:
     proto = server(max_size=100)
     events = proto.receive_data(data + from_client(TEXT, b"after"))
     assert Message(TEXT, b"after") not in events
@@ -138,7 +138,7 @@ def test_a_violation_fails_with_its_code_and_nothing_after_is_read(data, code):
     assert proto.receive_data(from_client(TEXT, b"later")) == []  # ignored from now on
 
 
-def test_the_size_limit_is_checked_from_the_header_before_the_payload():
+def test_the_size_limit_is_checked_from_the_header_before_the_payload() -> None:
     """1009 as soon as the length is read: a 2^40-byte announcement is not buffered."""
     proto = server(max_size=1000)
     header = bytes([0x82, 0x80 | 127]) + (1 << 40).to_bytes(8, "big") + b"\x00" * 4
@@ -147,7 +147,7 @@ def test_the_size_limit_is_checked_from_the_header_before_the_payload():
     assert proto.error.close_code == 1009
 
 
-def test_events_before_a_violation_are_still_returned():
+def test_events_before_a_violation_are_still_returned() -> None:
     proto = server()
     events = proto.receive_data(from_client(TEXT, b"ok") + from_client(0xF))
     assert events == [Message(TEXT, b"ok")] and proto.state is State.CLOSED
@@ -156,7 +156,7 @@ def test_events_before_a_violation_are_still_returned():
 # -- the closing handshake ---------------------------------------------------------------
 
 
-def test_a_close_from_the_peer_is_echoed_and_ends_the_connection():
+def test_a_close_from_the_peer_is_echoed_and_ends_the_connection() -> None:
     proto = server()
     events = proto.receive_data(from_client(CLOSE, encode_close(1001, "bye")))
     assert events == [CloseReceived(1001, "bye")]
@@ -164,13 +164,13 @@ def test_a_close_from_the_peer_is_echoed_and_ends_the_connection():
     assert sent(proto) == [Frame(CLOSE, (1001).to_bytes(2, "big"))]
 
 
-def test_an_empty_close_is_answered_with_an_empty_close():
+def test_an_empty_close_is_answered_with_an_empty_close() -> None:
     proto = client()
     assert proto.receive_data(from_server(CLOSE)) == [CloseReceived(1005, "")]
     assert sent(proto) == [Frame(CLOSE, b"")]
 
 
-def test_after_our_close_no_frames_are_sent_but_data_still_arrives():
+def test_after_our_close_no_frames_are_sent_but_data_still_arrives() -> None:
     """Section 1.4: only the receiver of a Close discards data; these were sent before."""
     proto = server()
     proto.send_close(1000, "replaced")
@@ -183,17 +183,18 @@ def test_after_our_close_no_frames_are_sent_but_data_still_arrives():
     assert events == [Message(TEXT, b"in flight"), Ping(b"p")]
     assert sent(proto) == []  # no pong after our Close (section 5.5.1)
     assert proto.receive_data(from_client(CLOSE, encode_close(1000))) == [CloseReceived(1000, "")]
-    assert proto.state is State.CLOSED and sent(proto) == []  # not answered twice
+    # mypy holds proto.state at LOCAL_CLOSING from the assert above; receive_data moved it
+    assert proto.state is State.CLOSED and sent(proto) == []  # type: ignore[comparison-overlap, unreachable]  # not answered twice
 
 
-def test_send_close_twice_sends_one_close():
+def test_send_close_twice_sends_one_close() -> None:
     proto = client()
     proto.send_close(1000)
     proto.send_close(1001)
     assert len(sent(proto)) == 1
 
 
-def test_eof_ends_the_connection_abnormally():
+def test_eof_ends_the_connection_abnormally() -> None:
     proto = server()
     proto.receive_eof()
     assert proto.state is State.CLOSED and proto.close_code == 1006
@@ -201,7 +202,7 @@ def test_eof_ends_the_connection_abnormally():
         proto.send_text(b"x")
 
 
-def test_close_reasons_are_cut_to_fit_a_control_frame():
+def test_close_reasons_are_cut_to_fit_a_control_frame() -> None:
     proto = server()
     proto.send_close(1000, "末" * 100)
     (close,) = sent(proto)
@@ -209,5 +210,5 @@ def test_close_reasons_are_cut_to_fit_a_control_frame():
     close.payload[2:].decode("utf-8")  # never cut inside a character
 
 
-def test_tcp_is_closed_first_by_the_server():
+def test_tcp_is_closed_first_by_the_server() -> None:
     assert server().tcp_close_first and not client().tcp_close_first

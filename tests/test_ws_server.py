@@ -12,26 +12,30 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 import websocket
 import wsproto
 import wsproto.events as wse
-from conftest import load_vectors, served, upgrade_request, wait_until
+from conftest import echoed, load_vectors, served, upgrade_request, wait_until
 from hostile import Peer
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 from onebot_ref import ActionFailed, ApiTimeout, NotConnected, Registry
+from onebot_ref._ws_connection import Connection
 from onebot_ref.framer import CLOSE, PING, TEXT, Frame, encode_frame
-from onebot_ref.ws_server import Connection, WsServer
+from onebot_ref.ws_server import Bot, WsServer
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
 STANDARD = {"connection", "upgrade", "sec-websocket-version", "sec-websocket-key", "host"}
 
 
-def event(self_id=10001, text="hi", **extra):
+def event(self_id: int | str = 10001, text: str = "hi", **extra: Any) -> dict[str, Any]:
     return {
         "time": 1700000000,
         "self_id": self_id,
@@ -47,15 +51,15 @@ def event(self_id=10001, text="hi", **extra):
 class Impl:
     """A OneBot implementation played by websocket-client: it answers every action ok."""
 
-    def __init__(self, url, headers, answer=True):
+    def __init__(self, url: str, headers: list[str], answer: bool = True) -> None:
         self.ws = websocket.create_connection(url, header=headers, timeout=10)
         self.answer = answer
-        self.requests: queue.Queue = queue.Queue()
-        self.close_code = None
+        self.requests: queue.Queue[Any] = queue.Queue()
+        self.close_code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             try:
                 opcode, data = self.ws.recv_data()
@@ -70,22 +74,23 @@ class Impl:
                 data = {"action": request["action"], "params": request["params"]}
                 self.send({"status": "ok", "retcode": 0, "data": data, "echo": request["echo"]})
 
-    def send(self, obj):
+    def send(self, obj: Any) -> None:
         self.ws.send(json.dumps(obj, ensure_ascii=False))
 
-    def close(self):
+    def close(self) -> None:
         self.ws.abort()
         self.thread.join(10)
         self.ws.shutdown()
 
 
-def ws_client(url, self_id):
+def ws_client(url: str, self_id: int | str) -> ClientConnection:
     """A ``websockets`` sync client dialing as bot ``self_id``; the caller closes it."""
     client = ws_connect(url, additional_headers={"X-Self-ID": str(self_id)}, open_timeout=10)
-    return client.__enter__()  # websockets >= 15 warns unless connect() is "entered"
+    client.__enter__()  # websockets >= 15 warns unless connect() is "entered"
+    return client
 
 
-def headers_for(self_id, role="Universal", token=None):
+def headers_for(self_id: int | str, role: str = "Universal", token: str | None = None) -> list[str]:
     headers = [f"X-Self-ID: {self_id}", f"X-Client-Role: {role}"]
     if token is not None:
         headers.append(f"Authorization: Bearer {token}")
@@ -93,12 +98,12 @@ def headers_for(self_id, role="Universal", token=None):
 
 
 @pytest.fixture
-def server():
+def server() -> Iterator[WsServer]:
     with WsServer(port=0, timeout=10) as srv:
         yield srv
 
 
-def vector_headers(vector_id):
+def vector_headers(vector_id: str) -> list[list[str]]:
     (vector,) = [v for v in load_vectors("handshake") if v["id"] == vector_id]
     payload = vector["payload"]
     connections = payload.get("connections") or [payload]
@@ -116,7 +121,7 @@ def vector_headers(vector_id):
         ("misc-coolq-http-api-headers-001", "s3cr3t", "10001"),
     ],
 )
-def test_real_handshakes_are_accepted(vector_id, token, self_id):
+def test_real_handshakes_are_accepted(vector_id: str, token: str | None, self_id: str) -> None:
     (headers,) = vector_headers(vector_id)
     with WsServer(port=0, access_token=token, timeout=10) as srv:
         impl = Impl(srv.url, headers)
@@ -127,7 +132,7 @@ def test_real_handshakes_are_accepted(vector_id, token, self_id):
             impl.close()
 
 
-def test_go_cqhttp_api_event_split_and_lagrange_api_role(server):
+def test_go_cqhttp_api_event_split_and_lagrange_api_role(server: WsServer) -> None:
     api_headers, event_headers = vector_headers("gocq-handshake-reverse-ws-api-event-001")
     api = Impl(server.url, api_headers)
     events = Impl(server.url, event_headers)
@@ -135,21 +140,22 @@ def test_go_cqhttp_api_event_split_and_lagrange_api_role(server):
     try:
         wait_until(lambda: server.bots == ["1963185901", "555"])
         replied = threading.Event()
-        server.on("message")(lambda e: (server.reply(e, "pong"), replied.set()))
+        # a lambda that does two things: mypy flags the None of set()
+        server.on("message")(lambda e: (server.reply(e, "pong"), replied.set()))  # type: ignore[func-returns-value]
         events.send(event(self_id=1963185901))
         request = api.requests.get(timeout=10)  # the reply leaves on the API socket
         assert request["action"] == "send_private_msg"
         assert request["params"]["message"] == "pong"
         assert replied.wait(10)
         assert events.requests.empty()
-        assert server.bot(555).get_login_info()["action"] == "get_login_info"
+        assert echoed(server.bot(555).get_login_info()) == "get_login_info"
         assert lagrange.requests.get(timeout=10)["action"] == "get_login_info"
     finally:
         for impl in (api, events, lagrange):
             impl.close()
 
 
-def test_event_only_bot_cannot_take_calls(server):
+def test_event_only_bot_cannot_take_calls(server: WsServer) -> None:
     impl = Impl(server.url, headers_for(7, role="Event"))
     try:
         wait_until(lambda: server.bots == ["7"])
@@ -159,7 +165,7 @@ def test_event_only_bot_cannot_take_calls(server):
         impl.close()
 
 
-def test_auth_401_403_before_upgrade_logged_once(caplog):
+def test_auth_401_403_before_upgrade_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     with WsServer(port=0, access_token="s3cr3t") as srv:
         caplog.set_level(logging.WARNING, logger="onebot_ref.ws_server")
         for _ in range(3):
@@ -181,7 +187,7 @@ def test_auth_401_403_before_upgrade_logged_once(caplog):
             ws.close()
 
 
-def test_a_wrong_token_learns_nothing_about_the_real_one(caplog):
+def test_a_wrong_token_learns_nothing_about_the_real_one(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="onebot_ref")
     with WsServer(port=0, access_token="s3cr3t-token") as srv:
         headers = ["X-Self-ID: 1", "Authorization: Bearer wr0ng"]
@@ -192,7 +198,7 @@ def test_a_wrong_token_learns_nothing_about_the_real_one(caplog):
     assert "wr…(5 chars), expected s3…(12 chars)" in caplog.text  # our own log keeps them
 
 
-def test_several_bots_routing(server):
+def test_several_bots_routing(server: WsServer) -> None:
     one = Impl(server.url, headers_for(1))
     two = ws_client(server.url, 2)
     try:
@@ -201,9 +207,9 @@ def test_several_bots_routing(server):
             server.get_status()
         with pytest.raises(NotConnected, match="3"):
             server.call("get_status", self_id=3)
-        assert server.bot(1).get_status()["action"] == "get_status"
+        assert echoed(server.bot(1).get_status()) == "get_status"
         # Bot 2 answers with a failure, from the websockets client.
-        result: queue.Queue = queue.Queue()
+        result: queue.Queue[Any] = queue.Queue()
         caller = threading.Thread(
             target=lambda: result.put(_catch(lambda: server.bot("2").delete_msg(5)))
         )
@@ -218,14 +224,14 @@ def test_several_bots_routing(server):
         two.close()
 
 
-def _catch(func):
+def _catch(func: Callable[[], Any]) -> Any:
     try:
         return func()
     except Exception as exc:
         return exc
 
 
-def test_replace_on_reconnect(server):
+def test_replace_on_reconnect(server: WsServer) -> None:
     old = Impl(server.url, headers_for(9))
     wait_until(lambda: server.bots == ["9"])
     new = Impl(server.url, headers_for(9))
@@ -239,11 +245,11 @@ def test_replace_on_reconnect(server):
         new.close()
 
 
-def test_events_sent_before_the_implementation_saw_our_close_are_not_lost(server):
+def test_events_sent_before_the_implementation_saw_our_close_are_not_lost(server: WsServer) -> None:
     # The race behind a lost event: we send a Close (here: the bot reconnected, so the old
     # connection is retired) while the implementation is still pushing events on it. What it
     # sent before it read our Close must reach the handlers; a ping in between gets no pong.
-    seen = queue.Queue()
+    seen: queue.Queue[Any] = queue.Queue()
     server.on("message")(lambda e: seen.put(e["message"]))
     sock, conn = raw_client(server.port, headers=[(b"X-Self-ID", b"9")])
     try:
@@ -265,7 +271,7 @@ def test_events_sent_before_the_implementation_saw_our_close_are_not_lost(server
         sock.close()
 
 
-def test_a_peer_that_never_answers_our_close_is_cut_after_close_timeout():
+def test_a_peer_that_never_answers_our_close_is_cut_after_close_timeout() -> None:
     with WsServer(port=0, timeout=5, close_timeout=0.5) as srv:
         sock, conn = raw_client(srv.port, headers=[(b"X-Self-ID", b"9")])
         try:
@@ -282,18 +288,18 @@ def test_a_peer_that_never_answers_our_close_is_cut_after_close_timeout():
             sock.close()
 
 
-def hooked_server(log: queue.Queue, **options):
+def hooked_server(log: queue.Queue[Any], **options: Any) -> WsServer:
     """A WsServer whose hooks log ("connect"/"disconnect", self_id, thread name)."""
 
-    def hook(kind):
+    def hook(kind: str) -> Callable[[Bot], None]:
         return lambda bot: log.put((kind, bot.self_id, threading.current_thread().name))
 
     return WsServer(port=0, timeout=10, on_connect=hook("connect"),
                     on_disconnect=hook("disconnect"), **options)  # fmt: skip
 
 
-def test_hooks_once_per_bot_across_split_connections_and_replacement():
-    log: queue.Queue = queue.Queue()
+def test_hooks_once_per_bot_across_split_connections_and_replacement() -> None:
+    log: queue.Queue[Any] = queue.Queue()
     with hooked_server(log) as srv:
         api_headers, event_headers = vector_headers("gocq-handshake-reverse-ws-api-event-001")
         api = Impl(srv.url, api_headers)
@@ -314,14 +320,14 @@ def test_hooks_once_per_bot_across_split_connections_and_replacement():
     assert log.empty()
 
 
-def test_hooks_call_the_bot_and_see_learned_ids_and_close(caplog):
-    log: queue.Queue = queue.Queue()
-    seen: queue.Queue = queue.Queue()
+def test_hooks_call_the_bot_and_see_learned_ids_and_close(caplog: pytest.LogCaptureFixture) -> None:
+    log: queue.Queue[Any] = queue.Queue()
+    seen: queue.Queue[Any] = queue.Queue()
 
-    def greet(bot):
-        seen.put(bot.get_login_info()["action"])  # a call from the hook: not a receive thread
+    def greet(bot: Bot) -> None:
+        seen.put(echoed(bot.get_login_info()))  # a call from the hook: not a receive thread
 
-    def boom(bot):
+    def boom(bot: Bot) -> None:
         raise RuntimeError("hook failed")
 
     with WsServer(port=0, timeout=10, on_connect=greet, on_disconnect=boom) as srv:
@@ -337,7 +343,7 @@ def test_hooks_call_the_bot_and_see_learned_ids_and_close(caplog):
         srv.on_connect = None
         other = Impl(srv.url, headers_for(1))  # on_disconnect raises: logged, server goes on
         try:
-            assert srv.bot(1).get_status()["action"] == "get_status"
+            assert echoed(srv.bot(1).get_status()) == "get_status"
         finally:
             other.close()
         wait_until(lambda: "hook test_hooks_call_the_bot_and_see_learned_ids_and_close"
@@ -350,7 +356,7 @@ def test_hooks_call_the_bot_and_see_learned_ids_and_close(caplog):
         impl.close()
 
 
-def test_two_accounts_in_one_group_reply_once_with_dedup():
+def test_two_accounts_in_one_group_reply_once_with_dedup() -> None:
     """USER_PAINS §9: both bots get the group message; with dedup_accounts only one replies."""
     registry = Registry(dedup_accounts=60)
     with WsServer(port=0, registry=registry, timeout=10) as srv:
@@ -373,9 +379,9 @@ def test_two_accounts_in_one_group_reply_once_with_dedup():
     registry.close()
 
 
-def test_handler_calling_the_api_does_not_deadlock():
+def test_handler_calling_the_api_does_not_deadlock() -> None:
     registry = Registry(workers=1)  # one worker, blocked in call() while the reply comes in
-    answers: queue.Queue = queue.Queue()
+    answers: queue.Queue[Any] = queue.Queue()
     with WsServer(port=0, registry=registry, timeout=10) as srv:
         srv.on("message")(lambda e: answers.put(srv.reply(e, "hello")))
         impl = Impl(srv.url, headers_for(10001))
@@ -389,10 +395,10 @@ def test_handler_calling_the_api_does_not_deadlock():
     registry.close()
 
 
-def test_pending_call_fails_fast_on_disconnect(server):
+def test_pending_call_fails_fast_on_disconnect(server: WsServer) -> None:
     impl = Impl(server.url, headers_for(1), answer=False)
     wait_until(lambda: server.bots == ["1"])
-    result: queue.Queue = queue.Queue()
+    result: queue.Queue[Any] = queue.Queue()
     caller = threading.Thread(target=lambda: result.put(_catch(server.get_status)))
     caller.start()
     impl.requests.get(timeout=10)
@@ -407,7 +413,7 @@ def test_pending_call_fails_fast_on_disconnect(server):
         server.get_status()
 
 
-def test_unanswered_call_times_out(server):
+def test_unanswered_call_times_out(server: WsServer) -> None:
     impl = Impl(server.url, headers_for(1), answer=False)
     try:
         wait_until(lambda: server.bots == ["1"])
@@ -417,11 +423,11 @@ def test_unanswered_call_times_out(server):
         impl.close()
 
 
-def test_out_of_order_and_stream_responses(server):
+def test_out_of_order_and_stream_responses(server: WsServer) -> None:
     ws = ws_client(server.url, 1)
     try:
         wait_until(lambda: server.bots == ["1"])
-        results: queue.Queue = queue.Queue()
+        results: queue.Queue[Any] = queue.Queue()
         callers = [
             threading.Thread(target=lambda a=a: results.put((a, server.call(a)))) for a in "ab"
         ]
@@ -445,12 +451,12 @@ def test_out_of_order_and_stream_responses(server):
         ws.close()
 
 
-def test_concurrent_calls_each_frame_once_and_whole(server):
+def test_concurrent_calls_each_frame_once_and_whole(server: WsServer) -> None:
     """16 threads calling at once share writes (small and 600 KiB frames, past OUTBOX_LIMIT)."""
     ws = ws_client(server.url, 1)
     seen: list[str] = []
 
-    def answer():
+    def answer() -> None:
         try:
             while True:
                 request = json.loads(ws.recv(timeout=10))
@@ -463,9 +469,9 @@ def test_concurrent_calls_each_frame_once_and_whole(server):
 
     answerer = threading.Thread(target=answer)
     answerer.start()
-    results: queue.Queue = queue.Queue()
+    results: queue.Queue[Any] = queue.Queue()
 
-    def caller(first):
+    def caller(first: bool) -> None:
         for n in range(first, first + 20):
             text = "x" * (600_000 if n % 37 == 0 else n)
             results.put((n, len(text), server.call("echo", n=n, text=text)))
@@ -489,13 +495,13 @@ def test_concurrent_calls_each_frame_once_and_whole(server):
 class LateSender:
     """A connection's write lock that lets another thread queue a frame just before release."""
 
-    def __init__(self, conn, frame: bytes) -> None:
+    def __init__(self, conn: Connection, frame: bytes) -> None:
         self.real, self.conn, self.frame, self.queued = conn._write_lock, conn, frame, False
 
-    def acquire(self, *args, **kwargs):
+    def acquire(self, *args: Any, **kwargs: Any) -> Any:
         return self.real.acquire(*args, **kwargs)
 
-    def release(self):
+    def release(self) -> None:
         if not self.queued:
             self.queued = True
             other = threading.Thread(target=self.conn.send_text, args=(self.frame,))
@@ -505,7 +511,7 @@ class LateSender:
 
 
 @pytest.mark.parametrize("writer", ["send", "ping"])
-def test_a_frame_queued_as_the_writer_lets_go_is_still_sent(server, writer):
+def test_a_frame_queued_as_the_writer_lets_go_is_still_sent(server: WsServer, writer: str) -> None:
     """A sender that finds the lock taken leaves its frame to the writer, even at its last moment.
 
     After a ping (sent by the accept thread, which must not block) the frame goes out
@@ -516,7 +522,8 @@ def test_a_frame_queued_as_the_writer_lets_go_is_still_sent(server, writer):
         wait_until(lambda: server.bots == ["1"])
         (peer,) = server._connections
         conn = peer.conn  # the socket's connection, under the bot's view of it
-        conn._write_lock = LateSender(conn, b'{"second":2}')
+        assert conn is not None  # connected
+        conn._write_lock = LateSender(conn, b'{"second":2}')  # type: ignore[assignment]  # a spy
         if writer == "send":
             conn.send_text(b'{"first":1}')
             assert json.loads(ws.recv(timeout=5)) == {"first": 1}
@@ -527,17 +534,17 @@ def test_a_frame_queued_as_the_writer_lets_go_is_still_sent(server, writer):
         ws.close()
 
 
-def test_missing_self_id_is_learned_from_the_first_event(server):
+def test_missing_self_id_is_learned_from_the_first_event(server: WsServer) -> None:
     impl = Impl(server.url, ["User-Agent: nothing"])
     try:
-        assert server.get_status()["action"] == "get_status"  # the only bot, unnamed
+        assert echoed(server.get_status()) == "get_status"  # the only bot, unnamed
         impl.send(event(self_id=4242))
         wait_until(lambda: server.bots == ["4242"])
     finally:
         impl.close()
 
 
-def test_heartbeat_silence_is_reaped(server):
+def test_heartbeat_silence_is_reaped(server: WsServer) -> None:
     impl = Impl(server.url, headers_for(1))
     heartbeat = {
         "time": 1,
@@ -556,8 +563,8 @@ def test_heartbeat_silence_is_reaped(server):
         impl.close()
 
 
-def test_fragmented_and_8_mib_events(server):
-    seen: queue.Queue = queue.Queue()
+def test_fragmented_and_8_mib_events(server: WsServer) -> None:
+    seen: queue.Queue[Any] = queue.Queue()
     server.on("message")(seen.put)
     ws = ws_client(server.url, 1)
     try:
@@ -572,12 +579,14 @@ def test_fragmented_and_8_mib_events(server):
         ws.close()
 
 
-def raw_client(url_port, path="/", headers=()):
+def raw_client(
+    url_port: int, path: str = "/", headers: Sequence[tuple[bytes, bytes]] = ()
+) -> tuple[socket.socket, wsproto.WSConnection]:
     """A socket that did the handshake through wsproto; returns (sock, wsproto connection)."""
     sock = socket.create_connection(("127.0.0.1", url_port), timeout=10)
     conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-    sock.sendall(conn.send(wse.Request(host="127.0.0.1", target=path, extra_headers=headers)))
-    events = []
+    sock.sendall(conn.send(wse.Request(host="127.0.0.1", target=path, extra_headers=list(headers))))
+    events: list[wse.Event] = []
     while not any(isinstance(e, wse.AcceptConnection) for e in events):
         data = sock.recv(65536)
         assert data, "closed during the handshake"
@@ -586,7 +595,7 @@ def raw_client(url_port, path="/", headers=()):
     return sock, conn
 
 
-def close_code_after(sock, conn):
+def close_code_after(sock: socket.socket, conn: wsproto.WSConnection) -> int | None:
     """Read until wsproto reports the server's Close; return its code."""
     while True:
         data = sock.recv(65536)
@@ -609,20 +618,20 @@ def close_code_after(sock, conn):
         (bytes.fromhex("8881") + bytes(5), 1002),  # one-byte close payload
     ],
 )
-def test_bad_frames_close_with_their_code_while_others_keep_working(bad, code):
+def test_bad_frames_close_with_their_code_while_others_keep_working(bad: bytes, code: int) -> None:
     with WsServer(port=0, max_size=2**20, timeout=10) as srv:
         good = Impl(srv.url, headers_for(1))
         sock, conn = raw_client(srv.port, headers=[(b"X-Self-ID", b"2")])
         try:
             sock.sendall(bad)
             assert close_code_after(sock, conn) == code
-            assert srv.bot(1).get_status()["action"] == "get_status"
+            assert echoed(srv.bot(1).get_status()) == "get_status"
         finally:
             sock.close()
             good.close()
 
 
-def test_close_sends_1001_and_leaves_no_threads():
+def test_close_sends_1001_and_leaves_no_threads() -> None:
     srv = WsServer(port=0).start()
     ws = ws_client(srv.url, 1)
     wait_until(lambda: srv.bots == ["1"])
@@ -633,7 +642,7 @@ def test_close_sends_1001_and_leaves_no_threads():
     ws.close()
 
 
-def http_exchange(port, request: bytes) -> bytes:
+def http_exchange(port: int, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
         chunks = []
@@ -642,7 +651,7 @@ def http_exchange(port, request: bytes) -> bytes:
         return b"".join(chunks)
 
 
-def test_handshake_refusals_over_the_wire():
+def test_handshake_refusals_over_the_wire() -> None:
     with WsServer(port=0, path="/onebot/v11/ws", handshake_timeout=0.5, max_header=16384) as srv:
         plain = http_exchange(srv.port, b"GET /onebot/v11/ws HTTP/1.1\r\nHost: x\r\n\r\n")
         assert plain.startswith(b"HTTP/1.1 426 ") and b"Sec-WebSocket-Version: 13" in plain
@@ -661,7 +670,7 @@ def test_handshake_refusals_over_the_wire():
         ws.close()
 
 
-def test_echo_server_module():
+def test_echo_server_module() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "onebot_ref.ws_server", "--echo", "--listen", "127.0.0.1:0"],
         stderr=subprocess.PIPE,
@@ -671,6 +680,7 @@ def test_echo_server_module():
         # Skip anything printed before the log line (runpy warns that the package
         # already imported onebot_ref.ws_server before running it as __main__).
         for _ in range(10):
+            assert proc.stderr is not None  # PIPE
             line = proc.stderr.readline()
             if "listening on " in line:
                 break
@@ -686,21 +696,25 @@ def test_echo_server_module():
     finally:
         proc.terminate()
         proc.wait(10)
-        proc.stderr.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
-def test_a_burst_of_connections_waits_in_the_listen_backlog():
+def test_a_burst_of_connections_waits_in_the_listen_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """1,000 bots coming back at once must not wait out SYN retransmits (backlog 128 did)."""
     gate = threading.Event()
-
-    class Held(Connection):
-        def __init__(self, *args):
-            gate.wait(10)  # the accept thread is busy, as in a burst
-            super().__init__(*args)
-
     burst = 300
     with WsServer(port=0) as srv:
-        srv.connection_class = Held
+        core = srv.listener.server
+        admit = core._admit
+
+        def held(sock: socket.socket, address: Any) -> None:
+            gate.wait(10)  # the accept thread is busy, as in a burst
+            admit(sock, address)
+
+        monkeypatch.setattr(core, "_admit", held)
         socks = []
         try:
             for _ in range(burst):
@@ -709,7 +723,7 @@ def test_a_burst_of_connections_waits_in_the_listen_backlog():
                 sock.connect_ex(("127.0.0.1", srv.port))
                 socks.append(sock)
 
-            def connected():
+            def connected() -> int:
                 done = 0
                 for sock in socks:
                     try:
@@ -737,7 +751,9 @@ ONEBOT12_CONNECT = {  # nonebot-plugin-all4one's greeting (OneBot 12 meta.connec
 }
 
 
-def test_a_onebot_12_implementation_is_refused_at_the_handshake(caplog):
+def test_a_onebot_12_implementation_is_refused_at_the_handshake(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="onebot_ref")
     with WsServer(port=0) as srv:
         for _ in range(2):  # it retries every few seconds: one log line
@@ -749,13 +765,15 @@ def test_a_onebot_12_implementation_is_refused_at_the_handshake(caplog):
                     timeout=10,
                 )
             assert info.value.status_code == 400
-            assert b"the client speaks OneBot 12" in info.value.resp_body
+            assert b"the client speaks OneBot 12" in (info.value.resp_body or b"")
     refusals = [r.getMessage() for r in caplog.records if "OneBot 12" in r.getMessage()]
     assert len(refusals) == 1
     assert "12.nonebot-plugin-all4one" in refusals[0]
 
 
-def test_a_onebot_12_event_closes_the_connection_with_1003(caplog):
+def test_a_onebot_12_event_closes_the_connection_with_1003(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="onebot_ref")
     with WsServer(port=0) as srv:
         peer = Peer.dial(srv.port, [])  # says nothing about its version at the handshake

@@ -179,7 +179,9 @@ def listen_http(host: str, port: int, secret: str | None, wait: float) -> list[C
     headers = {k.lower(): v for k, v in posts[0][1].items()}
     checks.append(_self_id(headers.get("x-self-id")))
     checks.append(_signature(posts, secret))
-    checks += check_events(server.inbox.events(), time.monotonic() - started)
+    # The window watched is --wait, or less when enough came early; a late
+    # wake-up of this thread is not more watching.
+    checks += check_events(server.inbox.events(), min(time.monotonic() - started, wait))
     return checks
 
 

@@ -30,6 +30,7 @@ implement ``reply``/``at_sender``/``auto_escape``/``approve`` only.
 
 import dataclasses
 import logging
+import queue
 import ssl
 import threading
 import time
@@ -41,8 +42,10 @@ import requests
 from .. import codec
 from .._auth import check_token
 from .._tls import client_context, server_context
+from .._types import Flavor
 from ..errors import DecodeError
 from ..http_client import use_ssl_context
+from . import _extended  # noqa: F401  (adds the extended actions to the world's table)
 from ._http import FakeHttpApi
 from ._world import World
 
@@ -104,7 +107,7 @@ class FakeOneBot:
         self,
         self_id: int = 10001,
         *,
-        flavor: str = "spec",
+        flavor: Flavor = "spec",
         access_token: str | None = None,
         heartbeat_interval: float | None = None,
         message_format: str | None = None,
@@ -141,6 +144,12 @@ class FakeOneBot:
             use_ssl_context(self._session, self.client_ssl_context)
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        # Notices the world's actions cause (friend_add, group_decrease...), delivered
+        # by a thread of their own, started at the first one (see _queue_event).
+        self._notices: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1000)
+        self._notifier: threading.Thread | None = None
+        self._notifier_lock = threading.Lock()
+        self.world.on_event = self._queue_event
 
     # -- what tests and demos read ----------------------------------------------------
 
@@ -241,9 +250,9 @@ class FakeOneBot:
 
     # -- mode 1: HTTP API ---------------------------------------------------------------
 
-    def start_http_api(self, port: int = 0) -> str:
-        """Serve the HTTP API on ``host:port``; return its base URL."""
-        self.http_api = FakeHttpApi(self, (self.host, port))
+    def start_http_api(self, port: int = 0, *, host: str | None = None) -> str:
+        """Serve the HTTP API on ``host:port`` (default: the fake's host); return its base URL."""
+        self.http_api = FakeHttpApi(self, (host or self.host, port))
         return self.http_api.start()
 
     # -- mode 2: HTTP POST --------------------------------------------------------------
@@ -299,6 +308,57 @@ class FakeOneBot:
         self.push(event)
         return event
 
+    def request_friend(
+        self, user_id: int, comment: str = "", *, nickname: str | None = None
+    ) -> dict[str, Any]:
+        """Push a friend request from ``user_id`` (:meth:`World.request_friend`); return it."""
+        event = self.world.request_friend(user_id, comment, nickname=nickname)
+        self.push(event)
+        return event
+
+    def request_join(
+        self, group_id: int, user_id: int, comment: str = "", *, sub_type: str = "add"
+    ) -> dict[str, Any]:
+        """Push a join request (or, ``sub_type="invite"``, an invitation for the bot)
+        (:meth:`World.request_join`); return it."""
+        event = self.world.request_join(group_id, user_id, comment, sub_type=sub_type)
+        self.push(event)
+        return event
+
+    def _queue_event(self, event: dict[str, Any]) -> None:
+        """Deliver an event an action caused, independently of the action's answer.
+
+        On QQ the implementation answers the action and the notice comes from the
+        server on its own (a bot must not count on either order); here a thread
+        of its own delivers it, so that the HTTP POST of a notice never runs
+        inside the action (or the quick operation) that caused it. Bounded: past
+        1000 waiting notices, drop.
+        """
+        if self._stop.is_set():
+            return
+        try:
+            self._notices.put_nowait(event)
+        except queue.Full:
+            log.warning("dropped a %s notice: 1000 wait for delivery", event.get("notice_type"))
+            return
+        with self._notifier_lock:
+            if self._notifier is None:
+                self._notifier = threading.Thread(
+                    target=self._deliver_notices, name="fake-notices", daemon=True
+                )
+                self._notifier.start()
+
+    def _deliver_notices(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self._notices.get(timeout=0.2)  # and check _stop this often
+            except queue.Empty:
+                continue
+            try:
+                self.push(event)
+            except Exception:
+                log.exception("delivering a notice failed")
+
     def event_connections(self) -> list[Any]:
         """Every live WebSocket connection that carries events."""
         conns: list[Any] = []
@@ -316,11 +376,12 @@ class FakeOneBot:
 
     # -- WebSocket modes (see fake_ws) ----------------------------------------------------
 
-    def start_ws_server(self, port: int = 0) -> str:
-        """Serve forward WebSocket (``/``, ``/api``, ``/event``); return its URL."""
+    def start_ws_server(self, port: int = 0, *, host: str | None = None) -> str:
+        """Serve forward WebSocket (``/``, ``/api``, ``/event``) on ``host:port`` (default:
+        the fake's host); return its URL."""
         from ._ws import FakeWsServer  # noqa: PLC0415  (fake_ws imports this module)
 
-        self.ws_server = FakeWsServer(self, (self.host, port))
+        self.ws_server = FakeWsServer(self, (host or self.host, port))
         url: str = self.ws_server.start()
         self._start_heartbeats()
         return url
@@ -368,16 +429,16 @@ class FakeOneBot:
     def restart(self, downtime: float = 0.2) -> None:
         """Drop every connection and server, wait ``downtime``, then come back on the
         same ports (reverse clients redial on their own schedule)."""
-        api_port = self.http_api.port if self.http_api else None
-        ws_port = self.ws_server.port if self.ws_server else None
+        api = (self.http_api.host, self.http_api.port) if self.http_api else None
+        ws = (self.ws_server.host, self.ws_server.port) if self.ws_server else None
         self._close_servers()
         for client in self.reverse:
             client.drop()
         time.sleep(downtime)
-        if api_port is not None:
-            self.start_http_api(api_port)
-        if ws_port is not None:
-            self.start_ws_server(ws_port)
+        if api is not None:
+            self.start_http_api(api[1], host=api[0])
+        if ws is not None:
+            self.start_ws_server(ws[1], host=ws[0])
 
     def _close_servers(self) -> None:
         if self.http_api is not None:
@@ -397,6 +458,10 @@ class FakeOneBot:
         if self._heartbeat is not None:
             self._heartbeat.join(2)
             self._heartbeat = None
+        with self._notifier_lock:
+            notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.join(2)
         self._session.close()
 
     def __enter__(self) -> "FakeOneBot":

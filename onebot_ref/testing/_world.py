@@ -19,20 +19,44 @@ quick ``at_sender``  true          false           false
 
 Parameters may arrive as strings (HTTP query or form); ids and booleans are
 coerced the way implementations do.
+
+Build the world with methods, not by writing into its dicts::
+
+    world.add_friend(20003, "Bob")
+    world.add_group(30002, "Bot lab", self_role="admin")
+    world.add_member(30002, 20003, role="member", card="bob")
+    world.load({"friends": [...], "groups": [...]})   # a whole world, as in a world file
+
+Actions have the consequences they have on QQ, and the implementation tells
+the bot with a notice event (:attr:`World.on_event`; FakeOneBot delivers it on
+a thread of its own, independently of the action's answer, as QQ does):
+approving a friend request makes a friend (``notice.friend_add``); approving
+a join request adds the member (``notice.group_increase``); ``set_group_kick``
+removes the member (``notice.group_decrease``, ``sub_type`` ``kick``);
+``set_group_admin`` changes the role (``notice.group_admin``). A request
+``flag`` must be one this world issued (:meth:`World.request_friend`,
+:meth:`World.request_join`), else the action fails as the implementation fails
+it: go-cqhttp ``retcode`` 100 ``FLAG_NOT_FOUND``, NapCat "No such request" with
+``retcode`` 200 over HTTP and 1200 over WebSocket.
 """
 
+import importlib
 import itertools
+import json
+import pathlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
-from ..errors import DecodeError
+from .._types import Flavor
+from ..errors import ConfigError, DecodeError
 from ..message import normalize, parse_cq, plain_text, to_cq
 
-__all__ = ["FLAVORS", "World"]
+__all__ = ["FLAVORS", "ROLES", "World", "read_world_file"]
 
-FLAVORS = ("spec", "go-cqhttp", "napcat")
+FLAVORS: tuple[Flavor, ...] = get_args(Flavor)  # ("spec", "go-cqhttp", "napcat")
+ROLES = ("owner", "admin", "member")  # spec api/public.md, get_group_member_info "role"
 KEEP = 10_000  # messages, calls and sends remembered: a long-running fake stays bounded
 
 Response = dict[str, Any]
@@ -52,6 +76,19 @@ class ParamError(Exception):
     """A missing or invalid action parameter (retcode 100, NapCat 1400/400)."""
 
 
+class ActionRefused(Exception):
+    """The action is well formed but cannot be done (an unknown request flag, or a
+    right the bot lacks in the group: testing/_extended.py's admin-only actions).
+
+    go-cqhttp answers ``Failed(100, code, text)``; NapCat's action throws, and
+    ``OneBotAction`` answers the thrown message with retcode 200 (HTTP) or 1200 (WS).
+    """
+
+    def __init__(self, text: str, code: str) -> None:
+        self.code = code
+        super().__init__(text)
+
+
 def _int(params: dict[str, Any], key: str) -> int:
     value = params.get(key)
     if isinstance(value, bool) or value is None:
@@ -62,11 +99,87 @@ def _int(params: dict[str, Any], key: str) -> int:
         raise ParamError(f"parameter {key} is not a number: {value!r}") from None
 
 
+def _chat(message: dict[str, Any]) -> dict[str, Any]:
+    """Where a stored message was said: its ``group_id``, else the friend as ``target_id``
+    (NapCat's name); message history reads it."""
+    if "group_id" in message:
+        return {"group_id": message["group_id"]}
+    return {"target_id": message["user_id"]}
+
+
 def _bool(params: dict[str, Any], key: str, default: bool) -> bool:
     value = params.get(key, default)
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes")
     return bool(value)
+
+
+def _id(value: Any, name: str) -> int:
+    """A QQ or group number for the builder methods (ints, or digit strings from a file)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{name} must be a number, not {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be a positive number, not {value!r}")
+    return number
+
+
+def _keys(entry: Any, allowed: set[str], what: str, required: str | None = None) -> None:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{what} must be an object/table, not {entry!r}")
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise ConfigError(f"{what} has unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    if required is not None and required not in entry:
+        raise ConfigError(f"{what} needs {required!r}: {entry!r}")
+
+
+def _entries(description: dict[str, Any], key: str) -> list[Any]:
+    entries = description.get(key, [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{key!r} must be a list (a TOML array of tables), not {entries!r}")
+    return entries
+
+
+def read_world_file(path: str) -> dict[str, Any]:
+    """The world a JSON or TOML file describes (``.toml`` is TOML, anything else JSON).
+
+    TOML needs :mod:`tomllib` (Python 3.11+) or, on 3.10, the ``tomli`` package
+    (which pytest installs there); onebot_ref itself depends on neither.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or is not an object.
+    """
+    try:
+        text = pathlib.Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the world file {path}: {exc}") from None
+    if path.lower().endswith(".toml"):
+        try:
+            toml = importlib.import_module("tomllib")  # Python 3.11+
+        except ImportError:
+            try:
+                toml = importlib.import_module("tomli")  # the same parser, as a package
+            except ImportError:
+                raise ConfigError(
+                    f"the world file {path} is TOML, which needs Python 3.11+ or "
+                    "`pip install tomli` on 3.10; or write the world as JSON"
+                ) from None
+        try:
+            description: Any = toml.loads(text)
+        except toml.TOMLDecodeError as exc:
+            raise ConfigError(f"the world file {path} is not valid TOML: {exc}") from None
+    else:
+        try:
+            description = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"the world file {path} is not valid JSON: {exc}") from None
+    if not isinstance(description, dict):
+        raise ConfigError(f"the world file {path} must hold an object, not {description!r:.60}")
+    return description
 
 
 class World:
@@ -82,7 +195,7 @@ class World:
         self,
         self_id: int = 10001,
         *,
-        flavor: str = "spec",
+        flavor: Flavor = "spec",
         message_format: str | None = None,
         nickname: str = "FakeBot",
     ) -> None:
@@ -92,13 +205,13 @@ class World:
         self.nickname = nickname
         self.flavor = flavor
         self.message_format = message_format or ("array" if flavor == "napcat" else "string")
-        self.friends: dict[int, dict[str, Any]] = {
-            20001: {"user_id": 20001, "nickname": "小明", "remark": "ming"},
-            20002: {"user_id": 20002, "nickname": "Alice", "remark": ""},
-        }
-        self.groups: dict[int, dict[str, Any]] = {30001: {"group_name": "测试群", "members": {}}}
-        for uid, role in ((self_id, "owner"), (20001, "admin"), (20002, "member")):
-            self._add_member(30001, uid, role)
+        self.friends: dict[int, dict[str, Any]] = {}
+        self.groups: dict[int, dict[str, Any]] = {}
+        self.add_friend(20001, "小明", remark="ming")
+        self.add_friend(20002, "Alice")
+        self.add_group(30001, "测试群", self_role="owner")
+        self.add_member(30001, 20001, role="admin")
+        self.add_member(30001, 20002)
         self.messages: dict[int, dict[str, Any]] = {}
         self.forwards: dict[str, list[dict[str, Any]]] = {
             "fwd-1": [_FORWARD_NODE],
@@ -107,17 +220,278 @@ class World:
         self.sent: list[dict[str, Any]] = []  # the messages the bot sent, in order (latest KEEP)
         self.sent_total = 0  # all of them, counting those forgotten
         self.sent_changed = threading.Condition()
+        self.requests: dict[str, dict[str, Any]] = {}  # flag -> pending request event
+        # Where the notices that actions cause go (FakeOneBot pushes them to the bot).
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
         self._ids = itertools.count(1001)
+        self._flags = itertools.count(1_700_000_000_000_001)  # go-cqhttp-like, opaque
         self._lock = threading.Lock()
 
-    def _add_member(self, group_id: int, user_id: int, role: str) -> None:
-        nickname = self.friends.get(user_id, {}).get("nickname", self.nickname)
-        self.groups[group_id]["members"][user_id] = {
-            "group_id": group_id, "user_id": user_id, "nickname": nickname, "card": "",
+    # -- building the world --------------------------------------------------------
+
+    def add_friend(
+        self, user_id: int, nickname: str | None = None, *, remark: str = ""
+    ) -> dict[str, Any]:
+        """Make ``user_id`` the bot's friend; return the record ``get_friend_list`` lists.
+
+        The nickname (default: the number) also names the user in message
+        events and in the groups added later.
+        """
+        user_id = _id(user_id, "user_id")
+        friend = {"user_id": user_id, "nickname": nickname or str(user_id), "remark": remark}
+        self.friends[user_id] = friend
+        return friend
+
+    def remove_friend(self, user_id: int) -> None:
+        """Forget a friend (as ``delete_friend`` would); ConfigError if not a friend."""
+        if self.friends.pop(_id(user_id, "user_id"), None) is None:
+            raise ConfigError(f"{user_id} is not a friend of the bot; see world.friends")
+
+    def add_group(
+        self, group_id: int, name: str | None = None, *, self_role: str = "member"
+    ) -> dict[str, Any]:
+        """A group the bot is in, with the bot as its one member (its role ``self_role``).
+
+        Returns the group's record; add the others with :meth:`add_member`.
+        Adding a group that exists replaces it.
+        """
+        group_id = _id(group_id, "group_id")
+        group: dict[str, Any] = {"group_name": name or f"群{group_id}", "members": {}}
+        self.groups[group_id] = group
+        self.add_member(group_id, self.self_id, role=self_role)
+        return group
+
+    def remove_group(self, group_id: int) -> None:
+        """The bot is no longer in ``group_id``; ConfigError if it never was."""
+        if self.groups.pop(_id(group_id, "group_id"), None) is None:
+            raise ConfigError(f"the bot is not in group {group_id}; see world.groups")
+
+    def add_member(
+        self,
+        group_id: int,
+        user_id: int,
+        role: str = "member",
+        *,
+        card: str = "",
+        nickname: str | None = None,
+        title: str = "",
+    ) -> dict[str, Any]:
+        """Put ``user_id`` in ``group_id`` as ``owner``, ``admin`` or ``member``.
+
+        Returns the record ``get_group_member_info`` answers with; message
+        events from this user in this group carry its card and role in
+        ``sender``. The nickname defaults to the friend's, else the number.
+
+        Raises:
+            ConfigError: the group is not in the world, or the role is not one of ROLES.
+        """
+        group = self._builder_group(group_id)
+        group_id, user_id = int(group_id), _id(user_id, "user_id")
+        if role not in ROLES:
+            raise ConfigError(f"role must be one of {ROLES}, not {role!r}")
+        if nickname is None:
+            default = self.nickname if user_id == self.self_id else str(user_id)
+            nickname = self.friends.get(user_id, {}).get("nickname", default)
+        member = {
+            "group_id": group_id, "user_id": user_id, "nickname": nickname, "card": card,
             "sex": "unknown", "age": 0, "area": "", "join_time": 1700000000,
             "last_sent_time": 1700000000, "level": "1", "role": role, "unfriendly": False,
-            "title": "", "title_expire_time": 0, "card_changeable": True,
+            "title": title, "title_expire_time": 0, "card_changeable": True,
         }  # fmt: skip
+        group["members"][user_id] = member
+        return member
+
+    def _add_member(self, group_id: int, user_id: int, role: str) -> None:
+        self.add_member(group_id, user_id, role)  # the old spelling, kept for callers
+
+    def remove_member(self, group_id: int, user_id: int) -> None:
+        """Take ``user_id`` out of ``group_id`` with no notice (see :meth:`kick` for one)."""
+        members = self._builder_group(group_id)["members"]
+        if members.pop(_id(user_id, "user_id"), None) is None:
+            raise ConfigError(f"{user_id} is not a member of group {group_id}")
+
+    def set_group_admin(self, group_id: int, user_id: int, enable: bool = True) -> bool:
+        """Make a member an admin (or a plain member again); True if the role changed.
+
+        Raises:
+            ConfigError: no such member, or the member is the owner (QQ has one
+                owner, whom no admin switch changes).
+        """
+        member = self._builder_group(group_id)["members"].get(_id(user_id, "user_id"))
+        if member is None:
+            raise ConfigError(f"{user_id} is not a member of group {group_id}; add_member first")
+        if member["role"] == "owner":
+            raise ConfigError(f"{user_id} owns group {group_id}: the owner is never an admin")
+        role = "admin" if enable else "member"
+        changed: bool = member["role"] != role
+        member["role"] = role
+        return changed
+
+    def clear(self) -> None:
+        """No friends, no groups: an empty world to build (or :meth:`load`) from scratch."""
+        self.friends.clear()
+        self.groups.clear()
+
+    def load(self, description: dict[str, Any]) -> None:
+        """Replace the accounts with ``description``, the JSON/TOML shape of a world file.
+
+        ::
+
+            {"self_id": 10001, "nickname": "FakeBot",
+             "friends": [{"user_id": 20001, "nickname": "小明", "remark": "ming"}],
+             "groups": [{"group_id": 30001, "name": "测试群", "self_role": "owner",
+                         "members": [{"user_id": 20001, "role": "admin", "card": "明"}]}]}
+
+        Every key is optional; unknown keys are refused, so a typo does not pass
+        silently. The builder methods do the work, with their checks.
+
+        Raises:
+            ConfigError: an unknown key, a wrong type, a bad role or id.
+        """
+        _keys(description, {"self_id", "nickname", "friends", "groups"}, "the world")
+        if "self_id" in description:
+            self.self_id = _id(description["self_id"], "self_id")
+        if "nickname" in description:
+            self.nickname = str(description["nickname"])
+        self.clear()
+        for friend in _entries(description, "friends"):
+            _keys(friend, {"user_id", "nickname", "remark"}, "a friend", required="user_id")
+            self.add_friend(
+                friend["user_id"], friend.get("nickname"), remark=str(friend.get("remark", ""))
+            )
+        for group in _entries(description, "groups"):
+            keys = {"group_id", "name", "self_role", "members"}
+            _keys(group, keys, "a group", required="group_id")
+            self.add_group(
+                group["group_id"], group.get("name"), self_role=group.get("self_role", "member")
+            )
+            for member in _entries(group, "members"):
+                keys = {"user_id", "role", "card", "nickname", "title"}
+                _keys(member, keys, f"a member of group {group['group_id']}", required="user_id")
+                self.add_member(
+                    group["group_id"], member["user_id"], member.get("role", "member"),
+                    card=str(member.get("card", "")), nickname=member.get("nickname"),
+                    title=str(member.get("title", "")),
+                )  # fmt: skip
+
+    def _builder_group(self, group_id: int) -> dict[str, Any]:
+        group: dict[str, Any] | None = self.groups.get(_id(group_id, "group_id"))
+        if group is None:
+            raise ConfigError(f"the bot is not in group {group_id}; add_group({group_id}) first")
+        return group
+
+    # -- requests and the notices actions cause --------------------------------------
+
+    def request_friend(
+        self, user_id: int, comment: str = "", *, nickname: str | None = None
+    ) -> dict[str, Any]:
+        """A ``request.friend`` event from ``user_id``, with a flag this world will accept.
+
+        Approving it (``set_friend_add_request`` or a quick operation) makes
+        ``user_id`` a friend named ``nickname`` and emits ``notice.friend_add``.
+        """
+        user_id = _id(user_id, "user_id")
+        pending = {"nickname": nickname or str(user_id)}  # not in the event, as on the wire
+        return self._request("friend", pending, user_id=user_id, comment=comment)
+
+    def request_join(
+        self, group_id: int, user_id: int, comment: str = "", *, sub_type: str = "add"
+    ) -> dict[str, Any]:
+        """A ``request.group`` event: ``user_id`` asks to join (``add``), or invites the bot
+        into ``group_id`` (``invite``). Approving adds the member (or the group) and emits
+        ``notice.group_increase``."""
+        if sub_type not in ("add", "invite"):
+            raise ConfigError(f"sub_type must be 'add' or 'invite', not {sub_type!r}")
+        return self._request(
+            "group", {}, sub_type=sub_type, group_id=_id(group_id, "group_id"),
+            user_id=_id(user_id, "user_id"), comment=comment,
+        )  # fmt: skip
+
+    def _request(self, request_type: str, pending: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        event = {
+            "time": int(time.time()), "self_id": self.self_id, "post_type": "request",
+            "request_type": request_type, **fields, "flag": str(next(self._flags)),
+        }  # fmt: skip
+        with self._lock:
+            self.requests[event["flag"]] = {**event, **pending}
+            if len(self.requests) > KEEP:  # forgotten, like a stale QQ system message
+                del self.requests[next(iter(self.requests))]
+        return event
+
+    def notice(self, notice_type: str, **fields: Any) -> dict[str, Any]:
+        """A notice event (spec ``event/notice.md``) from this world."""
+        return {
+            "time": int(time.time()), "self_id": self.self_id, "post_type": "notice",
+            "notice_type": notice_type, **fields,
+        }  # fmt: skip
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Hand an event the world caused to :attr:`on_event` (nothing if unset)."""
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def join(self, group_id: int, user_id: int, *, operator_id: int | None = None) -> None:
+        """``user_id`` joins ``group_id`` (a member, unless already one): ``group_increase``."""
+        if _id(user_id, "user_id") not in self._builder_group(group_id)["members"]:
+            self.add_member(group_id, user_id)
+        self.emit(
+            self.notice(
+                "group_increase", sub_type="approve", group_id=int(group_id),
+                operator_id=self.self_id if operator_id is None else operator_id,
+                user_id=int(user_id),
+            )
+        )  # fmt: skip
+
+    def leave(self, group_id: int, user_id: int, *, operator_id: int | None = None) -> None:
+        """``user_id`` leaves ``group_id`` (or is kicked by ``operator_id``): ``group_decrease``."""
+        self.remove_member(group_id, user_id)
+        kicked = operator_id is not None and operator_id != user_id
+        self.emit(
+            self.notice(
+                "group_decrease", sub_type="kick" if kicked else "leave", group_id=int(group_id),
+                operator_id=operator_id if kicked else int(user_id), user_id=int(user_id),
+            )
+        )  # fmt: skip
+
+    def settle_request(self, params: dict[str, Any], request_type: str) -> Response:
+        """``set_friend_add_request`` / ``set_group_add_request``: the flag must be pending."""
+        flag = str(params.get("flag", ""))
+        with self._lock:
+            pending = self.requests.get(flag)
+            wanted = params.get("sub_type") or params.get("type")
+            mismatch = pending is not None and (
+                pending["request_type"] != request_type
+                or (request_type == "group" and wanted and wanted != pending["sub_type"])
+            )
+            if pending is None or mismatch:
+                if self.flavor == "napcat":
+                    raise ActionRefused("No such request", "")
+                if self.flavor == "go-cqhttp":
+                    raise ActionRefused("FLAG不存在", "FLAG_NOT_FOUND")
+                raise ActionRefused(
+                    f"flag {flag!r} is not a pending {request_type} request; "
+                    "use the flag of a request event",
+                    "FLAG_NOT_FOUND",
+                )
+            del self.requests[flag]
+        if not _bool(params, "approve", True):
+            return self.ok()
+        user_id = pending["user_id"]
+        if request_type == "friend":
+            self.add_friend(user_id, pending.get("nickname"), remark=str(params.get("remark", "")))
+            self.emit(self.notice("friend_add", user_id=user_id))
+        elif pending["sub_type"] == "add":
+            self.join(pending["group_id"], user_id)
+        else:  # the bot accepted an invitation: now it is in the group
+            if pending["group_id"] not in self.groups:
+                self.add_group(pending["group_id"])
+            self.emit(
+                self.notice(
+                    "group_increase", sub_type="invite", group_id=pending["group_id"],
+                    operator_id=user_id, user_id=self.self_id,
+                )
+            )  # fmt: skip
+        return self.ok()
 
     # -- envelopes -----------------------------------------------------------------
 
@@ -171,7 +545,7 @@ class World:
                 return {"status": "async", "retcode": 1, "data": None}
             action = base  # go-cqhttp strips the suffix and runs it synchronously
         method = ACTIONS.get(action)
-        if method is None:
+        if method is None or action in LACKING.get(self.flavor, ()):
             return self.not_found(action, transport)
         try:
             return method(self, params)
@@ -181,6 +555,10 @@ class World:
             return self.failed(100, str(exc), "PARAM_ERROR")
         except LookupError as exc:
             return self.failed(100, f"not found: {exc}", "NOT_FOUND")
+        except ActionRefused as exc:
+            if self.flavor == "napcat":  # OneBotAction's answer to a thrown Error
+                return self.failed(200 if transport == "http" else 1200, str(exc))
+            return self.failed(100, str(exc), exc.code)
 
     def _send(self, params: dict[str, Any], message_type: str) -> Response:
         message = params.get("message")
@@ -208,7 +586,7 @@ class World:
             self.messages[message_id] = {
                 "time": int(time.time()), "message_type": message_type, "message_id": message_id,
                 "real_id": message_id, "message": segments,
-                "sender": {"user_id": self.self_id, "nickname": self.nickname},
+                "sender": {"user_id": self.self_id, "nickname": self.nickname}, **_chat(record),
             }  # fmt: skip
             self._forget_old_messages()
         with self.sent_changed:
@@ -281,7 +659,11 @@ class World:
     # -- events ----------------------------------------------------------------------
 
     def message_event(self, user_id: int, text: str, group_id: int | None = None) -> dict[str, Any]:
-        """A message event from ``user_id`` (in ``group_id`` if given), stored for get_msg."""
+        """A message event from ``user_id`` (in ``group_id`` if given), stored for get_msg.
+
+        In a group, ``sender`` carries the member's nickname, card, role and
+        title as :meth:`add_member` set them.
+        """
         segments = parse_cq(text)
         message_id = next(self._ids)
         sender: dict[str, Any] = {
@@ -302,13 +684,16 @@ class World:
             event["group_id"] = group_id
             event["anonymous"] = None
             sender.update(card="", role="member", level="1", title="", area="")
+            member = self.groups.get(group_id, {}).get("members", {}).get(user_id)
+            if member is not None:  # what add_member said: bots check sender.role
+                sender.update({k: member[k] for k in ("nickname", "card", "role", "title")})
         if self.flavor == "napcat":
             event["message_format"] = self.message_format
         with self._lock:
             self.messages[message_id] = {
                 "time": event["time"], "message_type": event["message_type"],
                 "message_id": message_id, "real_id": message_id, "message": segments,
-                "sender": sender,
+                "sender": sender, **_chat(event),
             }  # fmt: skip
             self._forget_old_messages()
         return event
@@ -363,7 +748,8 @@ def _group_members(w: World, p: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _kick(w: World, p: dict[str, Any]) -> Response:
-    del w._group(p)["members"][_int(p, "user_id")]
+    w._member(p)  # LookupError (not found) if there is no such member
+    w.leave(_int(p, "group_id"), _int(p, "user_id"), operator_id=w.self_id)
     return w.ok()
 
 
@@ -378,7 +764,15 @@ def _rename(w: World, p: dict[str, Any]) -> Response:
 
 
 def _admin(w: World, p: dict[str, Any]) -> Response:
-    w._member(p)["role"] = "admin" if _bool(p, "enable", True) else "member"
+    group_id, user_id, enable = _int(p, "group_id"), _int(p, "user_id"), _bool(p, "enable", True)
+    w._member(p)  # LookupError (not found) if there is no such member
+    try:
+        changed = w.set_group_admin(group_id, user_id, enable)
+    except ConfigError as exc:  # the owner
+        raise ActionRefused(str(exc), "PERMISSION_DENIED") from None
+    if changed:
+        sub_type = "set" if enable else "unset"
+        w.emit(w.notice("group_admin", sub_type=sub_type, group_id=group_id, user_id=user_id))
     return w.ok()
 
 
@@ -416,8 +810,8 @@ ACTIONS: dict[str, Callable[[World, dict[str, Any]], Response]] = {
     "set_group_name": _rename,
     "set_group_leave": _leave,
     "set_group_special_title": _set_member("title", "special_title"),
-    "set_friend_add_request": _done,
-    "set_group_add_request": _done,
+    "set_friend_add_request": lambda w, p: w.settle_request(p, "friend"),
+    "set_group_add_request": lambda w, p: w.settle_request(p, "group"),
     "get_login_info": _simple(lambda w, p: {"user_id": w.self_id, "nickname": w.nickname}),
     "get_stranger_info": _simple(
         lambda w, p: {
@@ -454,6 +848,10 @@ ACTIONS: dict[str, Callable[[World, dict[str, Any]], Response]] = {
     "clean_cache": _done,
     ".handle_quick_operation": _quick,
 }
+
+# Actions ACTIONS answers but a flavour lacks: it answers them as its unknown
+# action (ApiNotAvailable). _extended.py adds its actions to both tables.
+LACKING: dict[str, frozenset[str]] = {}
 
 
 def _trim(records: list[Any]) -> None:

@@ -198,7 +198,7 @@ class ReverseClient:
             if self._stop.is_set():
                 conn.ws.close(timeout=0.5)  # we are leaving: a proper close handshake
             else:  # the bot closed (websocket-client has replied) or the link broke
-                conn.ws.shutdown()  # type: ignore[no-untyped-call]
+                conn.ws.shutdown()
 
     def _handle(self, conn: ReverseConn, text: str | bytes) -> None:
         answer_frame(self.fake, conn, text, MALFORMED_CLIENT_FRAME)
