@@ -7,7 +7,10 @@ implementation: it dials the server with ``X-Self-ID`` / ``X-Client-Role``,
 keeps 64 events in flight, and answers each action at once with an ``ok``
 response carrying its echo. An event counts as done when its action arrives.
 
-* onebot_ref: ``WsServer`` + ``reply()`` from the registry's 16 handler threads.
+* onebot_ref: ``WsServer`` + ``reply()`` from the registry's 16 handler threads,
+  with the accelerators of the ``speedups`` extra where installed (websockets'
+  C masking, orjson); ``onebot_ref pure`` is the same server forced onto the
+  pure-Python path (``ONEBOT_REF_PURE=1``), as a default install runs.
 * websockets.sync.server: a handler per connection reading frames, events
   handed to an 8-thread pool, each blocking on a ``threading.Event`` per echo.
 * aiocqhttp (if installed): ``CQHttp`` on Quart/Hypercorn, ``await bot.send_private_msg``.
@@ -42,6 +45,7 @@ from onebot_ref.framer import (
 )
 
 IN_FLIGHT = 64
+OURS = ("onebot_ref", "onebot_ref pure")
 SELF_ID = 10001
 _decoder = json.JSONDecoder()
 
@@ -160,6 +164,7 @@ def serve_aiocqhttp(port: int) -> None:
 
 SERVERS = {
     "onebot_ref": (serve_onebot_ref, "/"),
+    "onebot_ref pure": (serve_onebot_ref, "/"),
     "websockets.sync": (serve_websockets, "/"),
     "websockets.asyncio": (serve_websockets_asyncio, "/"),
     "aiocqhttp": (serve_aiocqhttp, "/ws/"),
@@ -305,11 +310,13 @@ def free_port() -> int:
 
 def measure(name: str, events: int, size: int) -> float | None:
     port = free_port()
+    pure = {"ONEBOT_REF_PURE": "1" if name == "onebot_ref pure" else ""}  # see onebot_ref/_speedups
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", name, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, **pure},
     )
     try:
         if proc.stdout is None or proc.stdout.readline().strip() != "ready":
@@ -330,12 +337,11 @@ def measure(name: str, events: int, size: int) -> float | None:
 
 def available(name: str) -> bool:
     module = {
-        "onebot_ref": "onebot_ref",
         "websockets.sync": "websockets",
         "websockets.asyncio": "websockets",
         "aiocqhttp": "aiocqhttp",
     }
-    code = f"import {module[name]}"
+    code = f"import {module.get(name, 'onebot_ref')}"
     return (
         subprocess.run([sys.executable, "-c", code], check=False, capture_output=True).returncode
         == 0
@@ -355,6 +361,9 @@ def main() -> int:
         SERVERS[args.serve][0](args.port)
         return 0
     names = [n for n in args.only if available(n) or print(f"{n}: not installed, skipped")]
+    from onebot_ref import _speedups
+
+    print(f"onebot_ref: {_speedups.active.name}; onebot_ref pure: ONEBOT_REF_PURE=1")
     cases = [("small (~300 B)", args.small, 12), ("1 MiB", args.large, 2**20)]
     print(
         f"echo bot, blocking call per event, {IN_FLIGHT} events in flight; events/s (higher is better)"
@@ -367,10 +376,12 @@ def main() -> int:
                 rate = measure(n, count, size)
                 if rate is not None:
                     rates[n] = max(rate, rates[n] or 0.0)
-        ref = rates.get("onebot_ref")
         cells = "".join(f"{r:>20.0f}" if r else f"{'failed':>20}" for r in rates.values())
-        ratios = ", ".join(
-            f"{ref / r:.2f}x {n}" for n, r in rates.items() if n != "onebot_ref" and r and ref
+        ratios = "; ".join(  # each of ours (with and without the accelerators) against the others
+            f"{ours}: "
+            + ", ".join(f"{ref / r:.2f}x {n}" for n, r in rates.items() if r and n not in OURS)
+            for ours in OURS
+            if (ref := rates.get(ours))
         )
         print(f"{label:<16}{cells}   {ratios}")
         cpu = {n: min(CPU_PER_EVENT.get((n, size), [0.0])) for n in names}

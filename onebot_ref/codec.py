@@ -45,6 +45,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+from . import _speedups
 from .errors import (
     ActionFailed,
     ApiNotAvailable,
@@ -150,11 +151,24 @@ class _Refused(Exception):
 
 
 def _encode(obj: Any) -> bytes:
-    """``obj`` as UTF-8 JSON, or :class:`_Refused` with the path to what JSON cannot carry."""
+    """``obj`` as UTF-8 JSON, or :class:`_Refused` with the path to what JSON cannot carry.
+
+    With the ``speedups`` extra, orjson writes the bytes when :func:`_check` found
+    only plain values: it writes those exactly as ``_encoder`` does (compact,
+    UTF-8, the same escapes), but floats differently (``1e-7`` for ``1e-07``)
+    and subclasses by its own rules. It raises (and ``_encoder`` decides) on
+    an integer beyond 64 bits, a lone surrogate or nesting deeper than 254.
+    """
     try:
-        _check(obj, strings=False)
+        plain = _check(obj, strings=False)
     except RecursionError:
         raise _Refused("is nested too deeply to encode (or contains itself)") from None
+    fast = _speedups.active.dumps
+    if plain and fast is not None:
+        try:
+            return fast(obj)
+        except TypeError:  # orjson.JSONEncodeError; the pure path below decides
+            pass
     try:
         return _encoder.encode(obj).encode("utf-8")
     except UnicodeEncodeError:
@@ -164,8 +178,12 @@ def _encode(obj: Any) -> bytes:
         raise _Refused(f"cannot be written as JSON ({exc})") from None
 
 
-def _check(obj: Any, *, strings: bool) -> None:
+def _check(obj: Any, *, strings: bool) -> bool:
     """Raise :class:`_Refused` at the first value in ``obj`` that JSON cannot carry.
+
+    Returns whether ``obj`` is plain: only ``dict``, ``list``, ``tuple``,
+    ``str``, ``int``, ``bool`` and ``None`` of exactly those types, no float
+    (what :func:`_encode` may hand to orjson).
 
     ``strings=True`` also checks that every string is valid Unicode (no lone
     surrogates, which a ``surrogateescape`` decode or a ``"\\ud800"`` escape
@@ -182,16 +200,17 @@ def _check(obj: Any, *, strings: bool) -> None:
                     f"holds a lone surrogate {char!r} that UTF-8 cannot carry; "
                     "decode the text with errors='replace' before sending it"
                 ) from None
-        return
+        return True
     if kind is int or kind is bool or obj is None:
-        return
+        return True
     if isinstance(obj, float):
         if not math.isfinite(obj):
             raise _Refused(
                 f"is {obj!r}, which JSON cannot carry; send a finite number, a string or None"
             )
-        return
+        return False
     if isinstance(obj, dict):
+        plain = kind is dict
         for key, value in obj.items():
             if not isinstance(key, str):
                 raise _Refused(
@@ -199,21 +218,22 @@ def _check(obj: Any, *, strings: bool) -> None:
                     "strings; convert it with str()"
                 )
             try:
-                _check(value, strings=strings)
+                plain = _check(value, strings=strings) and type(key) is str and plain
             except _Refused as refused:
                 refused.pieces.append(key)
                 raise
-        return
+        return plain
     if isinstance(obj, list | tuple):
+        plain = kind is list or kind is tuple
         for index, value in enumerate(obj):
             try:
-                _check(value, strings=strings)
+                plain = _check(value, strings=strings) and plain
             except _Refused as refused:
                 refused.pieces.append(index)
                 raise
-        return
+        return plain
     if isinstance(obj, str | int):  # subclasses such as StrEnum and IntEnum: json writes the value
-        return
+        return False
     raise _Refused(
         f"is {obj!r:.40} (type {kind.__name__}), which JSON cannot carry; "
         "convert it to a str, int, float, bool, None, list or dict"
@@ -260,9 +280,28 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     Raw control characters inside strings, which NapCat emits in ``raw_info``,
     are accepted on a second, lenient try.
 
+    With the ``speedups`` extra, orjson reads it first; its answer stands only
+    where it is the pure path's (see :func:`_same_as_pure`), and anything it
+    refuses goes to the pure path, which decides (NaN, raw control
+    characters, lone surrogates, non-JSON whitespace, errors and their messages).
+
     Raises:
         DecodeError: not UTF-8, or not JSON; the message has the offset and an excerpt.
     """
+    kind, known = _speedups.recall(data)  # what the framer's UTF-8 check of it produced
+    if kind == "json" and _same_as_pure(known, 0):
+        return known
+    if kind == "text":
+        data = known  # the same text the decode below gives, already decoded
+    fast = _speedups.active.loads if kind == "" else None
+    if fast is not None:
+        try:
+            value = fast(data)
+        except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
+            pass
+        else:
+            if _same_as_pure(value, 0):
+                return value
     if isinstance(data, str):
         text = data
     else:
@@ -285,6 +324,41 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     raise DecodeError(
         f"payload is not JSON: {first.msg} at offset {first.pos} (near {excerpt!r})"
     ) from None
+
+
+# orjson reads an integer beyond 64 bits as a float of at least this magnitude; json keeps it exact.
+_INT64_EDGE = float(2**63)
+# Nesting at which json may run out of recursion (RecursionError: a DecodeError) where orjson,
+# which allows 1024 levels, does not; deeper values go to the pure path. No OneBot payload nests
+# more than a handful of levels.
+_FAST_DEPTH = 200
+
+
+def _same_as_pure(value: Any, depth: int) -> bool:
+    """Whether orjson's ``value`` is what the pure path returns for the same input.
+
+    It differs in one way: an integer beyond 64 bits becomes a float (json keeps
+    it exact), and every such float is at least 2**63 in magnitude. Floats
+    below that, and everything else orjson returns, are the pure path's own
+    (the tests compare both paths with hypothesis). Too deep a value is left to
+    the pure path too, whose answer may be a :class:`DecodeError`.
+    """
+    kind = type(value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    elif kind is float:
+        return bool(-_INT64_EDGE < value < _INT64_EDGE)
+    else:
+        return True
+    if depth >= _FAST_DEPTH:
+        return False
+    for item in items:
+        kind = type(item)
+        if (kind is dict or kind is list or kind is float) and not _same_as_pure(item, depth + 1):
+            return False
+    return True
 
 
 def is_event(obj: Any) -> bool:

@@ -149,3 +149,26 @@ def upgrade_request(target: str = "/", headers: "tuple[str, ...] | list[str]" = 
         *headers,
     ]
     return ("\r\n".join(head) + "\r\n\r\n").encode()
+
+
+@pytest.fixture(scope="module", params=["pure", "speedups"])
+def both_paths(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run every test of a module twice: on the pure-Python path, then with the accelerators.
+
+    The switch is ``onebot_ref._speedups.use`` (the internal hook; see its module).
+    The accelerated run needs what the ``speedups`` extra installs (the test
+    extra has it too): it fails, never skips, when they are missing, so that
+    CI always runs both paths. Module-scoped, so that hypothesis tests run
+    both ways too (it refuses function-scoped fixtures).
+    """
+    from onebot_ref import _speedups
+
+    accelerated = request.param == "speedups"
+    before = "pure" not in _speedups.active.name  # as this process started (ONEBOT_REF_PURE)
+    name = _speedups.use(accelerated)
+    try:
+        if accelerated and "pure" in name:
+            pytest.fail(f"the accelerated run found only {name!r}; pip install -e '.[test]'")
+        yield request.param
+    finally:
+        _speedups.use(before)

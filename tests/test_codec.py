@@ -20,6 +20,9 @@ from onebot_ref.errors import (
     OneBotError,
 )
 
+# Every test here runs on the pure path and again with the accelerators (speedups extra).
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 # -- dumps / loads ---------------------------------------------------------------
 
 

@@ -34,6 +34,9 @@ from onebot_ref.framer import (
     parse_handshake,
 )
 
+# Every test here runs on the pure path and again with the accelerators (speedups extra).
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 H = bytes.fromhex
 
 # RFC 6455 section 5.7, "Examples".
