@@ -175,7 +175,10 @@ def test_ws_client_sends_the_token_as_utf8_bytes(no_thread_leak: None) -> None:
 
     thread = threading.Thread(target=serve)
     thread.start()
-    client = WsClient(f"ws://127.0.0.1:{listener.getsockname()[1]}/", access_token=TOKEN)
+    # The peer never answers our Close: a short close_timeout, not 5 s per run.
+    client = WsClient(
+        f"ws://127.0.0.1:{listener.getsockname()[1]}/", access_token=TOKEN, close_timeout=0.5
+    )
     try:
         client.start()
         assert client.connected

@@ -862,7 +862,13 @@ def test_frames_in_the_same_segment_as_the_101_are_not_lost(
     port, server = _one_segment_server(frames, context)
     seen: list[dict[str, Any]] = []
     scheme = "wss" if tls else "ws"
-    bot = WsClient(f"{scheme}://127.0.0.1:{port}/", ssl_context=client_context, reconnect=False)
+    # The peer never answers our Close: a short close_timeout, not 5 s per run.
+    bot = WsClient(
+        f"{scheme}://127.0.0.1:{port}/",
+        ssl_context=client_context,
+        reconnect=False,
+        close_timeout=0.5,
+    )
     bot.on("*")(seen.append)
     with bot:
         wait_until(lambda: len(seen) == len(events))
