@@ -394,6 +394,9 @@ def test_auth_failure_is_fatal_from_start(
 ) -> None:
     impl = impls(token="right-token", refuse=refuse)
     client = fast(WsClient(impl.url(), access_token=token))
+    # An in-band refusal is the first frame, and the wait ends when it comes: give a
+    # loaded machine time to deliver it (fast()'s 0.3 s missed it once in CI).
+    client.first_frame_wait = 5.0
     before = set(threading.enumerate())
     with pytest.raises(AuthError, match=says) as caught:
         client.start()
@@ -411,6 +414,9 @@ def test_auth_failure_is_fatal_from_run_forever(
 ) -> None:
     impl = impls(token="right-token", refuse=refuse)
     client = fast(WsClient(impl.url(), access_token=token))
+    # An in-band refusal is the first frame, and the wait ends when it comes: give a
+    # loaded machine time to deliver it (fast()'s 0.3 s missed it once in CI).
+    client.first_frame_wait = 5.0
     errors: list[BaseException] = []
 
     def run() -> None:
