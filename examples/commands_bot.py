@@ -71,10 +71,12 @@ def main() -> None:
     with FakeOneBot() as fake, WsServer(port=0, send_limit=limit) as server:
         add_commands(server)
         fake.connect_reverse(server.url).wait_connected()
-        for text in ("/天气 北京", "/roll", "/name", "小明", "/mute [CQ:at,qq=20002]"):
+        # Handlers run on a pool, side by side: wait for each answer before the next
+        # message, so that they print in order (and "小明" answers the question).
+        for n, text in enumerate(("/天气 北京", "/roll", "/name", "小明"), start=1):
             fake.push_message(user_id=20002, text=text, group_id=30001)
-            if text == "/name":
-                fake.wait_for_sent(3)  # the question is out: the next message answers it
+            fake.wait_for_sent(n)
+        fake.push_message(user_id=20002, text="/mute [CQ:at,qq=20002]", group_id=30001)
         for sent in fake.wait_for_sent(4):
             print("bot:", sent["raw_message"])
         server.registry.join()

@@ -69,21 +69,24 @@ def assert_same(pure: Any, fast: Any) -> None:
 
 
 def assert_identical(a: Any, b: Any) -> None:
-    assert type(a) is type(b), (a, b)
-    if isinstance(a, float) and math.isnan(a):
-        assert math.isnan(b)
-    elif isinstance(a, float):
-        assert a == b and math.copysign(1, a) == math.copysign(1, b), (a, b)
-    elif isinstance(a, dict):
-        assert list(a) == list(b)  # key order too
-        for key in a:
-            assert_identical(a[key], b[key])
-    elif isinstance(a, list):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            assert_identical(x, y)
-    else:
-        assert a == b
+    """Equal all the way down, types and key order too; iterative, for the deeply nested
+    cases (recursing here passed Python 3.13's recursion limit under pytest)."""
+    pairs = [(a, b)]
+    while pairs:
+        a, b = pairs.pop()
+        assert type(a) is type(b), (a, b)
+        if isinstance(a, float) and math.isnan(a):
+            assert math.isnan(b)
+        elif isinstance(a, float):
+            assert a == b and math.copysign(1, a) == math.copysign(1, b), (a, b)
+        elif isinstance(a, dict):
+            assert list(a) == list(b)  # key order too
+            pairs.extend((a[key], b[key]) for key in a)
+        elif isinstance(a, list):
+            assert len(a) == len(b)
+            pairs.extend(zip(a, b, strict=True))
+        else:
+            assert a == b
 
 
 @pytest.fixture
