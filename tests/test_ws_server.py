@@ -245,10 +245,25 @@ def test_replace_on_reconnect(server: WsServer) -> None:
         new.close()
 
 
-def test_events_sent_before_the_implementation_saw_our_close_are_not_lost(server: WsServer) -> None:
+@pytest.fixture
+def one_worker_server() -> Iterator[WsServer]:
+    """A server whose handlers run one at a time, in the order the events came (the default
+    pool runs them side by side, so two events' handlers may finish in either order)."""
+    registry = Registry(workers=1)  # a registry passed in is the caller's to close
+    try:
+        with WsServer(port=0, timeout=10, registry=registry) as srv:
+            yield srv
+    finally:
+        registry.close()
+
+
+def test_events_sent_before_the_implementation_saw_our_close_are_not_lost(
+    one_worker_server: WsServer,
+) -> None:
     # The race behind a lost event: we send a Close (here: the bot reconnected, so the old
     # connection is retired) while the implementation is still pushing events on it. What it
     # sent before it read our Close must reach the handlers; a ping in between gets no pong.
+    server = one_worker_server
     seen: queue.Queue[Any] = queue.Queue()
     server.on("message")(lambda e: seen.put(e["message"]))
     sock, conn = raw_client(server.port, headers=[(b"X-Self-ID", b"9")])
