@@ -310,7 +310,7 @@ def read_fields(
         if len(pairs) == MAX_FIELDS:
             raise BadHead(431, f"more than {MAX_FIELDS} header fields")
         line = raw.decode("iso-8859-1").rstrip("\r\n")
-        if line[0] in " \t":
+        if line.startswith((" ", "\t")):  # never line[0]: "\r\r\n" leaves nothing
             raise BadHead(400, "obsolete line folding in the header fields")
         field = _FIELD_LINE.fullmatch(line)
         if field is None:

@@ -448,3 +448,12 @@ def test_malformed_chunk_framing_is_400_and_closes(server: HttpServer, framing: 
     reply = exchange(server, head + framing + b"POST / HTTP/1.1\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400 ") and reply.count(b"HTTP/1.1 ") == 1, reply[:80]
     assert b"\r\nConnection: close\r\n" in reply
+
+
+def test_a_header_line_of_only_carriage_returns_is_400_not_a_crash(server: HttpServer) -> None:
+    """``\\r\\r\\n`` stripped of its line end left nothing, and ``line[0]`` raised IndexError,
+    which ended the connection's thread with a traceback and no answer."""
+    assert status_of(b"Host: x\r\n\r\r\n\r\n") == 400
+    reply = exchange(server, b"POST / HTTP/1.1\r\nHost: x\r\n\r\r\nContent-Length: 2\r\n\r\n{}")
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:60]
+    assert b"\r\nConnection: close\r\n" in reply
