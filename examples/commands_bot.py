@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A bot with commands, filters, a conversation and a send limit, offline or against QQ.
 
-Offline, FakeOneBot plays the implementation: it sends /天气 北京, /roll, /name and an
-answer, and /mute from a plain member, and prints what the bot answered. With --url
+Offline, FakeOneBot plays the implementation: it sends /mute from a plain member, then
+/天气 北京, /roll, /name and an answer, and prints what the bot answered. With --url
 ws://HOST:PORT the bot dials a real implementation's forward WebSocket (NapCat: a
 websocketServers entry); with --listen HOST:PORT it waits for one to dial us (NapCat: a
 websocketClients entry with url ws://HOST:PORT/). Ctrl+C stops it. Teaching shortcuts:
@@ -71,12 +71,14 @@ def main() -> None:
     with FakeOneBot() as fake, WsServer(port=0, send_limit=limit) as server:
         add_commands(server)
         fake.connect_reverse(server.url).wait_connected()
-        # Handlers run on a pool, side by side: wait for each answer before the next
-        # message, so that they print in order (and "小明" answers the question).
+        # /mute from a plain member goes first: the filter skips it, and the bot has
+        # received it before anything it answers below. Handlers run on a pool, side
+        # by side: wait for each answer before the next message, so that they print in
+        # order (and "小明" answers the question).
+        fake.push_message(user_id=20002, text="/mute [CQ:at,qq=20002]", group_id=30001)
         for n, text in enumerate(("/天气 北京", "/roll", "/name", "小明"), start=1):
             fake.push_message(user_id=20002, text=text, group_id=30001)
             fake.wait_for_sent(n)
-        fake.push_message(user_id=20002, text="/mute [CQ:at,qq=20002]", group_id=30001)
         for sent in fake.wait_for_sent(4):
             print("bot:", sent["raw_message"])
         server.registry.join()
