@@ -165,7 +165,8 @@ class Server:
         serve: ``f(sock, address, deadline)``, run on each connection's own
             thread once its TLS handshake is done; ``deadline`` is when the
             connection's ``handshake_timeout`` runs out. The socket is closed
-            after it returns.
+            after it returns, unless it returns True, having handed the
+            socket on (:meth:`keep`).
         name: names the threads (``name-port`` accepts, ``name-peer`` serves).
         ssl_context: speak TLS on every connection.
         handshake_timeout: seconds for the first byte and the TLS handshake.
@@ -199,7 +200,9 @@ class Server:
         self.busy_refusals = 0  # connections refused past max_connections
         self.listener: socket.socket | None = None
         self._lock = threading.Lock()
-        self._sockets: dict[threading.Thread, socket.socket] = {}  # live connections
+        # Live connections, by the thread serving each, or by the socket itself
+        # once that thread handed it on (keep()).
+        self._sockets: dict[object, socket.socket] = {}
         self._watched: set[Watched] = set()
         self._thread: threading.Thread | None = None  # the accept loop's
         self._started = False  # True when start() made that thread (not serve_forever's caller)
@@ -265,6 +268,23 @@ class Server:
                 pass
             return
         self._accept()
+
+    def keep(self, sock: socket.socket) -> bool:
+        """Keep ``sock`` open and counted after ``serve`` returns: its owner reads it elsewhere.
+
+        The owner then closes it itself and calls :meth:`release`. False once
+        :meth:`close` has begun: the socket is not kept (``serve`` hangs up).
+        """
+        with self._lock:
+            if self._closing:
+                return False
+            self._sockets[sock] = sock
+            return True
+
+    def release(self, sock: socket.socket) -> None:
+        """A kept socket is closed: it no longer counts against ``max_connections``."""
+        with self._lock:
+            self._sockets.pop(sock, None)
 
     def watch(self, item: Watched) -> None:
         """Have ``item.tick(now)`` called on every housekeeping round, until :meth:`unwatch`."""
@@ -361,11 +381,12 @@ class Server:
     def _run(self, sock: socket.socket, address: Any) -> None:
         me = threading.current_thread()
         deadline = time.monotonic() + self.handshake_timeout
+        kept = False
         try:
             secured = self._secure(me, sock, address, deadline)
             if secured is not None:
                 sock = secured
-                self.serve(sock, address, deadline)
+                kept = self.serve(sock, address, deadline) is True
         except OSError as exc:  # the peer went away, or close() shut the socket down
             log.debug("%s: connection from %s ended: %s", self.name, peer_name(address), exc)
         except Exception:
@@ -373,11 +394,12 @@ class Server:
         finally:
             with self._lock:
                 self._sockets.pop(me, None)
-            try:
-                sock.shutdown(socket.SHUT_WR)  # what the peer has not read yet still arrives
-            except OSError:
-                pass
-            sock.close()
+            if not kept:  # a kept socket is its owner's to close (keep())
+                try:
+                    sock.shutdown(socket.SHUT_WR)  # what the peer has not read yet still arrives
+                except OSError:
+                    pass
+                sock.close()
 
     def _secure(
         self, me: threading.Thread, sock: socket.socket, address: Any, deadline: float
@@ -435,7 +457,7 @@ class Server:
         # is ours: a serve_forever() caller's thread goes on to other things.
         ours = accept if self._started else None
         for thread in [*live, ours]:
-            if thread is None or thread is threading.current_thread():
+            if not isinstance(thread, threading.Thread) or thread is threading.current_thread():
                 continue
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():

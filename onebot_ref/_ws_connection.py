@@ -51,6 +51,7 @@ owner's ``on_message`` does), or accept or dial (the layers above do); it
 imports nothing above :mod:`onebot_ref._ws_protocol`.
 """
 
+import enum
 import logging
 import select
 import socket
@@ -63,7 +64,7 @@ from ._ws_protocol import CloseReceived, Message, Protocol, State
 from .errors import NotConnected, ProtocolError
 from .framer import TEXT
 
-__all__ = ["OUTBOX_LIMIT", "Connection"]
+__all__ = ["OUTBOX_LIMIT", "Connection", "Reading"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ RECV_MAX = 256 * 1024  # ... and of one receiving a large message (module docstr
 OUTBOX_LIMIT = 1 << 20  # bytes queued behind a write under way before senders must wait
 SMALL = 4096  # bytes a socket with room takes at once: what _flush_soon writes itself
 DRAIN = 1.0  # seconds we read what is left after the closing handshake (see _finish)
+DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)  # one read that never blocks (not on Windows)
 
 
 def _wait(sock: socket.socket, *, write: bool, timeout: float | None) -> bool:
@@ -89,6 +91,14 @@ def _wait(sock: socket.socket, *, write: bool, timeout: float | None) -> bool:
         select.select([], [sock], [], timeout) if write else select.select([sock], [], [], timeout)
     )
     return bool(ready[0] or ready[1])  # Windows
+
+
+class Reading(enum.Enum):
+    """What a shared reader does with a connection after a read (:meth:`Connection.read_ready`)."""
+
+    MORE = "more"
+    OVER = "over"
+    BACKED_UP = "backed up"
 
 
 class _PlainIO:
@@ -210,8 +220,16 @@ class Connection:
     def run(self) -> None:
         """Read until the connection is over; then close the socket and call ``on_close``."""
         try:
-            self._flush()  # the preamble, and whatever was queued behind it
-            self._receive(self._initial)
+            self._begin()
+        except Exception as exc:
+            self._stopped(exc, self._flush)
+            self.end()
+            return
+        self.go_on()
+
+    def go_on(self) -> None:
+        """:meth:`run` past its start: also for a connection a shared reader hands back."""
+        try:
             small = scratch = memoryview(bytearray(RECV_MIN))
             while not self.protocol.closed:
                 # 1) Read from the network. A quiet peer leaves us blocked here
@@ -223,7 +241,7 @@ class Connection:
                     break
                 self.last_seen = time.monotonic()
                 # 2) Let the protocol parse it, answer pings and closes, and deliver.
-                self._receive(scratch[:n])
+                self._receive(scratch[:n], self._flush_behind)
                 # 3) Size the buffer to the traffic (module docstring); the protocol
                 #    has copied what it keeps.
                 size = len(scratch)
@@ -231,32 +249,99 @@ class Connection:
                     scratch = memoryview(bytearray(min(4 * size, RECV_MAX)))
                 elif size > RECV_MIN and n <= size // 4 and not self.protocol.buffered:
                     scratch = small
-        except NotConnected as exc:  # our answer to a ping or close could not be written
-            log.debug("%r: %s", self, exc)
-        except OSError as exc:  # reset, or shut down by tick() or close()
-            log.debug("%r: %s", self, exc)
-        except Exception as exc:  # a bug (ours or a callback's): never out of this thread
-            log.exception("%r: unexpected error in the receive loop; closing with 1011", self)
-            self.failure = exc
-            with self._lock:  # RFC 6455 section 7.4.1: 1011, "an unexpected condition"
-                self.protocol.fail(ProtocolError("internal error", 1011))
-            try:
-                self._flush()
-            except NotConnected:
-                pass
+        except Exception as exc:
+            self._stopped(exc, self._flush)
         finally:
+            self.end()
+
+    # -- receiving, for a shared reader (onebot_ref._ws_reader) ------------------------
+
+    def begin(self) -> bool:
+        """What :meth:`run` does before its loop: the preamble, and the bytes behind the handshake.
+
+        For a connection that a shared reader will read (:meth:`read_ready`):
+        run on the thread that accepted it. False when the connection is
+        already over; then call :meth:`end`.
+        """
+        try:
+            self._begin()
+        except Exception as exc:
+            self._stopped(exc, self._flush)
+            return False
+        return not self.protocol.closed
+
+    def read_ready(self, scratch: memoryview) -> Reading:
+        """One read of a socket that polled readable, never blocking: what the reader does next.
+
+        ``scratch`` may be shared by every connection of one reader: the
+        protocol copies what it keeps. Frames this read asks us to write (a
+        Pong, the answer to a Close) go out only if that cannot block
+        (:meth:`_flush_soon`): the reader serves other connections too.
+
+        Returns:
+            ``MORE`` to go on reading it; ``OVER`` once it is over (the reader
+            stops and calls :meth:`end`); ``BACKED_UP`` when more than
+            ``OUTBOX_LIMIT`` bytes wait to be written (a peer sending pings
+            and reading none of our Pongs): the reader stops, and
+            :meth:`go_on` reads it on a thread of its own, where writing
+            blocks reading again, as in :meth:`run`.
+        """
+        try:
+            try:
+                n = self.sock.recv_into(scratch, 0, DONTWAIT)
+            except BlockingIOError:
+                return Reading.MORE  # polled readable, yet nothing: poll again
+            if not n:
+                with self._lock:
+                    self.protocol.receive_eof()
+                return Reading.OVER
+            self.last_seen = time.monotonic()
+            self._receive(scratch[:n], self._flush_soon)
+        except Exception as exc:
+            self._stopped(exc, self._flush_soon)
+            return Reading.OVER
+        if self.protocol.closed:
+            return Reading.OVER
+        return Reading.BACKED_UP if self.protocol.pending > OUTBOX_LIMIT else Reading.MORE
+
+    def end(self) -> None:
+        """Close the connection's socket the way RFC 6455 asks, then call ``on_close`` (once)."""
+        try:
             self._finish()
+        finally:
             if self.on_close is not None:
                 self.on_close()
 
-    def _receive(self, data: bytes | memoryview) -> None:
+    # -- receiving, shared by both ----------------------------------------------------
+
+    def _begin(self) -> None:
+        self._flush()  # the preamble, and whatever was queued behind it
+        self._receive(self._initial, self._flush)
+        self._initial = b""
+
+    def _stopped(self, exc: Exception, flush: Callable[[], None]) -> None:
+        """The receive loop ends with ``exc``: a lost peer is routine, anything else a bug."""
+        if isinstance(exc, OSError):  # reset, or shut down by tick() or close(); or
+            log.debug("%r: %s", self, exc)  # NotConnected: our answer to a ping or close failed
+            return
+        # A bug (ours or a callback's): never out of the receive thread.
+        log.exception("%r: unexpected error in the receive loop; closing with 1011", self)
+        self.failure = exc
+        with self._lock:  # RFC 6455 section 7.4.1: 1011, "an unexpected condition"
+            self.protocol.fail(ProtocolError("internal error", 1011))
+        try:
+            flush()
+        except NotConnected:
+            pass
+
+    def _receive(self, data: bytes | memoryview, flush: Callable[[], None]) -> None:
         if not data:
             return
         with self._lock:
             events = self.protocol.receive_data(data)
             error = self.protocol.error
         if self.protocol.pending:
-            self._flush()  # a Pong, or the answer to a Close
+            flush()  # a Pong, or the answer to a Close
         for event in events:
             if isinstance(event, Message):
                 self.on_message(event.opcode, event.payload)
@@ -264,7 +349,7 @@ class Connection:
                 log.debug("%r: the peer closed with %d %s", self, event.code, event.reason)
         if error is not None:  # "_Fail the WebSocket Connection_", section 7.1.7
             log.warning("%r broke the protocol: %s", self, error)
-            self._flush()
+            flush()
 
     # -- sending ----------------------------------------------------------------------
 
@@ -320,6 +405,25 @@ class Connection:
         finally:
             self._write_lock.release()
         self._flush()
+
+    def _flush_behind(self) -> None:
+        """The receive loop's flush: reading waits while what it queued cannot be written.
+
+        A peer that sends pings and reads none of our Pongs leaves a write
+        stuck; past ``OUTBOX_LIMIT`` queued behind it, the receive loop waits
+        for that write (bounded by ``send_timeout``, as a sender would) instead
+        of reading more and queueing Pongs without end.
+
+        Raises:
+            NotConnected: the write under way stayed stuck; the connection is shut down.
+        """
+        if self.protocol.pending <= OUTBOX_LIMIT:
+            self._flush()
+        elif self._write_lock.acquire(timeout=self.send_timeout):
+            self._write()
+        else:
+            self.abort()
+            raise NotConnected(f"{self.label} reads nothing we send; closed it")
 
     def _flush(self) -> None:
         """Write what is queued unless another thread is writing (it will take it along)."""

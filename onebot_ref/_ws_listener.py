@@ -16,6 +16,11 @@ says), and otherwise returns a **session** for the connection, with three::
     def message(self, opcode: int, payload: bytes) -> None: ...   # receive thread
     def closed(self) -> None: ...                       # receive thread, once
 
+and, optionally, ``nonblocking = True`` when ``message`` never waits: then,
+on a server made with ``shared_reader=True``, a plaintext connection is read
+by one thread shared with the others (:mod:`onebot_ref._ws_reader`) instead of
+a thread of its own, and ``closed`` runs on a short-lived thread.
+
 ``WsServer`` (the bot's reverse-WS server), FakeOneBot's forward-WS server and
 the doctor's listener are each this server with a policy of their own; none of
 them is a subclass of another.
@@ -23,7 +28,8 @@ them is a subclass of another.
 ``opened`` runs before the ``101 Switching Protocols`` is written: the
 connection already holds the 101 at the head of its queue, so whatever the
 policy sends (a call routed here at once, a lifecycle event) goes out behind
-it. The receive loop then runs on the connection's own thread.
+it. The receive loop then runs on the connection's own thread, or on the
+shared reader's.
 
 Refusals are logged once per peer address and status, then summarised:
 implementations retry every few seconds, for ever.
@@ -44,6 +50,7 @@ from ._serve import Server, Throttle
 from ._tls import peer_name
 from ._ws_connection import Connection
 from ._ws_protocol import Protocol as WsProtocol
+from ._ws_reader import SharedReader, can_share
 from .framer import (
     HandshakeError,
     Request,
@@ -90,6 +97,9 @@ class WebSocketServer:
         send_timeout: seconds a write may stay stuck before its connection is cut.
         close_timeout: seconds a peer has to answer our Close.
         ping_interval: our own pings to idle connections; None sends none.
+        shared_reader: read the connections of sessions whose ``message``
+            never blocks on one thread (:mod:`onebot_ref._ws_reader`) instead
+            of a thread each, where the socket allows it.
     """
 
     def __init__(
@@ -108,6 +118,7 @@ class WebSocketServer:
         send_timeout: float = 10.0,
         close_timeout: float = 10.0,
         ping_interval: float | None = None,
+        shared_reader: bool = False,
     ) -> None:
         self.policy = policy
         self.log = logger
@@ -126,6 +137,7 @@ class WebSocketServer:
             max_connections=max_connections,
         )
         self.connections: set[Connection] = set()
+        self.reader = SharedReader(name) if shared_reader else None
         self._lock = threading.Lock()
         self._gone = threading.Condition(self._lock)  # a connection ended
         self._throttle = Throttle()
@@ -151,23 +163,33 @@ class WebSocketServer:
 
     # -- one connection, on its own thread ---------------------------------------------
 
-    def _serve(self, sock: socket.socket, address: Any, deadline: float) -> None:
+    def _serve(self, sock: socket.socket, address: Any, deadline: float) -> bool:
+        """Serve one connection: True once it is handed to the shared reader (``Server.keep``)."""
         peer = peer_name(address)
         found = self._read_head(sock, deadline, peer)
         if found is None:
-            return
+            return False
         request, rest = found
         try:
             key = check_request(request)
             session = self.policy.accept(request, peer)
         except HandshakeError as exc:
             self._refuse(sock, peer, exc)
-            return
+            return False
+        shared = (
+            self.reader is not None and can_share(sock) and getattr(session, "nonblocking", False)
+        )
+
+        def closed() -> None:
+            if shared:  # its socket is closed: it counts no more (before the policy hears)
+                self.server.release(sock)
+            session.closed()
+
         conn = Connection(
             sock,
             WsProtocol(client=False, max_size=self.max_size),
             on_message=session.message,
-            on_close=session.closed,
+            on_close=closed,
             label=f"connection {peer}",
             send_timeout=self.send_timeout,
             close_timeout=self.close_timeout,
@@ -177,17 +199,36 @@ class WebSocketServer:
         )
         with self._lock:
             if self.server.stopping:
-                return
+                return False
             self.connections.add(conn)
         self.server.watch(conn)
+        handed = False
         try:
             session.opened(conn)
-            conn.run()  # the 101 first, then the receive loop, then session.closed()
+            if self.reader is not None and shared:
+                # The 101 first, from here; then the reader reads, and ends it.
+                if not conn.begin():
+                    conn.end()
+                elif self.server.keep(sock):
+                    handed = self.reader.add(conn, lambda: self._gone_away(conn))
+                    if not handed:  # the server is closing: read it here, as below
+                        self.server.release(sock)
+                        conn.go_on()
+                else:  # the server is closing (its goodbye closes this one too)
+                    conn.go_on()
+            else:
+                conn.run()  # the 101 first, then the receive loop, then session.closed()
         finally:
-            self.server.unwatch(conn)
-            with self._gone:
-                self.connections.discard(conn)
-                self._gone.notify_all()
+            if not handed:
+                self._gone_away(conn)
+        return handed
+
+    def _gone_away(self, conn: Connection) -> None:
+        """``conn`` is over and its socket closed: forget it."""
+        self.server.unwatch(conn)
+        with self._gone:
+            self.connections.discard(conn)
+            self._gone.notify_all()
 
     def _read_head(
         self, sock: socket.socket, deadline: float, peer: str
@@ -244,4 +285,11 @@ class WebSocketServer:
             with self._gone:
                 self._gone.wait_for(lambda: not self.connections, grace)
 
+        deadline = time.monotonic() + timeout
         self.server.close(timeout, goodbye)
+        if self.reader is not None:  # what it reads was cut by server.close(): it ends now
+            with self._gone:
+                self._gone.wait_for(
+                    lambda: not self.connections, max(0.0, deadline - time.monotonic())
+                )
+            self.reader.close(max(0.0, deadline - time.monotonic()))

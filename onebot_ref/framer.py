@@ -6,6 +6,7 @@ ours::
     framer            bytes <-> frames and whole messages        (this module)
     _ws_protocol      the rules and an explicit state: closing, pings, failing
     _ws_connection    a socket, its receive thread, the send path, deadlines, TLS
+    _ws_reader        one thread reading many plaintext connections (a selector)
     _ws_listener      a generic server: accepting, the handshake, reaping
     ws_server, ws_client, FakeOneBot, the doctor: OneBot policy
 

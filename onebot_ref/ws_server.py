@@ -52,11 +52,12 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
   :meth:`WsServer.close`. Both run in order on one hook thread, so a hook may
   call the bot's API (:mod:`onebot_ref._hooks`, shared with ``HttpServer``).
 
-Threads: one accept thread (which also reaps dead connections), one daemon
-receive thread per connection, the registry's workers, and the hook thread once
-a hook has run. A receive thread only parses; events go to ``registry.submit``
-so a handler may call the API, whose response that same receive thread has to
-deliver.
+Threads: one accept thread (which also reaps dead connections), one receive
+thread shared by every plaintext connection (:mod:`onebot_ref._ws_reader`; a
+TLS connection has one of its own), the registry's workers, and the hook thread
+once a hook has run. A receive thread only parses; events go to
+``registry.submit`` so a handler may call the API, whose response that same
+receive thread has to deliver.
 
 How it is built: :class:`WsServer` is the OneBot bot-side **policy** of a
 generic WebSocket server (:mod:`onebot_ref._ws_listener`: accepting, TLS,
@@ -139,8 +140,12 @@ class Peer:
     The generic server's session for an accepted handshake: :meth:`opened`,
     :meth:`message` and :meth:`closed` are called by the connection, the last
     two on its receive thread, which must never run a handler (a handler's
-    call needs this very thread to read its response).
+    call needs this very thread to read its response). That thread is the
+    server's shared reader (:mod:`onebot_ref._ws_reader`) for plaintext
+    connections: :meth:`message` never blocks (``nonblocking``).
     """
+
+    nonblocking = True  # message() never waits: it may share a reader thread
 
     def __init__(
         self, server: "WsServer", peer: str, self_id: str | None, role: ClientRole
@@ -269,12 +274,12 @@ class WsServer(Receiver):
         timeout: seconds an API call waits for its response.
         max_size: the largest message accepted, in bytes (1009 beyond it).
         max_header: the largest upgrade request head, in bytes (431 beyond it).
-        max_connections: connections served at once, each on its own thread; one
-            more is answered 503 with ``Retry-After`` before its upgrade and gets
-            no thread. 4096 lets a thousand accounts connect with split API and
-            Event connections (two each) and room for reconnects overlapping the
-            connections they replace, while a flood of connections still cannot
-            start threads without end.
+        max_connections: connections served at once; one more is answered 503
+            with ``Retry-After`` before its upgrade and gets no thread. 4096
+            lets a thousand accounts connect with split API and Event
+            connections (two each) and room for reconnects overlapping the
+            connections they replace, while a flood of connections still
+            cannot take file descriptors (and TLS threads) without end.
         handshake_timeout: seconds a client may take for its first byte, TLS and
             its upgrade request together.
         send_timeout: seconds a send may block before the peer is dropped.
@@ -361,6 +366,7 @@ class WsServer(Receiver):
             send_timeout=send_timeout,
             close_timeout=close_timeout,
             ping_interval=ping_interval,
+            shared_reader=True,
         )
         self._throttle = Throttle()
         self._lock = threading.Lock()

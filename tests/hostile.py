@@ -37,9 +37,19 @@ class Peer:
         self.texts: list[str] = []  # the other end's text messages, in order
 
     @classmethod
-    def dial(cls, port: int, headers: list[tuple[bytes, bytes]]) -> "Peer":
-        """Connect to a WebSocket server on loopback and upgrade (wsproto writes the request)."""
-        peer = cls(socket.create_connection(("127.0.0.1", port), timeout=10), client=True)
+    def dial(
+        cls, port: int, headers: list[tuple[bytes, bytes]], *, rcvbuf: int | None = None
+    ) -> "Peer":
+        """Connect to a WebSocket server on loopback and upgrade (wsproto writes the request).
+
+        ``rcvbuf`` shrinks our receive buffer first: a peer that reads nothing fills up sooner.
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        peer = cls(sock, client=True)
         request = wse.Request(host="127.0.0.1", target="/", extra_headers=headers)
         peer.sock.sendall(peer.ws.send(request))
         while True:

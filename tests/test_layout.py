@@ -113,6 +113,7 @@ WS_LAYERS = [
     ["framer"],  # bytes <-> frames and messages
     ["_ws_protocol"],  # the rules and an explicit state
     ["_ws_connection", "_serve", "_ws_dial"],  # threads, sockets, TLS; accepting; dialling
+    ["_ws_reader"],  # one thread reading many connections
     ["_ws_listener"],  # a generic server, policy by composition
     ["ws_server", "ws_client"],  # the modes: OneBot policy
 ]
