@@ -197,6 +197,8 @@ def main() -> None:
         (f"small ({len(make_event(600))} B)", args.small, 600),
         ("1 MiB", args.big, 2**20),
     ):
+        if not total:
+            continue  # --small 0 or --big 0: that case is not run
         best: dict[str, float] = {}
         for _ in range(args.repeat):  # interleaved, best of N: the machine may be shared
             for name, (accelerated, run) in bots.items():
