@@ -28,7 +28,10 @@ here, once:
   Close frames), shut down whatever is left, and join every thread by a deadline.
 
 What is spoken on a connection is the owner's: it passes ``serve(sock,
-address, deadline)``, run on the connection's thread once TLS is up.
+address, deadline)``, run on the connection's thread once TLS is up. An owner
+may hand the socket on to be read elsewhere (``WsServer``'s shared reader): it
+calls :meth:`Server.keep` and returns True, and the thread ends while the
+connection still counts; the owner closes it and calls :meth:`Server.release`.
 """
 
 import logging
