@@ -275,12 +275,17 @@ class Server:
     def keep(self, sock: socket.socket) -> bool:
         """Keep ``sock`` open and counted after ``serve`` returns: its owner reads it elsewhere.
 
+        Called from ``serve``, on the connection's thread.
+
         The owner then closes it itself and calls :meth:`release`. False once
         :meth:`close` has begun: the socket is not kept (``serve`` hangs up).
         """
         with self._lock:
             if self._closing:
                 return False
+            # One entry per connection, in one step: counted twice for a moment,
+            # it could have a connection refused below max_connections.
+            self._sockets.pop(threading.current_thread(), None)
             self._sockets[sock] = sock
             return True
 

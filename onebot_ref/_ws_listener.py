@@ -211,9 +211,8 @@ class WebSocketServer:
                     conn.end()
                 elif self.server.keep(sock):
                     handed = self.reader.add(conn, lambda: self._gone_away(conn))
-                    if not handed:  # the server is closing: read it here, as below
-                        self.server.release(sock)
-                        conn.go_on()
+                    if not handed:  # the server is closing: read it here, as below (its
+                        conn.go_on()  # socket still counts: close() cuts it; closed() releases it)
                 else:  # the server is closing (its goodbye closes this one too)
                     conn.go_on()
             else:

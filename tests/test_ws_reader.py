@@ -6,6 +6,7 @@ counted are the server's own.
 """
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import wsproto.events as wse
 from conftest import wait_until
 from hostile import Peer
 
+from onebot_ref._serve import Server
 from onebot_ref._ws_connection import OUTBOX_LIMIT
 from onebot_ref.ws_server import WsServer
 
@@ -153,3 +155,38 @@ def test_a_peer_that_reads_none_of_our_pongs_does_not_pile_them_up(
         wait_until(lambda: results == [{"action": "get_login_info"}])
         assert most <= 2 * OUTBOX_LIMIT, f"{most} bytes of Pongs queued"
         wait_until(lambda: srv.bots == ["2"], what="the flooder cut by send_timeout")
+
+
+def test_a_kept_connection_counts_once_while_its_thread_is_still_ending() -> None:
+    """``Server.keep`` moves the count from the thread to the socket in one step.
+
+    Counted under both for a moment (the thread ends just after handing its
+    connection over), a server at ``max_connections - 1`` refused the next one:
+    CI saw ``test_ws_server_caps_connections_with_503_before_the_upgrade`` get a
+    503 for its second connection of two.
+    """
+    kept: list[socket.socket] = []
+    handed = threading.Event()
+    leave = threading.Event()
+
+    def serve(sock: socket.socket, address: object, deadline: float) -> bool:
+        assert server.keep(sock)
+        kept.append(sock)
+        handed.set()
+        leave.wait(10)  # the thread, slow to end
+        return True
+
+    server = Server("127.0.0.1", 0, serve, name="test-keep", max_connections=2)
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(b"G")  # the server waits for a first byte (TLS or not) before serve()
+            assert handed.wait(10)
+            assert server.active == 1
+            leave.set()
+            server.release(kept[0])
+            kept[0].close()
+            wait_until(lambda: server.active == 0)
+    finally:
+        leave.set()
+        server.close()
