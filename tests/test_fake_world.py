@@ -266,6 +266,38 @@ def test_rejecting_a_friend_request_makes_no_friend(fake: FakeOneBot) -> None:
     assert 20009 not in fake.world.friends
 
 
+def test_an_action_counts_as_handled_once_its_notice_is_on_its_way() -> None:
+    """``World.handled`` counts an action after it has run, notices emitted (the CLI's /wait-call).
+
+    ``World.calls`` has it as it starts: a script that ended on ``/wait-call``
+    could close the fake before the ``friend_add`` notice was queued (CI).
+    """
+    world = World()
+    seen: list[int] = []
+    world.on_event = lambda event: seen.append(world.handled.get("set_friend_add_request", 0))
+    flag = world.request_friend(20009)["flag"]
+    assert world.handle("set_friend_add_request", {"flag": flag, "approve": True})
+    assert seen == [0]  # the notice was emitted before the action counted as handled
+    assert world.handled["set_friend_add_request"] == 1
+
+
+def test_close_delivers_the_notices_already_queued(no_thread_leak: None) -> None:
+    """An answered action's notice is not lost to a close() that comes right after it."""
+    fake = FakeOneBot()
+    pushed: list[str] = []
+
+    def push(event: dict[str, Any]) -> None:
+        if not pushed:
+            fake._stop.wait(0.3)  # slow: close() begins meanwhile
+        pushed.append(event["notice_type"])
+
+    fake.push = push  # type: ignore[method-assign]
+    fake.world.emit(fake.world.notice("friend_add", user_id=20009))
+    fake.world.emit(fake.world.notice("friend_add", user_id=20010))
+    fake.close()
+    assert pushed == ["friend_add", "friend_add"]
+
+
 @pytest.mark.parametrize(
     ("flavor", "transport", "expected"),
     [

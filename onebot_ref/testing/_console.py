@@ -327,8 +327,8 @@ class Console:
     def wait_call(self, action: str, n: int, seconds: float) -> None:
         deadline = time.monotonic() + seconds
 
-        def count() -> int:
-            return sum(1 for name, _params in list(self.world.calls) if name == action)
+        def count() -> int:  # answered: what the action causes (a notice) is on its way
+            return self.world.handled.get(action, 0)
 
         while count() < n:
             if time.monotonic() > deadline:

@@ -149,6 +149,8 @@ class FakeOneBot:
         # Notices the world's actions cause (friend_add, group_decrease...), delivered
         # by a thread of their own, started at the first one (see _queue_event).
         self._notices: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1000)
+        self._undelivered = 0  # notices queued and not yet pushed
+        self._delivered = threading.Condition()
         self._notifier: threading.Thread | None = None
         self._notifier_lock = threading.Lock()
         self.world.on_event = self._queue_event
@@ -341,11 +343,13 @@ class FakeOneBot:
         """
         if self._stop.is_set():
             return
-        try:
-            self._notices.put_nowait(event)
-        except queue.Full:
-            log.warning("dropped a %s notice: 1000 wait for delivery", event.get("notice_type"))
-            return
+        with self._delivered:
+            try:
+                self._notices.put_nowait(event)
+            except queue.Full:
+                log.warning("dropped a %s notice: 1000 wait for delivery", event.get("notice_type"))
+                return
+            self._undelivered += 1
         with self._notifier_lock:
             if self._notifier is None:
                 self._notifier = threading.Thread(
@@ -363,6 +367,10 @@ class FakeOneBot:
                 self.push(event)
             except Exception:
                 log.exception("delivering a notice failed")
+            finally:
+                with self._delivered:
+                    self._undelivered -= 1
+                    self._delivered.notify_all()
 
     def event_connections(self) -> list[Any]:
         """Every live WebSocket connection that carries events."""
@@ -492,7 +500,9 @@ class FakeOneBot:
             self.ws_server = None
 
     def close(self) -> None:
-        """Stop every server, client and thread."""
+        """Deliver the notices of actions already answered (2 s at most); stop everything."""
+        with self._delivered:
+            self._delivered.wait_for(lambda: not self._undelivered, 2.0)
         self._stop.set()
         self._close_servers()
         for client in self.reverse:

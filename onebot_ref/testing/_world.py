@@ -217,6 +217,8 @@ class World:
             "fwd-1": [_FORWARD_NODE],
         }
         self.calls: list[tuple[str, dict[str, Any]]] = []  # the latest, up to KEEP
+        # Actions run to the end, by name: their consequences (notices) are queued.
+        self.handled: dict[str, int] = {}
         self.sent: list[dict[str, Any]] = []  # the messages the bot sent, in order (latest KEEP)
         self.sent_total = 0  # all of them, counting those forgotten
         self.sent_changed = threading.Condition()
@@ -536,10 +538,21 @@ class World:
     # -- the action table ------------------------------------------------------------
 
     def handle(self, action: str, params: dict[str, Any], transport: str = "ws") -> Response | None:
-        """Run one action; None means "no such action" over HTTP (the caller answers 404)."""
+        """Run one action; None means "no such action" over HTTP (the caller answers 404).
+
+        The call is in :attr:`calls` as it starts, and counted in
+        :attr:`handled` once it has run, its notices emitted.
+        """
         with self._lock:
             self.calls.append((action, params))
             _trim(self.calls)
+        try:
+            return self._handle(action, params, transport)
+        finally:
+            with self._lock:
+                self.handled[action] = self.handled.get(action, 0) + 1
+
+    def _handle(self, action: str, params: dict[str, Any], transport: str) -> Response | None:
         if action.endswith("_async") and self.flavor != "napcat":
             base = action.removesuffix("_async")
             if self.flavor == "spec":  # like CQHTTP: accepted without checking it exists
