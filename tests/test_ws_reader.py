@@ -7,12 +7,14 @@ counted are the server's own.
 
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import websocket
 import wsproto.events as wse
 from conftest import wait_until
 from hostile import Peer
@@ -190,3 +192,48 @@ def test_a_kept_connection_counts_once_while_its_thread_is_still_ending() -> Non
     finally:
         leave.set()
         server.close()
+
+
+def test_connections_coming_and_going_leave_nothing_behind(no_thread_leak: None) -> None:
+    """Churn on the shared reader: every event before a clean close arrives; nothing is left.
+
+    Six websocket-client threads connect, send an event and leave, 15 times
+    each, half of them with a Close and half by resetting the connection.
+    """
+    got: list[int] = []
+    lock = threading.Lock()
+    srv = WsServer(port=0)
+
+    @srv.on("message.private")
+    def record(ev: dict[str, Any]) -> None:
+        with lock:
+            got.append(int(ev["self_id"]))
+
+    clean: list[int] = []
+
+    def churn(worker: int) -> None:
+        for i in range(15):
+            self_id = 10_000 + worker * 100 + i
+            client = websocket.create_connection(
+                srv.url, header=[f"X-Self-ID: {self_id}"], timeout=10
+            )
+            client.send(event(self_id))
+            if i % 2:
+                raw = client.sock
+                assert raw is not None
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                raw.close()  # a reset, no Close
+            else:
+                client.close()  # the closing handshake: the event was read before it
+                with lock:
+                    clean.append(self_id)
+
+    with srv:
+        threads = [threading.Thread(target=churn, args=(w,)) for w in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        wait_until(lambda: set(clean) <= set(got), what="every event sent before a Close")
+        wait_until(lambda: srv.listener.server.active == 0 and not srv.bots, what="all gone")
+        assert not srv.listener.connections
