@@ -35,19 +35,32 @@ import logging
 import shlex
 import threading
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import ConfigError, UsageError
 from .message import normalize, plain_text
-
-if TYPE_CHECKING:
-    from .registry import Registry
 
 __all__ = ["Command", "CommandHandler", "Filter", "Filtered", "OwnMessages", "split_args"]
 
 log = logging.getLogger("onebot_ref.registry")
 
 Segment = dict[str, Any]
+
+
+class Tally(Protocol):
+    """What a filter reads and counts on its registry (:class:`onebot_ref.registry.Registry`).
+
+    A protocol rather than the class: the registry builds filters, and this
+    module stays below it.
+    """
+
+    superusers: set[str]
+    own_messages: "OwnMessages"
+    clock: Callable[[], float]
+    skipped: int
+    handler_errors: int
+
+
 CommandHandler = Callable[[dict[str, Any], str, list[Segment]], Any]
 Reply = Callable[[dict[str, Any], Any], Any]
 
@@ -117,7 +130,7 @@ class Filter:
 
     def __init__(
         self,
-        registry: "Registry",
+        registry: Tally,
         *,
         to_me: bool = False,
         groups: Collection[int | str] | None = None,

@@ -31,8 +31,9 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ._dedup import Recent
 from ._http_base import RETRY_AFTER
 from ._http_head import (
     BadHead,
@@ -49,9 +50,8 @@ from .errors import DecodeError
 
 if TYPE_CHECKING:
     from ._http_base import ManagedHTTPServer
-    from .http_server import HttpServer
 
-__all__ = ["Clock", "EventHandler", "self_id_of"]
+__all__ = ["Clock", "EventHandler", "Owner", "self_id_of"]
 
 log = logging.getLogger("onebot_ref.http_server")  # one logger for mode 2, as before the split
 
@@ -145,16 +145,59 @@ def _date_of(second: int) -> str:
     return formatdate(second, usegmt=True)
 
 
+class Slots(Protocol):
+    """``max_handlers``: a slot per handler run, never waited for."""
+
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class Owner(Protocol):
+    """What a connection needs of the server that holds it: its rules and its handlers.
+
+    :class:`onebot_ref.http_server.HttpServer` is one; a protocol rather than
+    the class, so that this module stays below the mode that uses it.
+    """
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def max_size(self) -> int: ...
+    @property
+    def max_header(self) -> int: ...
+    @property
+    def idle_timeout(self) -> float: ...
+    @property
+    def request_timeout(self) -> float: ...
+    @property
+    def recent(self) -> Recent | None: ...
+    @property
+    def handler_slots(self) -> Slots: ...
+
+    def check_access_token(self, headers: dict[str, str], query: str) -> tuple[int, str] | None: ...
+
+    def check_x_signature(self, headers: dict[str, str], body: bytes) -> tuple[int, str] | None: ...
+
+    def arrived(self, event: dict[str, Any]) -> None: ...
+
+    def handlers_busy(self) -> str: ...
+
+    def duplicate(self) -> None: ...
+
+    def handle_event(self, event: dict[str, Any]) -> bytes: ...
+
+
 class EventHandler(BaseHTTPRequestHandler):
     """One connection: reads each POSTed event, dispatches it, writes the quick operation.
 
     ``server`` is the HTTP server that accepted the connection (its reaper
-    bounds our reads); ``receiver`` the :class:`HttpServer` that holds it, whose
-    rules we apply and whose handlers we run.
+    bounds our reads); ``receiver`` the :class:`Owner` that holds it
+    (``HttpServer``), whose rules we apply and whose handlers we run.
     """
 
     server: "ManagedHTTPServer"  # type: ignore[assignment]  # ours, not a socketserver
-    receiver: "HttpServer"  # server.owner
+    receiver: Owner  # server.owner
     raw_requestline: bytes  # set by the stdlib's handle_one_request
     fields: dict[str, str]  # the request's header fields by lower-case name
     pairs: list[tuple[str, str]]  # ... and as they came, (name, value) in order

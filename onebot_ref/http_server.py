@@ -67,7 +67,7 @@ from ._bot import Receiver
 from ._dedup import Recent
 from ._hooks import Bot, Hook, Hooks
 from ._http_base import ManagedHTTPServer
-from ._http_handler import EventHandler
+from ._http_handler import EventHandler, Owner
 from ._serve import check_positive, decade, warn_if_open
 from ._tls import check_address, server_context
 from .api import OneBotApi, merge_params
@@ -207,11 +207,12 @@ class HttpServer(Receiver):
         self.busy_events = 0  # events answered 503 because every handler slot was taken
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
+        owner: Owner = self  # what each EventHandler serves (type-checked here)
         self._http = ManagedHTTPServer(
             (host, port),
             EventHandler,
             "onebot-http-server",
-            owner=self,
+            owner=owner,
             ssl_context=server_context(ssl_context, certfile, keyfile),
             handshake_timeout=handshake_timeout,
             max_connections=max_connections,

@@ -145,3 +145,32 @@ def test_websocket_layers_import_only_downwards(rank: int, name: str) -> None:
     above = {n for names in WS_LAYERS[rank:] for n in names} - {name}
     wrong = sorted(set(_ours(PACKAGE / f"{name}.py")) & above)
     assert not wrong, f"{name} imports {wrong}, a layer at or above its own"
+
+
+def test_the_package_modules_import_each_other_without_a_cycle() -> None:
+    """No module of the package imports one that imports it back, directly or around a circle.
+
+    Every import statement counts (``TYPE_CHECKING`` ones and those inside
+    functions too): a lower module that needs something of a higher one
+    names what it needs in a protocol of its own (``_commands.Tally``,
+    ``_http_handler.Owner``) instead of importing the class.
+    """
+    modules = {path.stem: path for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+    imports = {name: set(_ours(path)) & set(modules) - {name} for name, path in modules.items()}
+
+    def circle_from(start: str) -> list[str] | None:
+        """A path of imports from ``start`` back to itself, if there is one (depth first)."""
+        todo = [(start, [start])]
+        seen: set[str] = set()
+        while todo:
+            name, path = todo.pop()
+            for nxt in sorted(imports[name]):
+                if nxt == start:
+                    return [*path, start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append((nxt, [*path, nxt]))
+        return None
+
+    circles = [c for name in sorted(modules) if (c := circle_from(name)) is not None]
+    assert not circles, f"import circles: {[' -> '.join(c) for c in circles]}"
