@@ -24,7 +24,8 @@ events and shows what the bot sends (``--help`` for the modes, ``/help`` for
 the console).
 """
 
-from ._fake import FakeOneBot, Faults
+from ._fake import FakeOneBot
+from ._host import Faults
 from ._replay import Call, ReplayDiff
 from ._world import World
 

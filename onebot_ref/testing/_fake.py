@@ -28,7 +28,6 @@ Teaching shortcuts: one bot account per FakeOneBot; quick operations
 implement ``reply``/``at_sender``/``auto_escape``/``approve`` only.
 """
 
-import dataclasses
 import logging
 import queue
 import ssl
@@ -46,45 +45,14 @@ from .._types import Flavor
 from ..errors import DecodeError
 from ..http_client import use_ssl_context
 from . import _extended  # noqa: F401  (adds the extended actions to the world's table)
+from ._host import Faults
 from ._http import FakeHttpApi
 from ._replay import ReplayDiff, Replayer, Source, replay
 from ._world import World
 
-__all__ = ["FakeOneBot", "Faults"]
+__all__ = ["FakeOneBot"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class Faults:
-    """Failures to inject; change the fields at any time, from any thread.
-
-    Attributes:
-        delay: seconds to wait before answering each action.
-        drop: answer the next ``drop`` actions with nothing at all.
-        echo: ``"keep"``, ``"omit"``, ``"null"``, ``"number"`` (``"7"`` → 7) or
-            ``"mangle"`` (a different string) for WebSocket responses.
-        close_mid_call: close the connection instead of answering the next N actions.
-        heartbeats: send heartbeat events (when an interval is set).
-        lifecycle: send the lifecycle ``connect`` event on WebSocket connections.
-        malformed: send N malformed WebSocket frames (bad opcode) on the next action.
-    """
-
-    delay: float = 0.0
-    drop: int = 0
-    echo: str = "keep"
-    close_mid_call: int = 0
-    heartbeats: bool = True
-    lifecycle: bool = True
-    malformed: int = 0
-
-    def take(self, name: str) -> bool:
-        """Consume one unit of a counted fault; True if it fires now."""
-        count: int = getattr(self, name)
-        if count > 0:
-            setattr(self, name, count - 1)
-            return True
-        return False
 
 
 class FakeOneBot:

@@ -22,15 +22,13 @@ import json
 import logging
 import socket
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import codec
 from .._http_base import ManagedHTTPServer
 from ..errors import DecodeError
-
-if TYPE_CHECKING:
-    from ._fake import FakeOneBot
+from ._host import Host
 
 __all__ = ["FakeHttpApi"]
 
@@ -151,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeHttpApi(ManagedHTTPServer):
     """A ManagedHTTPServer bound to one FakeOneBot."""
 
-    def __init__(self, fake: "FakeOneBot", address: tuple[str, int]) -> None:
+    def __init__(self, fake: Host, address: tuple[str, int]) -> None:
         self.fake = fake
         super().__init__(address, _Handler, "fake-http-api", ssl_context=fake.ssl_context)
 

@@ -46,17 +46,14 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl
 
 from ..codec import event_name
 from ..errors import ConfigError, NotConnected
 from ..record._transcript import BOT_TO_ONEBOT, ONEBOT_TO_BOT, read_transcript
 
-if TYPE_CHECKING:
-    from ._fake import FakeOneBot
-
-__all__ = ["Call", "Recording", "ReplayDiff", "Replayer", "Source", "replay"]
+__all__ = ["Call", "Recording", "ReplayDiff", "Replayer", "Source", "Stage", "replay"]
 
 QUICK_OPERATION = ".handle_quick_operation"
 Source = str | os.PathLike[str] | Iterable[Mapping[str, Any]]  # a transcript: its path, or entries
@@ -309,8 +306,26 @@ class Replayer:
         return ReplayDiff(missing, extra, changed, observed, self.recording.events)
 
 
+class Stage(Protocol):
+    """What :func:`replay` needs of the fake it replays through (FakeOneBot is one).
+
+    A protocol rather than the class: FakeOneBot's ``replay`` calls this
+    module, which stays below it.
+    """
+
+    post_targets: list[tuple[str, str | None]]
+    replaying: Replayer | None
+
+    @property
+    def self_id(self) -> int: ...
+
+    def event_connections(self) -> list[Any]: ...
+
+    def push(self, event: dict[str, Any]) -> None: ...
+
+
 def replay(
-    fake: "FakeOneBot",
+    fake: Stage,
     transcript: Source,
     *,
     timeout: float = 5.0,

@@ -19,7 +19,7 @@ heartbeats to every event-capable connection.
 import logging
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import websocket
 
@@ -30,9 +30,7 @@ from .._ws_connection import Connection
 from .._ws_listener import WebSocketServer
 from ..errors import DecodeError, NotConnected
 from ..framer import HandshakeError, Request
-
-if TYPE_CHECKING:
-    from ._fake import FakeOneBot
+from ._host import Host
 
 __all__ = ["FakeWsServer", "ForwardConn", "ReverseClient"]
 
@@ -46,7 +44,7 @@ RECV_TICK = 0.2  # seconds: how often a reverse connection's thread checks for c
 
 
 def answer_frame(
-    fake: "FakeOneBot", conn: "ReverseConn | ForwardConn", data: str | bytes, malformed: bytes
+    fake: Host, conn: "ReverseConn | ForwardConn", data: str | bytes, malformed: bytes
 ) -> None:
     """Answer one frame the bot sent on ``conn``, applying the connection-level faults.
 
@@ -105,7 +103,7 @@ class ReverseClient:
 
     def __init__(
         self,
-        fake: "FakeOneBot",
+        fake: Host,
         url: str | None,
         *,
         api_url: str | None,
@@ -293,7 +291,7 @@ class FakeWsServer:
     role a path means, and how this flavour checks the token.
     """
 
-    def __init__(self, fake: "FakeOneBot", address: tuple[str, int]) -> None:
+    def __init__(self, fake: Host, address: tuple[str, int]) -> None:
         check_address(address[0], address[1], type(self).__name__)
         self.fake = fake
         self.host = address[0]
