@@ -13,7 +13,8 @@ Reported per server: RSS per connection (the server process's RSS with every
 connection open and idle, minus its RSS before the first one, divided by the
 connections; and the same after the load), its threads (idle, and after the
 load: handler pools start with the first event) and file descriptors with
-every connection open, events/s, and p50/p99 latency.
+every connection open, events/s, the server's CPU time per event (user and
+system, from ``/proc/<pid>/stat`` over the counted events), and p50/p99 latency.
 
 * onebot_ref: ``WsServer`` + ``reply()`` from the registry's 16 handler threads.
 * websockets.sync: a thread per connection, events handed to an 8-thread pool.
@@ -41,6 +42,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench_ws_server import (  # a sibling script: its bots are the contenders
+    cpu_seconds,
     echo_of,
     free_port,
     serve_onebot_ref,
@@ -192,6 +194,7 @@ def run_load(port: int, accounts: int, events: int, in_flight: int, pid: int) ->
     latencies: list[float] = []
     sent = done = 0
     started = time.perf_counter()
+    cpu_before = 0.0
     while sent < min(in_flight, total):
         conn = conns[sent % accounts]
         conn.sent_at = time.perf_counter()
@@ -221,12 +224,14 @@ def run_load(port: int, accounts: int, events: int, in_flight: int, pid: int) ->
                     latencies.append(now - conn.sent_at)
                 elif done == warmup:
                     started = now
+                    cpu_before = cpu_seconds(pid)
                 if sent < total:
                     nxt = conns[sent % accounts]
                     nxt.sent_at = time.perf_counter()
                     nxt.send(nxt.event)
                     sent += 1
     elapsed = time.perf_counter() - started
+    figures["cpu_us"] = (cpu_seconds(pid) - cpu_before) / events * 1e6
     latencies.sort()
     figures["events_s"] = events / elapsed
     figures["p50_ms"] = latencies[len(latencies) // 2] * 1000
@@ -266,6 +271,7 @@ COLUMNS = [
     ("threads_after", "threads after", "{:.0f}"),
     ("fds", "fds", "{:.0f}"),
     ("events_s", "events/s", "{:.0f}"),
+    ("cpu_us", "CPU µs/event", "{:.0f}"),
     ("p50_ms", "p50 ms", "{:.2f}"),
     ("p99_ms", "p99 ms", "{:.2f}"),
 ]
