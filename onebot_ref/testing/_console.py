@@ -52,7 +52,7 @@ HELP = """\
   /world                      好友和群 / friends and groups
   /wait-bot [SECONDS]         等机器人连上 / wait until a bot is there to hear events
   /wait-sent N [SECONDS]      等机器人共发出 N 条 / wait until the bot has sent N messages in all
-  /wait-call ACTION [N] [SECONDS]   等机器人调用 ACTION 共 N 次 / ... has called ACTION N times
+  /wait-call ACTION [N] [SECONDS]   等 ACTION 被调用并处理完 N 次 / ... called and run N times
   /sleep SECONDS              暂停 / pause
   /help  /quit
   # ...                       注释 / a comment (in a script)"""
