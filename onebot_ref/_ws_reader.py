@@ -59,8 +59,9 @@ class SharedReader:
     """Reads every connection handed to it, on one thread, started with the first.
 
     Args:
-        name: names the reader's thread (``name-reader``) and the threads
-            that end connections (``name-end``).
+        name: names the reader's thread (``name-reader``), the threads that
+            end connections (``name-end``) and those that read a backed-up one
+            (``name-recv``).
     """
 
     def __init__(self, name: str) -> None:
@@ -198,7 +199,8 @@ class SharedReader:
                 with self._lock:
                     self._enders.discard(thread)
 
-        thread = threading.Thread(target=end, name=f"{self.name}-end", daemon=True)
+        name = f"{self.name}-{'recv' if go_on else 'end'}"  # recv: it reads the connection on
+        thread = threading.Thread(target=end, name=name, daemon=True)
         with self._lock:
             self._enders.add(thread)
         thread.start()
