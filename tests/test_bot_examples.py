@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 from conftest import unused_port, wait_until
-from test_demo import ROOT, Live, run
+from processes import ROOT, Live, run
 
 from onebot_ref.http_client import HttpClient
 from onebot_ref.testing import FakeOneBot

@@ -3,36 +3,19 @@
 import ast
 import http.client
 import json
-import os
 import pathlib
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from typing import IO
 
 import pytest
-from conftest import unused_port, wait_until
+from conftest import unused_port
+from processes import ENV, ROOT, Live, as_in_a_terminal, run
 from websockets.sync.client import connect
 
 from onebot_ref.testing import FakeOneBot
-
-ROOT = pathlib.Path(__file__).parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
-
-
-def run(*args: str | pathlib.Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-        cwd=ROOT,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("mode", ["http-client", "http-server", "ws-client", "ws-server"])
@@ -69,19 +52,6 @@ def test_demo_client_mode_against_nothing_fails_with_a_message() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
-
-
-def as_in_a_terminal() -> None:
-    """Run in the child before exec: SIGINT at its default disposition, as in a terminal.
-
-    A shell starts a background job (``pytest &``, nohup, some CI runners) with SIGINT
-    ignored, and an ignored signal stays ignored across exec; Python then installs no
-    KeyboardInterrupt handler, and the command under test never sees our Ctrl+C (the
-    Ctrl+C test timed out so). What we test is a user pressing Ctrl+C in a terminal.
-    (As a ``preexec_fn`` it runs between fork and exec; it takes no lock that another
-    thread could hold at the fork, so the warning about threads does not apply.)
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX-only here")
@@ -157,64 +127,6 @@ def found(pattern: str, text: str) -> re.Match[str]:
     match = re.search(pattern, text)
     assert match, f"no {pattern!r} in {text!r}"
     return match
-
-
-class Live:
-    """A command run in a subprocess until SIGINT; threads read its output line by line."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            encoding="utf-8", env=ENV, cwd=ROOT,
-            preexec_fn=as_in_a_terminal,  # noqa: PLW1509
-        )  # fmt: skip
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.readers = [
-            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
-        ]
-        for reader in self.readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: IO[str], lines: list[str]) -> None:
-        for text in stream:
-            lines.append(text)
-
-    def wait_for(self, words: str, timeout: float = 15.0) -> str:
-        """The first stdout line containing ``words``; fails after ``timeout`` seconds."""
-
-        def line() -> str | None:
-            found = next((text for text in list(self.out) if words in text), None)
-            ended = self.proc.poll() is not None and not any(r.is_alive() for r in self.readers)
-            if found is None and ended:
-                raise AssertionError(f"it exited with status {self.proc.returncode}")
-            return found
-
-        try:
-            return wait_until(line, timeout, f"{words!r} printed")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; no {words!r} in: {self.output()}") from None
-
-    def output(self) -> str:
-        return f"\n{''.join(self.out)}\n{''.join(self.err)}"
-
-    def stop(self) -> tuple[int, str, str]:
-        """Ctrl+C; the exit status and everything it printed."""
-        self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(10)
-        for reader in self.readers:
-            reader.join(5)
-        return code, "".join(self.out), "".join(self.err)
-
-    def __enter__(self) -> "Live":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 # An event as an implementation sends it, "message" early so that a cut transcript line shows it.

@@ -17,12 +17,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import requests
 import trustme
 from conftest import wait_until
+from processes import ENV, ROOT, Live, as_in_a_terminal
 from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
 
@@ -31,95 +32,20 @@ from onebot_ref.http_server import HttpServer
 from onebot_ref.ws_client import WsClient
 from onebot_ref.ws_server import WsServer
 
-ROOT = pathlib.Path(__file__).parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
 CLI = [sys.executable, "-m", "onebot_ref.testing"]
 
 
-def as_in_a_terminal() -> None:
-    """SIGINT at its default in the child, as in a terminal (see test_demo's twin: a suite
-    started in the background has SIGINT ignored, and the child would inherit that)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Fake:
-    """The CLI in a subprocess, stdin a pipe; threads collect its output line by line."""
+class Fake(Live):
+    """The CLI in a subprocess, its standard input a pipe (:meth:`Live.send`)."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [*CLI, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", env=ENV, cwd=ROOT,
-            preexec_fn=as_in_a_terminal,  # noqa: PLW1509
-        )  # fmt: skip
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.readers = [
-            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
-        ]
-        for reader in self.readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: IO[str], lines: list[str]) -> None:
-        for text in stream:
-            lines.append(text)
-
-    def output(self) -> str:
-        return f"\n{''.join(self.out)}\n{''.join(self.err)}"
-
-    def wait_for(self, words: str, timeout: float = 15.0) -> str:
-        """The first stdout line containing ``words``."""
-
-        def line() -> str | None:
-            found = next((text for text in list(self.out) if words in text), None)
-            if found is None and self.proc.poll() is not None:
-                for reader in self.readers:
-                    reader.join(5)
-                found = next((text for text in list(self.out) if words in text), None)
-                if found is None:
-                    raise AssertionError(f"it exited with {self.proc.returncode}: {self.output()}")
-            return found
-
-        try:
-            found: str = wait_until(line, timeout, f"{words!r} printed")
-            return found
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; no {words!r} in: {self.output()}") from None
+        super().__init__(*CLI[1:], *args, stdin=True)
 
     def url(self, label: str) -> str:
         """The URL the start banner gives for ``label`` (``HTTP API``, ``forward WS``)."""
         found = re.search(r"(https?|wss?)://\S+", self.wait_for(label))
         assert found is not None
         return found.group()
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def finish(self, timeout: float = 15.0) -> tuple[int, str, str]:
-        """Wait for it to exit by itself; the status and everything it printed."""
-        code = self.proc.wait(timeout)
-        for reader in self.readers:
-            reader.join(5)
-        return code, "".join(self.out), "".join(self.err)
-
-    def interrupt(self) -> tuple[int, str, str]:
-        """Ctrl+C."""
-        self.proc.send_signal(signal.SIGINT)
-        return self.finish(10)
-
-    def __enter__(self) -> "Fake":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -185,7 +111,7 @@ def test_http_api_mode_answers_requests_and_our_client(tmp_path: pathlib.Path) -
             bot.set_group_card(30009, 20001, "新卡")
         fake.wait_for("<< [group 30009] FakeBot: @卡 你好")  # shown even with --no-console
         fake.wait_for('.. bot: set_group_card group_id=30009 user_id=20001 card="新卡"')
-        code, out, err = fake.interrupt()
+        code, out, err = fake.stop()
     assert code == 0 and "Traceback" not in err, err
     assert out.rstrip().endswith("stopped")
     assert refused(url)
@@ -374,7 +300,7 @@ def test_every_mode_at_once_and_ctrl_c_closes_every_listener(reverse_bot: Revers
                 assert json.loads(ws.recv(timeout=5))["raw_message"] == "hello everyone"
                 wait_until(lambda: post_bot.bots, 10, "the HTTP POST")
                 wait_until(lambda: len(reverse_bot.events) >= 2, 10, "the reverse event")
-                code, out, err = fake.interrupt()
+                code, out, err = fake.stop()
                 with pytest.raises(Exception):  # noqa: B017  (the server went away: any close)
                     ws.recv(timeout=5)
     assert code == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
@@ -454,7 +380,7 @@ def test_tls_serves_https_and_wss_and_verifies_the_bot_with_ca_file(
                 assert json.loads(ws.recv(timeout=5))["meta_event_type"] == "lifecycle"
             fake.send("/private 20001 hi")
             fake.wait_for("<< [private 20001] FakeBot: over TLS")
-            code, _out, err = fake.interrupt()
+            code, _out, err = fake.stop()
     assert bot.url.startswith("https://")
     assert code == 0 and "Traceback" not in err, err
 

@@ -569,7 +569,7 @@ def test_close_wakes_a_handshake_in_progress(pki: SimpleNamespace, no_thread_lea
 
 
 def test_demo_over_tls(pki: SimpleNamespace, tmp_path: pathlib.Path) -> None:
-    from test_demo import run  # the demo tests' subprocess runner
+    from processes import run  # the demo tests' subprocess runner
 
     result = run("-m", "onebot_ref.demo", "all", "--tls")
     assert result.returncode == 0, result.stderr
