@@ -16,7 +16,12 @@ The buffer is sized to what the connection uses: ``RECV_MIN`` while events are
 small, four times larger each time a read fills it (up to ``RECV_MAX``, for a
 large message), and back to ``RECV_MIN`` once a read is small again with no
 message half-received. A thousand idle accounts then hold 16 KiB each, not
-256 KiB (``benchmarks/bench_accounts.py``).
+256 KiB (``benchmarks/bench_accounts.py``). Or a shared reader
+(:mod:`onebot_ref._ws_reader`) reads the connection instead of a thread of
+its own: :meth:`Connection.begin` on the accepting thread, then
+:meth:`Connection.read_ready` each time the socket polls readable (never
+blocking, into the reader's one buffer), and :meth:`Connection.end`; the
+rest of this class is the same for both.
 Thread stacks stay at the platform's default: a stack takes memory only for
 the pages a thread touches, about 16 KiB for one blocked in ``recv`` whatever
 its size (1,000 such threads measured the same RSS with 8 MiB and 64 KiB
