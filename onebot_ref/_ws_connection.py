@@ -111,8 +111,21 @@ class _PlainIO:
 
     def __init__(self, sock: socket.socket) -> None:
         sock.settimeout(None)  # bounded by Connection.tick (module docstring)
+        self.sock = sock
         self.recv_into = sock.recv_into
         self.sendall = sock.sendall
+
+    def recv_now(self, buffer: memoryview) -> int | None:
+        """What has arrived, without waiting; None when nothing has."""
+        try:
+            return self.sock.recv_into(buffer, 0, DONTWAIT)
+        except BlockingIOError:
+            return None
+
+    reads_per_poll = 1  # a read takes what the kernel holds, up to the buffer
+
+    def pending(self) -> int:
+        return 0  # the kernel's buffer is what poll() sees
 
 
 class _TlsIO:
@@ -136,6 +149,26 @@ class _TlsIO:
                 except ssl.SSLWantWriteError:
                     pass
             _wait(self.sock, write=True, timeout=None)
+
+    def recv_now(self, buffer: memoryview) -> int | None:
+        """What OpenSSL can give now, without waiting; None when a record is still incomplete.
+
+        Raises:
+            ssl.SSLWantWriteError: OpenSSL must write before it can read (a
+                renegotiation); the caller reads on a thread that may wait.
+        """
+        with self.lock:
+            try:
+                return self.sock.recv_into(buffer)
+            except ssl.SSLWantReadError:
+                return None
+
+    reads_per_poll = 16  # a read gives one record (16 KiB at most)
+
+    def pending(self) -> int:
+        """Bytes OpenSSL has decrypted and not handed out: no poll() shows them."""
+        with self.lock:
+            return self.sock.pending()
 
     def sendall(self, data: bytes) -> None:
         view = memoryview(data)
@@ -287,21 +320,29 @@ class Connection:
             ``MORE`` to go on reading it; ``OVER`` once it is over (the reader
             stops and calls :meth:`end`); ``BACKED_UP`` when more than
             ``OUTBOX_LIMIT`` bytes wait to be written (a peer sending pings
-            and reading none of our Pongs): the reader stops, and
-            :meth:`go_on` reads it on a thread of its own, where writing
-            blocks reading again, as in :meth:`run`.
+            and reading none of our Pongs), or when OpenSSL must write before
+            it reads on: the reader stops, and :meth:`go_on` reads it on a
+            thread of its own, where writing blocks reading again, as in
+            :meth:`run`.
         """
         try:
-            try:
-                n = self.sock.recv_into(scratch, 0, DONTWAIT)
-            except BlockingIOError:
-                return Reading.MORE  # polled readable, yet nothing: poll again
-            if not n:
-                with self._lock:
-                    self.protocol.receive_eof()
-                return Reading.OVER
-            self.last_seen = time.monotonic()
-            self._receive(scratch[:n], self._flush_soon)
+            reads = 0
+            while (n := self.io.recv_now(scratch)) is not None:
+                if not n:
+                    with self._lock:
+                        self.protocol.receive_eof()
+                    return Reading.OVER
+                self.last_seen = time.monotonic()
+                self._receive(scratch[:n], self._flush_soon)
+                reads += 1
+                if self.protocol.closed:
+                    break
+                # One read takes all the kernel holds; one TLS read, a record: take
+                # a few more, and always what OpenSSL holds, which no poll() shows.
+                if reads >= self.io.reads_per_poll and not self.io.pending():
+                    break
+        except ssl.SSLWantWriteError:  # OpenSSL must write to read on: where writes may wait
+            return Reading.BACKED_UP
         except Exception as exc:
             self._stopped(exc, self._flush_soon)
             return Reading.OVER

@@ -17,7 +17,7 @@ says), and otherwise returns a **session** for the connection, with three::
     def closed(self) -> None: ...                       # receive thread, once
 
 and, optionally, ``nonblocking = True`` when ``message`` never waits: then,
-on a server made with ``shared_reader=True``, a plaintext connection is read
+on a server made with ``shared_reader=True``, a connection is read
 by one thread shared with the others (:mod:`onebot_ref._ws_reader`) instead of
 a thread of its own, and ``closed`` runs on a short-lived thread.
 

@@ -25,10 +25,12 @@ same deadlines from the owner's ``tick``. What the reader asks of it:
   queued, it leaves the reader for a thread of its own, where, as before,
   writing holds reading back until ``send_timeout`` cuts it.
 
-Only plaintext sockets, and only where one read can be told not to block
-(``MSG_DONTWAIT``: Linux, macOS, the BSDs) are shared (:func:`can_share`); a
-TLS connection keeps its own thread: OpenSSL may hold decrypted bytes that no
-``select`` shows, and may need to write in order to read.
+Connections are shared where one read can be told not to block
+(``MSG_DONTWAIT``: Linux, macOS, the BSDs; :func:`can_share`); on Windows each
+keeps its own thread. A TLS socket is non-blocking already: a read takes what
+OpenSSL can give, goes on while OpenSSL holds decrypted bytes that no
+``select`` would show (``pending()``), and a connection whose OpenSSL must
+write before it can read (a renegotiation) goes to a thread of its own.
 
 It owns the reader thread and the selector. It must never decide a protocol
 question or parse a message (the connection and its owner do), and it imports
@@ -38,7 +40,6 @@ nothing above :mod:`onebot_ref._ws_connection`.
 import logging
 import selectors
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 def can_share(sock: socket.socket) -> bool:
     """True when a :class:`SharedReader` can read ``sock`` (module docstring)."""
-    return bool(DONTWAIT) and not isinstance(sock, ssl.SSLSocket)
+    return bool(DONTWAIT)
 
 
 class SharedReader:

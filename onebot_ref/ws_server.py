@@ -53,8 +53,8 @@ events (objects with ``post_type``) come in; we send ``{"action", "params",
   call the bot's API (:mod:`onebot_ref._hooks`, shared with ``HttpServer``).
 
 Threads: one accept thread (which also reaps dead connections), one receive
-thread shared by every plaintext connection (:mod:`onebot_ref._ws_reader`; a
-TLS connection has one of its own), the registry's workers, and the hook thread
+thread shared by every connection (:mod:`onebot_ref._ws_reader`; on Windows
+each has one of its own), the registry's workers, and the hook thread
 once a hook has run. A receive thread only parses; events go to
 ``registry.submit`` so a handler may call the API, whose response that same
 receive thread has to deliver.
@@ -141,8 +141,8 @@ class Peer:
     :meth:`message` and :meth:`closed` are called by the connection, the last
     two on its receive thread, which must never run a handler (a handler's
     call needs this very thread to read its response). That thread is the
-    server's shared reader (:mod:`onebot_ref._ws_reader`) for plaintext
-    connections: :meth:`message` never blocks (``nonblocking``).
+    server's shared reader (:mod:`onebot_ref._ws_reader`), serving every
+    connection: :meth:`message` never blocks (``nonblocking``).
     """
 
     nonblocking = True  # message() never waits: it may share a reader thread

@@ -213,6 +213,51 @@ def test_ws_server_with_session_tickets_loses_no_frame(
         server.close()
 
 
+def test_wss_connections_share_one_reader_thread_too(
+    pki: SimpleNamespace, no_thread_leak: None
+) -> None:
+    """Twenty wss:// accounts add no thread each; events and calls go through the one reader.
+
+    A TLS read takes what OpenSSL can give at once, and goes on while OpenSSL
+    holds decrypted bytes that no poll() would announce; the 1 KiB events and
+    answers here come several to a record and several records to a read.
+    """
+    got: list[int] = []
+    server = WsServer("127.0.0.1", 0, certfile=pki.certfile, keyfile=pki.keyfile, timeout=10)
+    server.on("message")(lambda e: got.append(int(e["self_id"])))
+    with server:
+        before = threading.active_count()  # handler threads start with the first event
+        clients = [
+            websocket.create_connection(
+                server.url,
+                header=[f"X-Self-ID: {n}"],
+                sslopt={"context": pki.client_ctx()},
+                timeout=10,
+            )
+            for n in range(1, 21)
+        ]
+        peers = [
+            threading.Thread(target=_websocket_client_peer, args=(ws, n, EVENTS))
+            for n, ws in enumerate(clients, 1)
+        ]
+        try:
+            wait_until(lambda: len(server.bots) == 20)
+            wait_until(lambda: threading.active_count() - before <= 2, what="one reader thread")
+            for peer in peers:
+                peer.start()
+            for n in range(1, 21):
+                bot = server.bot(n)
+                assert [bot.call("echo", n=k, pad="x" * 1024)["n"] for k in range(3)] == [0, 1, 2]
+            wait_until(lambda: len(got) == 20 * EVENTS)
+            assert sorted(set(got)) == list(range(1, 21))
+        finally:
+            for ws in clients:
+                ws.close(timeout=5)
+            for peer in peers:
+                if peer.is_alive():
+                    peer.join(5)
+
+
 def _websocket_client_peer(ws: websocket.WebSocket, self_id: int, pushes: int) -> None:
     """websocket-client as the implementation: push events, answer calls, until closed."""
     lock = threading.Lock()
