@@ -267,6 +267,7 @@ def test_events_before_and_without_lifecycle(impls: Callable[..., Impl]) -> None
     with client as bot:
         assert bot.self_id is None
         impl.push(EVENTS[5])
+        wait_until(lambda: seen)  # handlers run side by side: one at a time, for the order
         impl.push(LIFECYCLE)
         wait_until(lambda: len(seen) == 2)
     assert seen == [EVENTS[5], LIFECYCLE]
