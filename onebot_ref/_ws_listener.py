@@ -50,7 +50,7 @@ from ._serve import Server, Throttle
 from ._tls import peer_name
 from ._ws_connection import Connection
 from ._ws_protocol import Protocol as WsProtocol
-from ._ws_reader import SharedReader, can_share
+from ._ws_reader import CAN_SHARE, SharedReader
 from .framer import (
     HandshakeError,
     Request,
@@ -176,9 +176,7 @@ class WebSocketServer:
         except HandshakeError as exc:
             self._refuse(sock, peer, exc)
             return False
-        shared = (
-            self.reader is not None and can_share(sock) and getattr(session, "nonblocking", False)
-        )
+        shared = self.reader is not None and CAN_SHARE and getattr(session, "nonblocking", False)
 
         def closed() -> None:
             if shared:  # its socket is closed: it counts no more (before the policy hears)

@@ -26,7 +26,7 @@ same deadlines from the owner's ``tick``. What the reader asks of it:
   writing holds reading back until ``send_timeout`` cuts it.
 
 Connections are shared where one read can be told not to block
-(``MSG_DONTWAIT``: Linux, macOS, the BSDs; :func:`can_share`); on Windows each
+(``MSG_DONTWAIT``: Linux, macOS, the BSDs; ``CAN_SHARE``); on Windows each
 keeps its own thread. A TLS socket is non-blocking already: a read takes what
 OpenSSL can give, goes on while OpenSSL holds decrypted bytes that no
 ``select`` would show (``pending()``), and a connection whose OpenSSL must
@@ -46,14 +46,13 @@ from collections.abc import Callable
 
 from ._ws_connection import DONTWAIT, RECV_MAX, Connection, Reading
 
-__all__ = ["SharedReader", "can_share"]
+__all__ = ["CAN_SHARE", "SharedReader"]
 
 log = logging.getLogger(__name__)
 
 
-def can_share(sock: socket.socket) -> bool:
-    """True when a :class:`SharedReader` can read ``sock`` (module docstring)."""
-    return bool(DONTWAIT)
+# Whether this platform lets a SharedReader read sockets: one read must be told not to block.
+CAN_SHARE = bool(DONTWAIT)
 
 
 class SharedReader:
