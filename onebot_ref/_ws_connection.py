@@ -115,14 +115,14 @@ class _PlainIO:
         self.recv_into = sock.recv_into
         self.sendall = sock.sendall
 
+    reads_per_poll = 1  # a read takes what the kernel holds, up to the buffer
+
     def recv_now(self, buffer: memoryview) -> int | None:
         """What has arrived, without waiting; None when nothing has."""
         try:
             return self.sock.recv_into(buffer, 0, DONTWAIT)
         except BlockingIOError:
             return None
-
-    reads_per_poll = 1  # a read takes what the kernel holds, up to the buffer
 
     def pending(self) -> int:
         return 0  # the kernel's buffer is what poll() sees
@@ -163,7 +163,7 @@ class _TlsIO:
             except ssl.SSLWantReadError:
                 return None
 
-    reads_per_poll = 16  # a read gives one record (16 KiB at most)
+    reads_per_poll = 16  # a read gives one record (16 KiB at most): a few more a round
 
     def pending(self) -> int:
         """Bytes OpenSSL has decrypted and not handed out: no poll() shows them."""
@@ -257,13 +257,10 @@ class Connection:
 
     def run(self) -> None:
         """Read until the connection is over; then close the socket and call ``on_close``."""
-        try:
-            self._begin()
-        except Exception as exc:
-            self._stopped(exc, self._flush)
+        if self.begin():
+            self.go_on()
+        else:
             self.end()
-            return
-        self.go_on()
 
     def go_on(self) -> None:
         """:meth:`run` past its start: also for a connection a shared reader hands back."""

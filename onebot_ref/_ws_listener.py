@@ -176,10 +176,12 @@ class WebSocketServer:
         except HandshakeError as exc:
             self._refuse(sock, peer, exc)
             return False
-        shared = self.reader is not None and CAN_SHARE and getattr(session, "nonblocking", False)
+        shares = CAN_SHARE and getattr(session, "nonblocking", False)
+        reader = self.reader if shares else None
 
         def closed() -> None:
-            if shared:  # its socket is closed: it counts no more (before the policy hears)
+            # Its socket is closed: a shared one counts no more, before the policy hears.
+            if reader is not None:
                 self.server.release(sock)
             session.closed()
 
@@ -203,18 +205,15 @@ class WebSocketServer:
         handed = False
         try:
             session.opened(conn)
-            if self.reader is not None and shared:
-                # The 101 first, from here; then the reader reads, and ends it.
-                if not conn.begin():
-                    conn.end()
-                elif self.server.keep(sock):
-                    handed = self.reader.add(conn, lambda: self._gone_away(conn))
-                    if not handed:  # the server is closing: read it here, as below (its
-                        conn.go_on()  # socket still counts: close() cuts it; closed() releases it)
-                else:  # the server is closing (its goodbye closes this one too)
-                    conn.go_on()
-            else:
+            if reader is None:
                 conn.run()  # the 101 first, then the receive loop, then session.closed()
+            elif not conn.begin():  # the 101 from here, and the bytes behind the request
+                conn.end()
+            else:  # the reader reads it from now on, and ends it; unless the server is
+                # closing meanwhile: then this thread reads on, and close() cuts it
+                handed = self.server.keep(sock) and reader.add(conn, lambda: self._gone_away(conn))
+                if not handed:
+                    conn.go_on()
         finally:
             if not handed:
                 self._gone_away(conn)
